@@ -41,9 +41,7 @@ MAX_NESTING: Final = 32
 MAX_ID_LENGTH: Final = 128
 
 # Client -> server message types (article) plus rtwidgets' additions.
-CLIENT_TYPES: Final = frozenset(
-    {"ping", "subscribe", "unsubscribe", "publish", "presence_update", "sync"}
-)
+CLIENT_TYPES: Final = frozenset({"ping", "subscribe", "unsubscribe", "publish", "presence_update", "sync"})
 # Server -> client message types.
 SERVER_TYPES: Final = frozenset(
     {
@@ -178,7 +176,9 @@ def validate_channel(name: Any, msg_id: Any = None) -> str:
     for ch in name:
         if ch.isspace() or ch in "*?" or not ch.isprintable():
             raise ProtocolError(
-                ErrorCode.INVALID_FIELD, "'channel' contains whitespace, '*', '?' or control characters", msg_id
+                ErrorCode.INVALID_FIELD,
+                "'channel' contains whitespace, '*', '?' or control characters",
+                msg_id,
             )
     return name
 
@@ -189,16 +189,12 @@ def _opt_bool(obj: dict[str, Any], field: str, msg_id: Any) -> None:
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{field}' must be a boolean", msg_id)
 
 
-def _opt_int(
-    obj: dict[str, Any], field: str, msg_id: Any, lo: int = 0, hi: int = 2**53
-) -> int | None:
+def _opt_int(obj: dict[str, Any], field: str, msg_id: Any, lo: int = 0, hi: int = 2**53) -> int | None:
     value = obj.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ProtocolError(
-            ErrorCode.INVALID_FIELD, f"'{field}' must be an integer in [{lo}, {hi}]", msg_id
-        )
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{field}' must be an integer in [{lo}, {hi}]", msg_id)
     return value
 
 
@@ -231,16 +227,12 @@ def parse_client_frame(raw: str | bytes, max_bytes: int | None = None) -> dict[s
     if not isinstance(mtype, str):
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame has no string 'type'", msg_id)
     if mtype not in CLIENT_TYPES:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown message type {mtype[:40]!r}", msg_id
-        )
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {mtype[:40]!r}", msg_id)
     _check_depth(msg)
 
     if mtype == "ping":
         t = msg.get("t")
-        if t is not None and (
-            isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)
-        ):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)):
             raise ProtocolError(ErrorCode.INVALID_FIELD, "'t' must be a number", msg_id)
     elif mtype == "subscribe":
         validate_channel(msg.get("channel"), msg_id)
@@ -270,9 +262,7 @@ def parse_client_frame(raw: str | bytes, max_bytes: int | None = None) -> dict[s
     elif mtype == "presence_update":
         validate_channel(msg.get("channel"), msg_id)
         if not isinstance(msg.get("data"), dict):
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD, "'presence_update' needs an object 'data'", msg_id
-            )
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'presence_update' needs an object 'data'", msg_id)
     elif mtype == "sync":
         channel = msg.get("channel")
         if channel is not None:
@@ -286,9 +276,7 @@ def parse_client_frame(raw: str | bytes, max_bytes: int | None = None) -> dict[s
         if pending is not None and (
             not isinstance(pending, list) or not all(isinstance(p, str) for p in pending)
         ):
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD, "'pendingOps' must be a list of strings", msg_id
-            )
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'pendingOps' must be a list of strings", msg_id)
     return msg
 
 
