@@ -1,0 +1,104 @@
+// ConnectionStatus: state badge, live reconnect countdown, last error, user and RTT,
+// Reconnect / Disconnect buttons. Traits and intents: see docs/widgets_contract (ConnectionStatus).
+import { startCountdown } from "./lib/countdown.js";
+import { h, setAttr, setText } from "./lib/dom.js";
+import { createScope } from "./lib/scope.js";
+import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
+import { formatRtt } from "./lib/time.js";
+import { num, str } from "./lib/traits.js";
+
+const CSS = `
+.rtw-connection_status { display: flex; flex-direction: column; gap: 6px; }
+.rtw-connection_status .rtw-cs-error:empty, .rtw-connection_status .rtw-cs-retry:empty { display: none; }
+.rtw-connection_status .rtw-cs-meta { font-size: 0.9em; }
+`;
+
+const TONES = ["success", "warn", "error"];
+
+function render({ model, el }) {
+  injectStyle("base", BASE_CSS, el);
+  injectStyle("connection_status", CSS, el);
+  const scope = createScope(model);
+
+  const badge = h("span", { class: "rtw-badge", role: "status" });
+  const retry = h("span", { class: "rtw-cs-retry rtw-muted", "aria-live": "polite" });
+  const attempt = h("span", { class: "rtw-cs-attempt rtw-muted" });
+  const error = h("div", { class: "rtw-cs-error rtw-error-text", "aria-live": "polite" });
+  const user = h("span", { class: "rtw-cs-user" });
+  const rtt = h("span", { class: "rtw-cs-rtt" });
+  const url = h("span", { class: "rtw-cs-url rtw-muted" });
+  const reconnect = h("button", { type: "button", class: "rtw-cs-reconnect", text: "Reconnect" });
+  const disconnect = h("button", { type: "button", class: "rtw-cs-disconnect", text: "Disconnect" });
+  const root = h(
+    "div",
+    { class: "rtw-widget rtw-connection_status", role: "group", "aria-label": "Connection status" },
+    h("div", { class: "rtw-row" }, badge, retry, attempt),
+    error,
+    h("div", { class: "rtw-row rtw-cs-meta" }, "user ", user, " · rtt ", rtt, " ", url),
+    h("div", { class: "rtw-row" }, reconnect, disconnect),
+  );
+
+  let stopCountdown = () => {};
+
+  function renderCountdown() {
+    stopCountdown();
+    stopCountdown = () => {};
+    const retryAt = num(model.get("retry_at"));
+    if (str(model.get("state")) !== "reconnecting" || retryAt <= 0) {
+      setText(retry, "");
+      return;
+    }
+    stopCountdown = startCountdown(scope, retryAt, (s) => {
+      setText(retry, s > 0 ? `retry in ${s} s` : "retrying…");
+    });
+  }
+
+  function renderState() {
+    const state = str(model.get("state"), "disconnected");
+    root.dataset.state = state;
+    const tone = toneForState(state);
+    for (const t of TONES) badge.classList.toggle(`rtw-tone-${t}`, t === tone);
+    setText(badge, state);
+    reconnect.disabled = state === "connected";
+    disconnect.disabled = state !== "connected";
+    renderAttempt();
+    renderCountdown();
+  }
+
+  function renderAttempt() {
+    const state = str(model.get("state"));
+    const n = num(model.get("attempt"));
+    const max = num(model.get("max_attempts"));
+    const show = n > 0 && (state === "reconnecting" || state === "connecting" || state === "failed");
+    setText(attempt, show ? `attempt ${n}${max > 0 ? `/${max}` : ""}` : "");
+  }
+
+  function renderMeta() {
+    const userId = str(model.get("user_id"));
+    const clientId = str(model.get("client_id"));
+    setText(user, userId || "–");
+    setAttr(user, "title", clientId ? `client ${clientId}` : null);
+    setText(rtt, formatRtt(num(model.get("rtt_ms"), -1)));
+    setText(url, str(model.get("url")));
+    setText(error, str(model.get("last_error")));
+  }
+
+  scope.listen(reconnect, "click", () => model.send({ action: "reconnect" }));
+  scope.listen(disconnect, "click", () => model.send({ action: "disconnect" }));
+
+  scope.onModel("change:state", renderState);
+  scope.onModel("change:retry_at", renderCountdown);
+  scope.onModel("change:attempt", renderAttempt);
+  scope.onModel("change:max_attempts", renderAttempt);
+  for (const trait of ["user_id", "client_id", "rtt_ms", "url", "last_error"]) {
+    scope.onModel(`change:${trait}`, renderMeta);
+  }
+
+  renderState();
+  renderMeta();
+  el.append(root);
+  scope.add(() => root.remove());
+  return () => scope.dispose();
+}
+
+export default { render };

@@ -1,0 +1,284 @@
+// LiveChart: a <canvas> line chart of float64 x/y buffers, redrawn at most once per animation
+// frame. Updates only mark the chart dirty; the frame callback reads zero-copy Float64Array
+// views over the latest DataViews, so a burst of trait changes costs one draw.
+import { BufferError, toFloat64 } from "./lib/buffers.js";
+import { h, setText } from "./lib/dom.js";
+import { createScope } from "./lib/scope.js";
+import { BASE_CSS, injectStyle } from "./lib/style.js";
+import { formatCount } from "./lib/time.js";
+import { dict, num, str } from "./lib/traits.js";
+
+const PRESSURE_LEVELS = ["none", "moderate", "high"];
+const DEFAULT_HEIGHT = 220;
+const PAD = { left: 48, right: 10, top: 8, bottom: 20 };
+
+const CSS = `
+.rtw-live_chart { display: flex; flex-direction: column; gap: 4px; }
+.rtw-live_chart .rtw-lc-title { font-weight: 600; }
+.rtw-live_chart canvas { width: 100%; height: ${DEFAULT_HEIGHT}px; display: block; }
+.rtw-live_chart .rtw-lc-stats { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em; }
+.rtw-live_chart .rtw-pressure { font-size: 0.85em; padding: 0 6px; border-radius: 999px; }
+.rtw-live_chart .rtw-pressure-none { background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #222); }
+.rtw-live_chart .rtw-pressure-moderate { background: var(--jp-warn-color1, #f57c00); color: #fff; }
+.rtw-live_chart .rtw-pressure-high { background: var(--jp-error-color1, #d32f2f); color: #fff; }
+.rtw-live_chart .rtw-lc-error:empty { display: none; }
+`;
+
+/** First index i with xs[i] >= x (xs ascending); xs.length if none. */
+export function lowerBound(xs, x) {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The visible x range and y range for the data (pure; exported for tests).
+ * x: [last - window, last] when window_ms > 0, else the data's extent.
+ * y: y_min / y_max when finite, else the visible data's min / max (padded when flat).
+ */
+export function computeView(xs, ys, windowMs, yMinTrait, yMaxTrait) {
+  const n = Math.min(xs.length, ys.length);
+  if (n === 0) return null;
+  const x1 = xs[n - 1];
+  const x0 = windowMs > 0 ? x1 - windowMs : xs[0];
+  const start = windowMs > 0 ? Math.min(lowerBound(xs.subarray(0, n), x0), n - 1) : 0;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = start; i < n; i++) {
+    const v = ys[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  let y0 = Number.isFinite(yMinTrait) ? yMinTrait : lo;
+  let y1 = Number.isFinite(yMaxTrait) ? yMaxTrait : hi;
+  if (!Number.isFinite(y0) || !Number.isFinite(y1)) return null; // only NaN values
+  if (y1 <= y0) {
+    const pad = Math.abs(y0) * 0.05 || 1;
+    y0 -= pad;
+    y1 += pad;
+  }
+  return { start, n, x0, x1: x1 > x0 ? x1 : x0 + 1, y0, y1 };
+}
+
+/** Axis label for `v` on an axis spanning `span` (rounding noise near zero shows as 0). */
+export function formatTick(v, span) {
+  const a = Math.abs(v) < Math.abs(span) * 1e-6 ? 0 : Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e6 || a < 1e-3) return v.toExponential(1);
+  return a >= 100 ? String(Math.round(v)) : String(Number(v.toFixed(2)));
+}
+
+/**
+ * Draw the series into `ctx` (a CanvasRenderingContext2D or a compatible recorder), O(points).
+ * When there are more points than pixel columns, each column draws its min and max only.
+ */
+export function drawChart(ctx, width, height, xs, ys, view, colors) {
+  ctx.clearRect(0, 0, width, height);
+  const plotW = Math.max(1, width - PAD.left - PAD.right);
+  const plotH = Math.max(1, height - PAD.top - PAD.bottom);
+  ctx.font = "10px sans-serif";
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = colors.grid;
+  ctx.fillStyle = colors.text;
+  // Three horizontal grid lines with labels; x labels at both ends (seconds before the newest).
+  ctx.beginPath();
+  for (let k = 0; k <= 2; k++) {
+    const y = PAD.top + (plotH * k) / 2;
+    ctx.moveTo(PAD.left, y);
+    ctx.lineTo(PAD.left + plotW, y);
+    ctx.fillText(formatTick(view.y1 - ((view.y1 - view.y0) * k) / 2, view.y1 - view.y0), 2, y + 3);
+  }
+  ctx.stroke();
+  ctx.fillText(`-${formatTick((view.x1 - view.x0) / 1000, 1)} s`, PAD.left, height - 4);
+  ctx.fillText("now", PAD.left + plotW - 18, height - 4);
+
+  const sx = plotW / (view.x1 - view.x0);
+  const sy = plotH / (view.y1 - view.y0);
+  const px = (x) => PAD.left + (x - view.x0) * sx;
+  const py = (y) => PAD.top + (view.y1 - y) * sy;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(PAD.left, PAD.top, plotW, plotH);
+  ctx.clip();
+  ctx.strokeStyle = colors.line;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  const count = view.n - view.start;
+  if (count <= plotW * 2) {
+    let moved = false;
+    for (let i = view.start; i < view.n; i++) {
+      const y = ys[i];
+      if (Number.isNaN(y)) {
+        moved = false; // a gap in the data breaks the line
+        continue;
+      }
+      if (moved) ctx.lineTo(px(xs[i]), py(y));
+      else {
+        ctx.moveTo(px(xs[i]), py(y));
+        moved = true;
+      }
+    }
+  } else {
+    // Min/max decimation per pixel column: the envelope is exact and the path is O(width).
+    let col = -1;
+    let lo = 0;
+    let hi = 0;
+    let moved = false;
+    const flush = () => {
+      if (col < 0) return;
+      const x = PAD.left + col + 0.5;
+      if (moved) ctx.lineTo(x, py(hi));
+      else {
+        ctx.moveTo(x, py(hi));
+        moved = true;
+      }
+      ctx.lineTo(x, py(lo));
+    };
+    for (let i = view.start; i < view.n; i++) {
+      const y = ys[i];
+      if (Number.isNaN(y)) continue;
+      const c = Math.floor((xs[i] - view.x0) * sx);
+      if (c !== col) {
+        flush();
+        col = c;
+        lo = y;
+        hi = y;
+      } else if (y < lo) lo = y;
+      else if (y > hi) hi = y;
+    }
+    flush();
+  }
+  ctx.stroke();
+  ctx.restore();
+}
+
+function render({ model, el }) {
+  injectStyle("base", BASE_CSS, el);
+  injectStyle("live_chart", CSS, el);
+  const scope = createScope(model);
+
+  const title = h("span", { class: "rtw-lc-title" });
+  const pressure = h("span", { class: "rtw-pressure", role: "status", "aria-live": "polite" });
+  const canvas = h("canvas", { role: "img", "aria-label": "Live chart" });
+  const stats = h("div", { class: "rtw-lc-stats rtw-muted" });
+  const error = h("div", { class: "rtw-lc-error rtw-error-text", role: "alert" });
+  const root = h(
+    "div",
+    { class: "rtw-widget rtw-live_chart" },
+    h("div", { class: "rtw-row" }, title, pressure),
+    canvas,
+    error,
+    stats,
+  );
+
+  let frame = null;
+  let colors = null;
+  let colorsAt = -Infinity;
+
+  function themeColors() {
+    // Re-read the theme at most once a second: getComputedStyle is not free at 60 fps.
+    const now = Date.now();
+    if (colors && now - colorsAt < 1000) return colors;
+    const css = getComputedStyle(root);
+    const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+    colors = {
+      line: v("--jp-brand-color1", "#1976d2"),
+      grid: v("--jp-border-color2", "rgba(128,128,128,0.3)"),
+      text: v("--jp-ui-font-color2", "#777"),
+    };
+    colorsAt = now;
+    return colors;
+  }
+
+  function draw() {
+    frame = null;
+    let xs;
+    let ys;
+    try {
+      xs = toFloat64(model.get("x"), "x");
+      ys = toFloat64(model.get("y"), "y");
+      setText(error, xs.length === ys.length ? "" : `x has ${xs.length} points but y has ${ys.length}`);
+    } catch (err) {
+      if (!(err instanceof BufferError)) throw err;
+      setText(error, err.message);
+      return;
+    }
+    root.dataset.points = String(Math.min(xs.length, ys.length));
+    const ctx = canvas.getContext("2d");
+    if (!ctx) return; // no 2D context (headless test DOM): decoding and text still work
+    const dpr = globalThis.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || 600;
+    const cssH = canvas.clientHeight || DEFAULT_HEIGHT;
+    const w = Math.round(cssW * dpr);
+    const hgt = Math.round(cssH * dpr);
+    if (canvas.width !== w || canvas.height !== hgt) {
+      canvas.width = w;
+      canvas.height = hgt;
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const view = computeView(xs, ys, num(model.get("window_ms")), num(model.get("y_min"), NaN), num(model.get("y_max"), NaN));
+    if (!view) {
+      ctx.clearRect(0, 0, cssW, cssH);
+      return;
+    }
+    drawChart(ctx, cssW, cssH, xs, ys, view, themeColors());
+  }
+
+  /** Ask for a draw on the next animation frame; many calls before it coalesce into one. */
+  function schedule() {
+    if (frame === null && !scope.disposed) frame = requestAnimationFrame(draw);
+  }
+  scope.add(() => {
+    if (frame !== null) cancelAnimationFrame(frame);
+    frame = null;
+  });
+
+  function renderTitle() {
+    const t = str(model.get("title"));
+    setText(title, t);
+    canvas.setAttribute("aria-label", t ? `Live chart: ${t}` : "Live chart");
+  }
+
+  function renderPressure() {
+    const raw = str(model.get("pressure"), "none");
+    const level = PRESSURE_LEVELS.includes(raw) ? raw : "none";
+    for (const l of PRESSURE_LEVELS) pressure.classList.toggle(`rtw-pressure-${l}`, l === level);
+    setText(pressure, `pressure: ${raw || "none"}`);
+    root.dataset.state = level;
+  }
+
+  function renderStats() {
+    const s = dict(model.get("stats"));
+    const f = (k) => formatCount(num(s[k], NaN));
+    setText(
+      stats,
+      `received ${f("received")} · merged ${f("merged")} · dropped ${f("dropped")} · in ${f("rate_in")}/s · out ${f("rate_out")}/s`,
+    );
+  }
+
+  for (const trait of ["x", "y", "window_ms", "y_min", "y_max"]) scope.onModel(`change:${trait}`, schedule);
+  scope.onModel("change:title", renderTitle);
+  scope.onModel("change:pressure", renderPressure);
+  scope.onModel("change:stats", renderStats);
+
+  if (typeof ResizeObserver === "function") {
+    const ro = new ResizeObserver(schedule);
+    ro.observe(canvas);
+    scope.add(() => ro.disconnect());
+  }
+
+  renderTitle();
+  renderPressure();
+  renderStats();
+  el.append(root);
+  schedule();
+  scope.add(() => root.remove());
+  return () => scope.dispose();
+}
+
+export default { render };

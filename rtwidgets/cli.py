@@ -1,0 +1,370 @@
+"""The ``rtwidgets`` command line: run a gateway, mint tokens.
+
+Contract of each sub-command (exit codes are part of the interface; scripts rely on them):
+
+* ``rtwidgets gateway ...`` runs in the foreground on its own asyncio loop. Once it
+  listens it prints exactly one line to stdout, ``rtwidgets gateway listening on
+  ws://HOST:PORT`` (the real port when ``--port 0``), and flushes it. SIGINT/SIGTERM stop
+  it gracefully (clients are closed with 1001) and the exit code is 0. A port already
+  in use, an unreachable Redis or any other start-up failure prints one line to stderr
+  and exits with 1 (no traceback unless ``--log-level debug``).
+* ``rtwidgets token ...`` prints a signed token as its last stdout line (exit 0); a
+  missing secret is a usage error (exit 2).
+* Usage errors exit with 2 (argparse's convention).
+
+Secrets and tokens are never logged. A secret is only printed when asked for
+(``--print-secret``), and then to stderr so stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rtwidgets import __version__
+
+__all__ = ["SECRET_ENV", "build_parser", "main"]
+
+SECRET_ENV = "RTWIDGETS_SECRET"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+# Upper bound on start-up (binding the socket and, with --redis, connecting to Redis):
+# an unreachable Redis must end in a clear error, never in a silent hang.
+DEFAULT_START_TIMEOUT = 5.0
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+log = logging.getLogger("rtwidgets.cli")
+
+
+class _StartupError(Exception):
+    """A start-up failure with a message meant for humans (printed as one line)."""
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="rtwidgets",
+        description="Reactive realtime widgets for Jupyter: run a gateway, mint tokens.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtwidgets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    gw = sub.add_parser(
+        "gateway",
+        help="run a WebSocket gateway in the foreground",
+        description="Run a WebSocket gateway in the foreground until SIGINT/SIGTERM.",
+    )
+    gw.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
+    gw.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port, 0 for a free one (default {DEFAULT_PORT})"
+    )
+    gw.add_argument(
+        "--secret",
+        type=_non_empty,
+        default=None,
+        help=f"token signing secret (default: ${SECRET_ENV}; else a random one for this run)",
+    )
+    gw.add_argument(
+        "--print-secret",
+        action="store_true",
+        help="print a generated secret to stderr (so tokens can be minted with it)",
+    )
+    gw.add_argument("--redis", metavar="URL", default=None, help="Redis URL for multi-gateway fan-out")
+    gw.add_argument(
+        "--history", type=_positive_int, default=None, metavar="N", help="messages kept per channel"
+    )
+    gw.add_argument(
+        "--max-message-bytes", type=_positive_int, default=None, metavar="N", help="largest accepted frame"
+    )
+    gw.add_argument(
+        "--publish-rate",
+        type=_positive_float,
+        default=None,
+        metavar="R",
+        help="publishes per second allowed per connection",
+    )
+    gw.add_argument(
+        "--heartbeat-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="close connections silent for this long (4009)",
+    )
+    gw.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="allowed browser Origin (repeatable; default: any)",
+    )
+    gw.add_argument(
+        "--start-timeout",
+        type=_positive_float,
+        default=DEFAULT_START_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up starting (e.g. Redis unreachable) after this long (default {DEFAULT_START_TIMEOUT:g})",
+    )
+    gw.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default info)")
+    gw.set_defaults(func=_cmd_gateway, subparser=gw)
+
+    tok = sub.add_parser(
+        "token",
+        help="mint a token the gateway accepts",
+        description="Print a signed token (last line of stdout).",
+    )
+    tok.add_argument(
+        "--secret", type=_non_empty, default=None, help=f"signing secret (default: ${SECRET_ENV})"
+    )
+    tok.add_argument("--user", type=_non_empty, required=True, help="user id (the token's 'sub')")
+    tok.add_argument(
+        "--channel",
+        action="append",
+        type=_non_empty,
+        default=None,
+        metavar="PATTERN",
+        help="channel pattern the user may subscribe to (repeatable; default '*')",
+    )
+    tok.add_argument(
+        "--publish",
+        action="append",
+        type=_non_empty,
+        default=None,
+        metavar="PATTERN",
+        help="channel pattern the user may publish to (repeatable; default: the --channel patterns)",
+    )
+    tok.add_argument(
+        "--presence",
+        action="append",
+        type=_non_empty,
+        default=None,
+        metavar="PATTERN",
+        help="channel pattern the user may show presence in (repeatable; default: the --channel patterns)",
+    )
+    tok.add_argument(
+        "--ttl", type=_positive_int, default=3600, metavar="SECONDS", help="lifetime (default 3600)"
+    )
+    tok.set_defaults(func=_cmd_token, subparser=tok)
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _redact_url(url: str) -> str:
+    """Hide the password of ``redis://user:password@host`` style URLs (for messages)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
+
+
+def _format_url(host: str, port: int) -> str:
+    # IPv6 literals need brackets in a URL.
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"ws://{shown}:{port}"
+
+
+def _describe_start_error(exc: BaseException, host: str, port: int, redis_url: str | None) -> str:
+    """One human line for a start-up failure; never includes a secret."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+        reason = {
+            errno.EADDRINUSE: "address already in use",
+            errno.EACCES: "permission denied",
+            errno.EADDRNOTAVAIL: "address not available on this machine",
+        }[exc.errno]
+        return f"cannot listen on {host}:{port}: {reason}"
+    name = type(exc).__name__
+    if redis_url is not None and ("redis" in type(exc).__module__.lower() or "Broker" in name):
+        # The broker's own message is usually complete ("cannot reach Redis at ...");
+        # redact it anyway, since it may echo the URL with its password.
+        detail = _redact_url(str(exc)) or name
+        if "redis" in detail.lower():
+            return detail
+        return f"cannot connect to Redis at {_redact_url(redis_url)}: {detail}"
+    if isinstance(exc, OSError):
+        return f"cannot start the gateway on {host}:{port}: {exc.strerror or exc}"
+    return f"cannot start the gateway: {name}: {exc}" if str(exc) else f"cannot start the gateway: {name}"
+
+
+def _print_line(stream: TextIO, text: str) -> None:
+    print(text, file=stream, flush=True)
+
+
+# ----------------------------------------------------------------------------- gateway
+
+
+def _gateway_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the options the user set, so the gateway's own defaults apply otherwise."""
+    overrides: dict[str, Any] = {}
+    if args.history is not None:
+        overrides["history_size"] = args.history
+    if args.max_message_bytes is not None:
+        overrides["max_message_bytes"] = args.max_message_bytes
+    if args.publish_rate is not None:
+        overrides["publish_rate"] = args.publish_rate
+    if args.heartbeat_timeout is not None:
+        overrides["heartbeat_timeout"] = args.heartbeat_timeout
+    if args.allowed_origin:
+        overrides["allowed_origins"] = tuple(args.allowed_origin)
+    return overrides
+
+
+async def _serve(args: argparse.Namespace, secret: str) -> int:
+    # Imported here so `rtwidgets token` and `--version` stay fast and work even if the
+    # gateway's optional pieces fail to import.
+    from rtwidgets.gateway import Gateway
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            gateway = Gateway(args.host, args.port, secret=secret, redis=args.redis, **_gateway_kwargs(args))
+        except (TypeError, ValueError) as exc:
+            raise _StartupError(f"invalid gateway configuration: {exc}") from None
+        try:
+            await asyncio.wait_for(gateway.start_async(), timeout=args.start_timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(gateway.stop_async(), timeout=args.start_timeout)
+            what = f"Redis at {_redact_url(args.redis)} unreachable?" if args.redis else "still starting"
+            raise _StartupError(f"gateway did not start within {args.start_timeout:g}s ({what})") from None
+        except Exception as exc:
+            log.debug("start-up failed", exc_info=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(gateway.stop_async(), timeout=args.start_timeout)
+            raise _StartupError(_describe_start_error(exc, args.host, args.port, args.redis)) from None
+
+        _print_line(sys.stdout, f"rtwidgets gateway listening on {_format_url(args.host, gateway.port)}")
+        await stop.wait()
+        log.info("stopping: closing client connections")
+        # A second signal during shutdown should not be swallowed: restore the default
+        # handlers so Ctrl-C twice still ends a stuck process.
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await gateway.stop_async()
+        log.info("stopped")
+        return 0
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    secret = args.secret or os.environ.get(SECRET_ENV) or None
+    if secret is None:
+        secret = secrets.token_urlsafe(32)
+        _print_line(
+            sys.stderr,
+            f"rtwidgets: no --secret or ${SECRET_ENV} given; using a random secret for this run. "
+            "Tokens must be minted with that secret"
+            + (" (printed below)." if args.print_secret else " (pass --print-secret to see it)."),
+        )
+        if args.print_secret:
+            _print_line(sys.stderr, f"rtwidgets: secret: {secret}")
+    try:
+        return asyncio.run(_serve(args, secret))
+    except _StartupError as exc:
+        _print_line(sys.stderr, f"rtwidgets: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        # SIGINT arrived before the handler was installed (or after it was removed):
+        # still a requested stop, not a failure.
+        return 0
+
+
+# ----------------------------------------------------------------------------- token
+
+
+def _cmd_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from rtwidgets.auth import issue_token
+
+    secret = args.secret or os.environ.get(SECRET_ENV) or None
+    if secret is None:
+        parser.error(f"a secret is required (--secret or ${SECRET_ENV})")
+    channels = tuple(args.channel) if args.channel else ("*",)
+    token = issue_token(
+        secret,
+        args.user,
+        channels,
+        publish=tuple(args.publish) if args.publish else None,
+        presence=tuple(args.presence) if args.presence else None,
+        ttl=args.ttl,
+    )
+    _print_line(sys.stdout, token)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code (0 ok, 1 runtime failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args, args.subparser))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m rtwidgets` goes via __main__.py
+    raise SystemExit(main())

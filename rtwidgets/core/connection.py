@@ -1,0 +1,706 @@
+"""Sans-I/O connection state machine: the logic of the article's ``RealtimeConnection``.
+
+Rules of this module:
+
+* No I/O, no asyncio, no clock, no global RNG: every input carries ``now`` (seconds, any
+  monotonic clock) and randomness comes from an injected ``random.Random``.
+* The I/O layer feeds inputs (:meth:`ConnectionCore.connect`, :meth:`~ConnectionCore.on_open`,
+  :meth:`~ConnectionCore.on_frame`, :meth:`~ConnectionCore.on_close`, :meth:`~ConnectionCore.tick`,
+  ...) and after each input drains :meth:`~ConnectionCore.events` (frozen dataclasses, in order)
+  and :meth:`~ConnectionCore.data_to_send` (frames to write, in order), then sleeps until
+  :meth:`~ConnectionCore.next_deadline` or the next input.
+* Nothing is lost silently: every :class:`Op` ends in exactly one of ``AckReceived``, ``Sent``
+  or ``SendFailed`` (or the caller cancelled it).
+
+Lifecycle (states are :class:`ConnectionState`)::
+
+    disconnected --connect--> connecting --'connected' frame--> connected
+    connecting --open failed / closed--> reconnecting --backoff timer--> connecting
+    connected --closed (code not in NO_RECONNECT_CODES)--> reconnecting
+    reconnecting --attempts == max_attempts--> failed (terminal until connect())
+    any --disconnect() / close in NO_RECONNECT_CODES--> disconnected
+
+The connection counts as *connected* when the gateway's ``connected`` frame arrives (not
+when the socket opens), so a gateway that accepts the socket then closes it with 4001 never
+sees queued frames.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from rtwidgets.protocol import NO_RECONNECT_CODES, CloseCode
+
+__all__ = [
+    "AckReceived",
+    "CloseSocket",
+    "Connected",
+    "ConnectionCore",
+    "ConnectionEvent",
+    "ConnectionState",
+    "ConnectionStats",
+    "Error",
+    "HeartbeatConfig",
+    "Message",
+    "OpStatus",
+    "OpenSocket",
+    "Operation",
+    "QueueOverflow",
+    "ReconnectConfig",
+    "SendFailed",
+    "Sent",
+    "StateChanged",
+    "drain",
+]
+
+
+class ConnectionState(str, Enum):
+    """Where the connection is in its lifecycle (the article's states plus ``failed``)."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"  # gave up after max_attempts; only connect() leaves it
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    """Automatic reconnection with exponential backoff and jitter (article defaults, seconds)."""
+
+    enabled: bool = True
+    max_attempts: int = 10
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    jitter_factor: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 0:
+            raise ValueError("max_attempts must be >= 0")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("base_delay and max_delay must be >= 0")
+        if not 0 <= self.jitter_factor <= 2:
+            raise ValueError("jitter_factor must be in [0, 2] (the delay must stay >= 0)")
+
+    def delay(self, attempt: int, rnd: float) -> float:
+        """The article's formula: ``min(base * 2**attempt, max) * (1 + (rnd - 0.5) * jitter)``.
+
+        ``rnd`` is a uniform sample in [0, 1); the result lies within
+        ``exp * (1 ± jitter/2)`` where ``exp = min(base * 2**attempt, max)``.
+        """
+        # Cap the exponent so 2**attempt cannot overflow a float for absurd attempt counts.
+        exponential = min(self.base_delay * 2.0 ** min(attempt, 1000), self.max_delay)
+        return exponential * (1 + (rnd - 0.5) * self.jitter_factor)
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """Client heartbeat: a ``ping`` every ``interval`` s; no frame within ``timeout`` s -> close 4000.
+
+    ``interval <= 0`` disables the heartbeat.
+    """
+
+    interval: float = 30.0
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError("heartbeat timeout must be > 0")
+
+
+class OpStatus(str, Enum):
+    """Where an outbound operation is."""
+
+    QUEUED = "queued"  # waiting for the connection
+    INFLIGHT = "inflight"  # written, waiting for its ack
+    DONE = "done"  # acked, or written when no ack was asked for
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(eq=False)
+class Operation:
+    """Handle for one frame given to :meth:`ConnectionCore.send`.
+
+    Compare by identity. ``wire_id`` is the ``_id`` of the latest transmission (a retried
+    op gets a fresh one on each connection).
+    """
+
+    op_id: int
+    frame: dict[str, Any]
+    ack: bool
+    retry: bool
+    priority: bool
+    status: OpStatus = OpStatus.QUEUED
+    wire_id: int | None = None
+    deadline: float | None = None
+    attempts: int = 0  # how many times it was written to a socket
+
+    @property
+    def type(self) -> str:
+        return str(self.frame.get("type"))
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    previous: ConnectionState
+    current: ConnectionState
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The gateway's ``connected`` frame arrived; ``resumed`` is True after a reconnect."""
+
+    client_id: str | None
+    user_id: str | None
+    resumed: bool
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A server frame for the application (anything but connected/pong/ack/error-with-id)."""
+
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AckReceived:
+    op: Operation
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An ``ack=False`` op was handed to the socket (its only completion)."""
+
+    op: Operation
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    """An op ended without success. ``code`` is an ``ErrorCode`` value from the gateway or one
+    of ``ack_timeout``, ``connection_closed``, ``queue_full``."""
+
+    op: Operation
+    reason: str
+    code: str
+
+
+@dataclass(frozen=True)
+class QueueOverflow:
+    """The offline queue was full; ``op`` was refused (a ``SendFailed`` follows)."""
+
+    op: Operation
+    limit: int
+
+
+@dataclass(frozen=True)
+class Error:
+    """Something the user should hear about. ``code``: ``auth_failed``, ``max_attempts``,
+    ``open_failed``, ``open_timeout``, ``heartbeat_timeout``, ``closed_by_server``, ``bad_frame``,
+    or a gateway ``ErrorCode`` value for ``error`` frames not tied to an op."""
+
+    code: str
+    message: str
+    frame: dict[str, Any] | None = None
+    close_code: int | None = None
+
+
+@dataclass(frozen=True)
+class OpenSocket:
+    """The I/O layer must authenticate and open a socket, then report with ``generation``."""
+
+    generation: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CloseSocket:
+    """The I/O layer must close socket ``generation`` with ``code``; the core already treats it as
+    closed, so later reports about that socket are ignored."""
+
+    generation: int
+    code: int
+    reason: str
+
+
+ConnectionEvent = (
+    StateChanged
+    | Connected
+    | Message
+    | AckReceived
+    | Sent
+    | SendFailed
+    | QueueOverflow
+    | Error
+    | OpenSocket
+    | CloseSocket
+)
+
+
+@dataclass(frozen=True)
+class ConnectionStats:
+    """A snapshot for inspectors and dashboards (times in the caller's clock, seconds)."""
+
+    state: ConnectionState
+    client_id: str | None
+    user_id: str | None
+    attempts: int
+    rtt: float | None  # last ping -> pong round trip
+    queue_size: int
+    pending_acks: int
+    next_retry_at: float | None
+    next_retry_in: float | None
+    connected_since: float | None
+    frames_received: int
+    frames_sent: int
+    reconnects: int
+    ack_timeouts: int
+    queue_overflows: int
+    late_acks: int
+    last_close_code: int | None
+    last_close_reason: str | None
+
+
+class _Socket(Enum):
+    NONE = 0
+    OPENING = 1  # OpenSocket emitted, no on_open yet
+    OPEN = 2  # open, waiting for or past the 'connected' frame
+
+
+_CONNECTION_CLOSED = "connection_closed"
+
+
+class ConnectionCore:
+    """The connection logic, driven by an I/O layer (see the module docstring).
+
+    ``queue_limit`` bounds frames queued while offline (priority ops are exempt: they are the
+    client's own resubscriptions, bounded by the number of channels). ``ack_timeout`` starts when
+    a frame is written, not while it waits offline. ``open_timeout`` covers socket open plus the
+    ``connected`` frame.
+    """
+
+    def __init__(
+        self,
+        reconnect: ReconnectConfig | None = None,
+        heartbeat: HeartbeatConfig | None = None,
+        *,
+        queue_limit: int = 1000,
+        ack_timeout: float = 5.0,
+        open_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if queue_limit < 0:
+            raise ValueError("queue_limit must be >= 0")
+        if ack_timeout <= 0 or open_timeout <= 0:
+            raise ValueError("ack_timeout and open_timeout must be > 0")
+        self.reconnect = reconnect or ReconnectConfig()
+        self.heartbeat = heartbeat or HeartbeatConfig()
+        self.queue_limit = queue_limit
+        self.ack_timeout = ack_timeout
+        self.open_timeout = open_timeout
+        self._rng = rng or random.Random()
+
+        self._state = ConnectionState.DISCONNECTED
+        self._socket = _Socket.NONE
+        self._generation = 0
+        self._attempts = 0
+        self._ever_connected = False
+        self._retry_at: float | None = None
+        self._open_deadline: float | None = None
+        self._next_ping: float | None = None
+        self._pong_deadline: float | None = None
+
+        self._priority: deque[Operation] = deque()
+        self._queue: deque[Operation] = deque()
+        # Insertion order == transmission order, and every entry has the same timeout, so the
+        # first entry always holds the earliest ack deadline.
+        self._pending: dict[int, Operation] = {}
+        self._next_op_id = 0
+        self._next_wire_id = 0
+
+        self._out: list[dict[str, Any]] = []
+        self._events: list[ConnectionEvent] = []
+
+        self.client_id: str | None = None
+        self.user_id: str | None = None
+        self._rtt: float | None = None
+        self._connected_since: float | None = None
+        self._frames_received = 0
+        self._frames_sent = 0
+        self._reconnects = 0
+        self._ack_timeouts = 0
+        self._queue_overflows = 0
+        self._late_acks = 0
+        self._last_close: tuple[int | None, str | None] = (None, None)
+
+    # ------------------------------------------------------------------ outputs
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def generation(self) -> int:
+        """The current socket generation (the one the last ``OpenSocket`` named)."""
+        return self._generation
+
+    def events(self) -> list[ConnectionEvent]:
+        """Return and clear the events produced since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[dict[str, Any]]:
+        """Return and clear the frames to write, in order (only while a socket is open)."""
+        out, self._out = self._out, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`tick` has work to do, or None."""
+        candidates = [self._retry_at, self._open_deadline]
+        if self._state is ConnectionState.CONNECTED:
+            candidates.append(self._pong_deadline if self._pong_deadline is not None else self._next_ping)
+        if self._pending:
+            candidates.append(next(iter(self._pending.values())).deadline)
+        times = [t for t in candidates if t is not None]
+        return min(times) if times else None
+
+    def queued(self) -> int:
+        return len(self._priority) + len(self._queue)
+
+    def stats(self, now: float) -> ConnectionStats:
+        return ConnectionStats(
+            state=self._state,
+            client_id=self.client_id,
+            user_id=self.user_id,
+            attempts=self._attempts,
+            rtt=self._rtt,
+            queue_size=self.queued(),
+            pending_acks=len(self._pending),
+            next_retry_at=self._retry_at,
+            next_retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
+            connected_since=self._connected_since,
+            frames_received=self._frames_received,
+            frames_sent=self._frames_sent,
+            reconnects=self._reconnects,
+            ack_timeouts=self._ack_timeouts,
+            queue_overflows=self._queue_overflows,
+            late_acks=self._late_acks,
+            last_close_code=self._last_close[0],
+            last_close_reason=self._last_close[1],
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def connect(self, now: float) -> None:
+        """Start connecting (no-op while connecting or connected; skips a pending backoff)."""
+        if self._state in (ConnectionState.CONNECTED, ConnectionState.CONNECTING):
+            return
+        if self._state in (ConnectionState.DISCONNECTED, ConnectionState.FAILED):
+            self._attempts = 0
+        self._retry_at = None
+        self._open(now)
+
+    def disconnect(self, now: float, reason: str = "client disconnect") -> None:
+        """Close on purpose (code 1000): no reconnect; every queued and pending op fails."""
+        if self._socket is not _Socket.NONE:
+            self._events.append(CloseSocket(self._generation, int(CloseCode.NORMAL), reason))
+            self._socket = _Socket.NONE
+        self._stop_timers()
+        self._retry_at = None
+        self._fail_pending(include_retry=True)
+        self._terminal(ConnectionState.DISCONNECTED, reason)
+
+    def on_open(self, now: float, *, generation: int | None = None) -> None:
+        """The socket opened (authentication passed at the HTTP level)."""
+        if self._stale(generation) or self._socket is not _Socket.OPENING:
+            return
+        self._socket = _Socket.OPEN
+
+    def on_open_failed(
+        self, error: str, now: float, *, close_code: int | None = None, generation: int | None = None
+    ) -> None:
+        """Opening failed. Pass ``close_code=4001`` when the handshake was refused for auth
+        (HTTP 401/403) so the core does not retry."""
+        if self._stale(generation) or self._socket is not _Socket.OPENING:
+            return  # an open socket reports its end through on_close
+        self._socket = _Socket.NONE
+        self._last_close = (close_code, error)
+        if close_code is None or close_code not in NO_RECONNECT_CODES:
+            self._events.append(Error("open_failed", f"could not open the connection: {error}"))
+        self._after_loss(now, close_code, error)
+
+    def on_frame(self, frame: Any, now: float, *, generation: int | None = None) -> None:
+        """One decoded server frame."""
+        if self._stale(generation):
+            return
+        self._frames_received += 1
+        # Any traffic proves the link is alive (article: reset the heartbeat timeout).
+        self._pong_deadline = None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._events.append(Error("bad_frame", "server frame is not an object with a 'type'"))
+            return
+        ftype = frame["type"]
+        if ftype == "connected":
+            self._on_connected(frame, now)
+        elif ftype == "pong":
+            t = frame.get("t")
+            if isinstance(t, (int, float)) and not isinstance(t, bool):
+                self._rtt = max(0.0, now - t / 1000.0)
+        elif ftype == "ack":
+            op = self._pending.pop(frame.get("id"), None) if _hashable(frame.get("id")) else None
+            if op is None:
+                self._late_acks += 1  # timed out or cancelled earlier: already reported
+                return
+            op.status = OpStatus.DONE
+            self._events.append(AckReceived(op, frame))
+        elif ftype == "error":
+            msg_id = frame.get("id")
+            op = self._pending.pop(msg_id, None) if _hashable(msg_id) else None
+            code = str(frame.get("code", "error"))
+            reason = str(frame.get("reason", "error from gateway"))
+            if op is not None:
+                op.status = OpStatus.FAILED
+                self._events.append(SendFailed(op, reason, code))
+            else:
+                self._events.append(Error(code, reason, frame))
+        else:
+            self._events.append(Message(frame))
+
+    def on_close(self, code: int | None, reason: str, now: float, *, generation: int | None = None) -> None:
+        """The socket closed (``code`` None when it died without a close frame)."""
+        if self._stale(generation):
+            return
+        self._socket = _Socket.NONE
+        self._last_close = (code, reason)
+        self._after_loss(now, code, reason)
+
+    def send(
+        self,
+        frame: dict[str, Any],
+        *,
+        now: float,
+        ack: bool = False,
+        retry: bool = False,
+        priority: bool = False,
+    ) -> Operation:
+        """Send ``frame`` now if connected, else queue it.
+
+        ``ack``: add an ``_id`` and wait for the gateway's ``ack``/``error``. ``retry``: if the
+        connection drops before the ack, resend after reconnecting instead of failing (only
+        for idempotent frames, e.g. publish with ``msgId``). ``priority``: queue ahead of ordinary
+        ops (resubscriptions, so the gateway sees ``subscribe`` before queued ``publish``).
+        """
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise ValueError("a frame must be a dict with a string 'type'")
+        self._next_op_id += 1
+        op = Operation(self._next_op_id, frame, ack, retry, priority)
+        if self._state is ConnectionState.CONNECTED:
+            self._transmit(op, now)
+        elif not priority and self.queued() - len(self._priority) >= self.queue_limit:
+            op.status = OpStatus.FAILED
+            self._queue_overflows += 1
+            self._events.append(QueueOverflow(op, self.queue_limit))
+            self._events.append(
+                SendFailed(op, f"offline queue is full ({self.queue_limit} frames)", "queue_full")
+            )
+        else:
+            (self._priority if priority else self._queue).append(op)
+        return op
+
+    def cancel(self, op: Operation) -> bool:
+        """Forget ``op`` (queued or awaiting its ack). Returns False if it already finished."""
+        if op.status is OpStatus.QUEUED:
+            for q in (self._priority, self._queue):
+                if op in q:
+                    q.remove(op)
+                    op.status = OpStatus.CANCELLED
+                    return True
+        elif op.status is OpStatus.INFLIGHT and op.wire_id in self._pending:
+            del self._pending[op.wire_id]
+            op.status = OpStatus.CANCELLED
+            return True
+        return False
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at ``now``: backoff, open timeout, heartbeat, ack timeouts."""
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._attempts += 1
+            self._open(now)
+        if self._open_deadline is not None and now >= self._open_deadline:
+            self._kill_socket(now, int(CloseCode.HEARTBEAT_TIMEOUT), "connection timeout", "open_timeout")
+        if self._state is ConnectionState.CONNECTED:
+            if self._pong_deadline is not None and now >= self._pong_deadline:
+                self._kill_socket(
+                    now, int(CloseCode.HEARTBEAT_TIMEOUT), "heartbeat timeout", "heartbeat_timeout"
+                )
+            elif self._next_ping is not None and now >= self._next_ping:
+                self._out.append({"type": "ping", "t": now * 1000.0})
+                self._frames_sent += 1
+                self._pong_deadline = now + self.heartbeat.timeout
+                self._next_ping = now + self.heartbeat.interval
+        while self._pending:
+            wire_id, op = next(iter(self._pending.items()))
+            if op.deadline is None or op.deadline > now:
+                break
+            del self._pending[wire_id]
+            op.status = OpStatus.FAILED
+            self._ack_timeouts += 1
+            self._events.append(
+                SendFailed(op, f"ack timeout: no ack within {self.ack_timeout:g} s", "ack_timeout")
+            )
+
+    # ------------------------------------------------------------------ internals
+
+    def _stale(self, generation: int | None) -> bool:
+        # Reports about a socket the core already gave up on (or an older one) are ignored.
+        if generation is not None and generation != self._generation:
+            return True
+        return self._socket is _Socket.NONE
+
+    def _set_state(self, state: ConnectionState, reason: str | None = None) -> None:
+        if state is not self._state:
+            previous, self._state = self._state, state
+            self._events.append(StateChanged(previous, state, reason))
+
+    def _open(self, now: float) -> None:
+        self._generation += 1
+        self._socket = _Socket.OPENING
+        self._open_deadline = now + self.open_timeout
+        self._set_state(ConnectionState.CONNECTING)
+        self._events.append(OpenSocket(self._generation, self._attempts))
+
+    def _on_connected(self, frame: dict[str, Any], now: float) -> None:
+        if self._state is not ConnectionState.CONNECTING:
+            return  # a repeated 'connected' frame changes nothing
+        self._socket = _Socket.OPEN
+        self._open_deadline = None
+        self._attempts = 0
+        client_id, user_id = frame.get("clientId"), frame.get("userId")
+        self.client_id = client_id if isinstance(client_id, str) else None
+        self.user_id = user_id if isinstance(user_id, str) else None
+        self._connected_since = now
+        resumed = self._ever_connected
+        if resumed:
+            self._reconnects += 1
+        self._ever_connected = True
+        if self.heartbeat.interval > 0:
+            self._next_ping = now + self.heartbeat.interval
+        self._set_state(ConnectionState.CONNECTED)
+        self._events.append(Connected(self.client_id, self.user_id, resumed, frame))
+        # Priority ops (resubscriptions) go first, then ordinary ops in FIFO order.
+        while self._priority and self._state is ConnectionState.CONNECTED:
+            self._transmit(self._priority.popleft(), now)
+        while self._queue and self._state is ConnectionState.CONNECTED:
+            self._transmit(self._queue.popleft(), now)
+
+    def _transmit(self, op: Operation, now: float) -> None:
+        frame = dict(op.frame)
+        op.attempts += 1
+        if op.ack:
+            self._next_wire_id += 1
+            op.wire_id = self._next_wire_id
+            frame["_id"] = op.wire_id
+            op.deadline = now + self.ack_timeout
+            op.status = OpStatus.INFLIGHT
+            self._pending[op.wire_id] = op
+        else:
+            op.status = OpStatus.DONE
+            self._events.append(Sent(op))
+        self._frames_sent += 1
+        self._out.append(frame)
+
+    def _stop_timers(self) -> None:
+        self._open_deadline = None
+        self._next_ping = None
+        self._pong_deadline = None
+        self._connected_since = None
+
+    def _kill_socket(self, now: float, code: int, reason: str, error_code: str) -> None:
+        self._events.append(CloseSocket(self._generation, code, reason))
+        self._events.append(Error(error_code, reason, close_code=code))
+        self._socket = _Socket.NONE
+        self._last_close = (code, reason)
+        self._after_loss(now, code, reason)
+
+    def _fail_pending(self, *, include_retry: bool) -> None:
+        """Fail in-flight ops; with ``include_retry`` False, retryable ones are requeued in order."""
+        pending = list(self._pending.values())
+        self._pending.clear()
+        retry_front: dict[bool, list[Operation]] = {True: [], False: []}
+        for op in pending:
+            if op.retry and not include_retry:
+                op.status = OpStatus.QUEUED
+                op.wire_id = None
+                op.deadline = None
+                retry_front[op.priority].append(op)
+            else:
+                op.status = OpStatus.FAILED
+                self._events.append(SendFailed(op, "connection closed before the ack", _CONNECTION_CLOSED))
+        # They were sent before anything still queued, so they go back in front, order kept.
+        self._priority.extendleft(reversed(retry_front[True]))
+        self._queue.extendleft(reversed(retry_front[False]))
+        if include_retry:
+            self._fail_queued("connection closed")
+
+    def _fail_queued(self, reason: str) -> None:
+        for q in (self._priority, self._queue):
+            while q:
+                op = q.popleft()
+                op.status = OpStatus.FAILED
+                self._events.append(SendFailed(op, reason, _CONNECTION_CLOSED))
+
+    def _terminal(self, state: ConnectionState, reason: str | None) -> None:
+        self._fail_queued(f"connection {state.value}: {reason}" if reason else f"connection {state.value}")
+        self._attempts = 0 if state is ConnectionState.DISCONNECTED else self._attempts
+        self._set_state(state, reason)
+
+    def _after_loss(self, now: float, code: int | None, reason: str) -> None:
+        self._stop_timers()
+        if code is not None and code in NO_RECONNECT_CODES:
+            self._fail_pending(include_retry=True)
+            if code == CloseCode.AUTH_FAILED:
+                message = f"authentication failed: {reason or 'token refused'}"
+                self._events.append(Error("auth_failed", message, close_code=code))
+            else:
+                self._events.append(
+                    Error("closed_by_server", f"closed by the gateway ({code} {reason})", close_code=code)
+                )
+            self._terminal(ConnectionState.DISCONNECTED, reason or f"closed with code {code}")
+            return
+        if not self.reconnect.enabled:
+            self._fail_pending(include_retry=True)
+            self._terminal(ConnectionState.DISCONNECTED, reason or "connection lost")
+            return
+        self._fail_pending(include_retry=False)
+        self._schedule_reconnect(now, reason)
+
+    def _schedule_reconnect(self, now: float, reason: str) -> None:
+        if self._attempts >= self.reconnect.max_attempts:
+            self._fail_pending(include_retry=True)
+            message = f"max reconnection attempts reached ({self.reconnect.max_attempts})"
+            self._events.append(Error("max_attempts", message))
+            self._terminal(ConnectionState.FAILED, message)
+            return
+        delay = self.reconnect.delay(self._attempts, self._rng.random())
+        self._retry_at = now + delay
+        self._set_state(ConnectionState.RECONNECTING, reason or "connection lost")
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def drain(core: ConnectionCore) -> tuple[list[ConnectionEvent], list[dict[str, Any]]]:
+    """Convenience for tests and simple drivers: ``(core.events(), core.data_to_send())``."""
+    return core.events(), core.data_to_send()

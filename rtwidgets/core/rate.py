@@ -1,0 +1,178 @@
+"""Adaptive rate control: measure the consumer's frame rate, lower the message rate when it lags.
+
+Rules of this module:
+
+* Sans-I/O. The caller reports each rendered frame with :meth:`AdaptiveRateController.record_frame`
+  (instead of the article's ``requestAnimationFrame`` loop) and asks
+  :meth:`~AdaptiveRateController.should_process` before handling a message. Times are
+  seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is omitted.
+* Not thread-safe: drive one controller from one thread.
+
+Functional spec: the article's ``AdaptiveRateController`` ("Adaptive Rate Control"): every
+``adjustment_interval`` (0.5 s), if at least ``min_samples`` (10) frames are in the window,
+the rate is multiplied by 0.8 when fps < 0.9 x target, and by 1.1 (up to ``max_rate``) when
+throttling and fps > 0.95 x target; throttling ends when the rate is back at ``max_rate``.
+Fixes:
+
+* The article trimmed its window with ``now - frameTimings[0] > cutoff``, comparing a frame
+  *duration* with a *timestamp* (``cutoff = now - window``), so it trimmed nothing useful.
+  Here each sample keeps its timestamp and samples older than ``now - measurement_window``
+  are dropped.
+* ``shouldProcess`` was a probabilistic placeholder (``Math.random() < rate/1000``, which is
+  per-call, not per-second). Here it is a real token bucket refilled at ``current_rate``
+  tokens per second, holding at most ``burst`` tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["AdaptiveRateController", "RateControlConfig"]
+
+# Tolerance when comparing a refilled bucket with one token: refilling over exactly one
+# token's interval (e.g. 10.1 - 10.0 at 10/s) can land a hair below 1.0 in floating point,
+# and a caller that waits until next_deadline() must be let through.
+_TOKEN_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class RateControlConfig:
+    """Tuning. Rates are messages per second; times are seconds."""
+
+    target_frame_rate: float = 60.0
+    measurement_window: float = 1.0
+    min_rate: float = 10.0
+    max_rate: float = 1000.0
+    adjustment_interval: float = 0.5
+    min_samples: int = 10
+    decrease_factor: float = 0.8
+    increase_factor: float = 1.1
+    # Token-bucket capacity: how many messages may pass back to back after an idle spell.
+    burst: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = ("target_frame_rate", "measurement_window", "min_rate", "max_rate", "adjustment_interval")
+        for name in positive:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.min_rate > self.max_rate:
+            raise ValueError(f"min_rate ({self.min_rate}) must be <= max_rate ({self.max_rate})")
+        samples = self.min_samples
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"min_samples must be an int >= 1, got {self.min_samples!r}")
+        if not 0 < self.decrease_factor < 1:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {self.decrease_factor}")
+        if not self.increase_factor > 1:
+            raise ValueError(f"increase_factor must be > 1, got {self.increase_factor}")
+        if not (math.isfinite(self.burst) and self.burst >= 1):
+            raise ValueError(f"burst must be a finite number >= 1 (one message), got {self.burst}")
+
+
+class AdaptiveRateController:
+    """Frame-rate-driven message rate with a token bucket gate. Starts at ``max_rate``, full bucket."""
+
+    def __init__(
+        self, config: RateControlConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config if config is not None else RateControlConfig()
+        self._clock = clock
+        self._rate = float(self.config.max_rate)
+        self._throttling = False
+        # (frame end timestamp, frame duration) pairs inside the measurement window.
+        self._frames: deque[tuple[float, float]] = deque()
+        self._last_frame: float | None = None
+        self._last_adjustment: float | None = None
+        self._tokens = self.config.burst
+        self._tokens_at: float | None = None
+        self._last_now: float | None = None
+
+    @property
+    def current_rate(self) -> float:
+        """The allowed message rate (messages per second), within [min_rate, max_rate]."""
+        return self._rate
+
+    @property
+    def is_under_pressure(self) -> bool:
+        """True while throttling (the rate was lowered and has not recovered to max_rate)."""
+        return self._throttling
+
+    @property
+    def measured_fps(self) -> float | None:
+        """Frames per second over the current window, or None before two frames were seen."""
+        if not self._frames:
+            return None
+        # Summed afresh (a window holds ~target_frame_rate samples) so no float drift builds up.
+        average = sum(duration for _, duration in self._frames) / len(self._frames)
+        return math.inf if average <= 0 else 1.0 / average
+
+    def record_frame(self, now: float | None = None) -> None:
+        """Report one rendered frame; may adjust :attr:`current_rate`."""
+        now = self._observe(now)
+        if self._last_frame is not None:
+            self._frames.append((now, now - self._last_frame))
+        self._last_frame = now
+        cutoff = now - self.config.measurement_window
+        while self._frames and self._frames[0][0] < cutoff:
+            self._frames.popleft()
+        self._adjust(now)
+
+    def should_process(self, now: float | None = None) -> bool:
+        """Take one token if available: True means handle the message now, False means defer or drop."""
+        now = self._observe(now)
+        self._refill(now)
+        if self._tokens >= 1.0 - _TOKEN_EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
+            return True
+        return False
+
+    def next_deadline(self) -> float | None:
+        """When the next token is available (a past time if one is available now); None before first use."""
+        if self._tokens_at is None:
+            return None
+        if self._tokens >= 1.0 - _TOKEN_EPSILON:
+            return self._tokens_at
+        return self._tokens_at + (1.0 - self._tokens) / self._rate
+
+    # ------------------------------------------------------------------ internals
+
+    def _observe(self, now: float | None) -> float:
+        if now is None:
+            now = self._clock()
+        if self._last_now is not None and now < self._last_now:
+            raise ValueError(f"time went backwards: now={now} < previous now={self._last_now}")
+        self._last_now = now
+        return now
+
+    def _refill(self, now: float) -> None:
+        if self._tokens_at is not None:
+            self._tokens = min(self.config.burst, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+
+    def _adjust(self, now: float) -> None:
+        last = self._last_adjustment
+        if last is not None and now - last < self.config.adjustment_interval:
+            return
+        self._last_adjustment = now
+        if len(self._frames) < self.config.min_samples:
+            return
+        fps = self.measured_fps
+        assert fps is not None
+        target = self.config.target_frame_rate
+        if fps < target * 0.9:
+            self._set_rate(now, max(self.config.min_rate, self._rate * self.config.decrease_factor))
+            self._throttling = True
+        elif fps > target * 0.95 and self._throttling:
+            self._set_rate(now, min(self.config.max_rate, self._rate * self.config.increase_factor))
+            if self._rate >= self.config.max_rate:
+                self._throttling = False
+
+    def _set_rate(self, now: float, rate: float) -> None:
+        # Tokens earned so far accrue at the old rate; the new rate applies from now on.
+        if self._tokens_at is not None:
+            self._refill(now)
+        self._rate = rate

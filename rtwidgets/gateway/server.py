@@ -1,0 +1,941 @@
+"""The WebSocket gateway: authentication, routing, catch-up, presence, limits, metrics.
+
+Rules of this module:
+
+* One asyncio task per connection reads frames and handles them **one at a time**, so
+  a client's operations apply in the order it sent them (per-sender FIFO).
+* Every write to a client is synchronous and never awaits (``websockets.broadcast``
+  on an already encoded frame): a slow client can never stall the fan-out loop or
+  another client. Clients whose unsent bytes exceed ``outbound_limit_bytes`` after a
+  fan-out are closed with 4008 and recover from history when they reconnect.
+* Every client frame gets exactly one answer when it carries ``_id``: ``ack`` after the
+  operation was applied, or ``error`` with a code. Bad input never closes the socket.
+* Tokens are secrets: they are read from the handshake and never logged (the
+  websockets logger used here redacts them too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import re
+import secrets
+import time
+import urllib.parse
+import uuid
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from rtwidgets import protocol
+from rtwidgets.auth import AuthError, issue_token, redact, verify_token
+from rtwidgets.protocol import CloseCode, ErrorCode, ProtocolError
+from rtwidgets.runtime import get_runtime
+
+from .brokers.base import Broker, BrokerUnavailable, SnapshotResult
+from .brokers.memory import MemoryBroker
+from .config import GatewayConfig
+from .metrics import CONTENT_TYPE, GatewayMetrics
+from .ratelimit import TokenBucket
+from .session import Session, Subscription
+
+__all__ = ["Gateway", "GatewayConnection"]
+
+log = logging.getLogger("rtwidgets.gateway")
+
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+
+
+class _RedactFilter(logging.Filter):
+    """Scrub ``token=...`` query values and bearer tokens from websockets' own log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return True
+        cleaned = _BEARER.sub(r"\1***", redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+# websockets logs request lines and headers at DEBUG; route them through a redacting logger.
+_ws_log = logging.getLogger("rtwidgets.gateway.websockets")
+if not any(isinstance(f, _RedactFilter) for f in _ws_log.filters):
+    _ws_log.addFilter(_RedactFilter())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class GatewayConnection(ServerConnection):
+    """A websockets server connection that remembers when it last received bytes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session: Session | None = None
+        self.last_seen = self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        # Any bytes (frames, pongs) prove the peer alive; cheaper than a per-frame hook.
+        self.last_seen = self.loop.time()
+        super().data_received(data)
+
+
+class _Route:
+    """Local subscribers of one channel: live connections and ones still catching up."""
+
+    __slots__ = ("attaching", "catching", "live")
+
+    def __init__(self, attaching: asyncio.Future[None]) -> None:
+        self.live: set[GatewayConnection] = set()
+        self.catching: dict[Subscription, GatewayConnection] = {}
+        self.attaching = attaching
+
+    def empty(self) -> bool:
+        return not self.live and not self.catching
+
+
+class Gateway:
+    """A WebSocket gateway serving the rtwidgets protocol (see ``docs/protocol.md``).
+
+    ``secret`` signs and verifies tokens (a random one is generated if None);
+    ``broker`` defaults to a :class:`MemoryBroker`, or a ``RedisBroker`` when ``redis``
+    (a URL) is given. ``config`` and keyword overrides set the limits
+    (:class:`GatewayConfig`). Start with ``await start_async()`` on a running loop, or
+    ``start()`` from synchronous code (runs on the rtwidgets runtime thread).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        secret: str | None = None,
+        broker: Broker | None = None,
+        redis: str | None = None,
+        config: GatewayConfig | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        if broker is not None and redis is not None:
+            raise ValueError("pass either broker= or redis=, not both")
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise ValueError("secret must be a non-empty string")
+        self.config = (config or GatewayConfig()).replace(**config_overrides)
+        self.host = host
+        self._requested_port = port
+        self.port: int | None = None
+        self.secret = secret if secret is not None else secrets.token_hex(32)
+        self._redis_url = redis
+        if broker is None and redis is None:
+            broker = MemoryBroker(
+                history_size=self.config.history_size,
+                state_max_keys=self.config.state_max_keys,
+                dedupe_window=self.config.effective_dedupe_window,
+            )
+        self._broker: Broker | None = broker
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._sessions: dict[str, Session] = {}
+        self._routes: dict[str, _Route] = {}
+        self._detaching: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started_at = time.monotonic()
+        self.metrics = GatewayMetrics(self._gauges)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def broker(self) -> Broker:
+        """The broker in use (created lazily for ``redis=``)."""
+        if self._broker is None:
+            from rtwidgets.gateway.brokers.redis import RedisBroker  # optional, imported lazily
+
+            self._broker = RedisBroker(
+                self._redis_url,
+                history_size=self.config.history_size,
+                state_max_keys=self.config.state_max_keys,
+            )
+        return self._broker
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` of the running gateway."""
+        if self.port is None:
+            raise RuntimeError("the gateway is not started; call start() or await start_async()")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    async def start_async(self) -> Gateway:
+        """Start the broker and listen, on the running loop. Returns ``self``.
+
+        Raises ``OSError`` if the address cannot be bound and ``BrokerUnavailable``
+        if the broker cannot be reached; nothing is left running in either case.
+        """
+        if self._server is not None:
+            return self
+        loop = asyncio.get_running_loop()
+        broker = self.broker
+        broker.set_listener(self._deliver)
+        await broker.start()
+        cfg = self.config
+        try:
+            server = await serve(
+                self._handle_connection,
+                self.host,
+                self._requested_port,
+                process_request=self._process_request,
+                compression=cfg.compression,
+                ping_interval=cfg.ping_interval,
+                ping_timeout=cfg.ping_timeout,
+                close_timeout=cfg.close_timeout,
+                max_size=cfg.hard_max_bytes,
+                logger=_ws_log,
+                create_connection=GatewayConnection,
+            )
+        except BaseException:
+            await broker.close()
+            raise
+        self._server = server
+        self._loop = loop
+        self.port = server.sockets[0].getsockname()[1]
+        self._started_at = time.monotonic()
+        self._reaper = loop.create_task(self._reap(), name="rtwidgets-gateway-reaper")
+        log.info("gateway listening on %s", self.url)
+        return self
+
+    async def stop_async(self) -> None:
+        """Close every client with 1001, stop listening, close the broker. Idempotent."""
+        loop = self._loop
+        if self._server is None or loop is None:
+            return
+        if asyncio.get_running_loop() is not loop:
+            # Started on another loop (e.g. the runtime thread): stop it there.
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), loop))
+            return
+        await self._stop_here()
+
+    async def _stop_here(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        server.close(close_connections=True, code=CloseCode.GOING_AWAY, reason="Gateway shutting down")
+        await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._detaching:
+            await asyncio.gather(*self._detaching.values(), return_exceptions=True)
+        await self.broker.close()
+        log.info("gateway on port %s stopped", self.port)
+        self._loop = None
+
+    def start(self, timeout: float = 30.0) -> Gateway:
+        """Start on the rtwidgets runtime thread (for synchronous code). Returns ``self``."""
+        if self._server is not None:
+            return self
+        return get_runtime().run(self.start_async(), timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Synchronous :meth:`stop_async` (must not be called on the gateway's own loop)."""
+        loop = self._loop
+        if self._server is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("Gateway.stop() called on the gateway's own event loop; await stop_async()")
+        future = asyncio.run_coroutine_threadsafe(self._stop_here(), loop)
+        future.result(timeout)
+
+    async def __aenter__(self) -> Gateway:
+        return await self.start_async()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_async()
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.url} running>" if self._server is not None else "<Gateway stopped>"
+
+    def token(
+        self,
+        user: str,
+        channels: Sequence[str] = ("*",),
+        *,
+        publish: Sequence[str] | None = None,
+        presence: Sequence[str] | None = None,
+        ttl: float | None = 3600,
+    ) -> str:
+        """Issue a token for ``user`` signed with this gateway's secret."""
+        return issue_token(self.secret, user, channels, publish=publish, presence=presence, ttl=ttl)
+
+    # ------------------------------------------------------------------ stats
+
+    def _gauges(self) -> dict[str, float]:
+        sessions = list(self._sessions.values())
+        outbound = 0
+        for s in sessions:
+            transport = s.conn.transport
+            if transport is not None:
+                outbound = max(outbound, transport.get_write_buffer_size())
+        return {
+            "connections": len(sessions),
+            "channels": len(self._routes),
+            "subscriptions": sum(len(s.subscriptions) for s in sessions),
+            "outbound_buffer_max_bytes": outbound,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges: connections, channels, subscriptions, messages_published,
+        deliveries, errors (total), errors_by_code, slow_consumer_closes, idle_closes,
+        auth_failures, outbound_buffer_max_bytes, publish_rate, uptime, running."""
+        out: dict[str, Any] = dict(self._gauges())
+        out.update(self.metrics.snapshot())
+        out["uptime"] = time.monotonic() - self._started_at if self._server is not None else 0.0
+        out["running"] = self._server is not None
+        return out
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = urllib.parse.urlsplit(request.path).path
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if path == "/healthz":
+            gauges = self._gauges()
+            body = protocol.encode(
+                {"status": "ok", "connections": gauges["connections"], "channels": gauges["channels"]}
+            )
+            return _response(conn, http.HTTPStatus.OK, body, "application/json")
+        if path == "/metrics":
+            return _response(conn, http.HTTPStatus.OK, self.metrics.render().decode(), CONTENT_TYPE)
+        if not upgrade:
+            if path == "/":
+                return None  # websockets answers 426 Upgrade Required
+            return _response(conn, http.HTTPStatus.NOT_FOUND, "Not found. Try /, /healthz or /metrics.\n")
+        allowed = self.config.allowed_origins
+        if allowed is not None:
+            origin = request.headers.get("Origin")
+            if origin not in allowed:
+                log.info("refused WebSocket handshake from origin %r", origin)
+                return _response(conn, http.HTTPStatus.FORBIDDEN, "Origin not allowed.\n")
+        return None
+
+    # ------------------------------------------------------------------ connections
+
+    @staticmethod
+    def _token_from(request: Request | None) -> str | None:
+        if request is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip() or None
+        query = urllib.parse.urlsplit(request.path).query
+        values = urllib.parse.parse_qs(query).get("token")
+        return values[0] if values else None
+
+    async def _handle_connection(self, conn: ServerConnection) -> None:
+        assert isinstance(conn, GatewayConnection)
+        peer = _peer(conn)
+        try:
+            claims = verify_token(self.secret, self._token_from(conn.request))
+        except AuthError as exc:
+            self.metrics.auth_failures += 1
+            log.info("authentication failed for %s: %s", peer, exc)
+            await conn.close(CloseCode.AUTH_FAILED, "Authentication failed")
+            return
+        cfg = self.config
+        session = Session(
+            client_id=uuid.uuid4().hex,
+            claims=claims,
+            conn=conn,
+            bucket=TokenBucket(cfg.publish_rate, cfg.publish_burst, conn.loop.time()),
+        )
+        conn.session = session
+        self._sessions[session.client_id] = session
+        self.metrics.connections_total += 1
+        log.debug("client %s (user %s) connected from %s", session.client_id, session.user_id, peer)
+        self._send(
+            conn,
+            {
+                "type": "connected",
+                "clientId": session.client_id,
+                "userId": session.user_id,
+                "serverTime": _now_ms(),
+                "heartbeat": {"timeout": int(cfg.heartbeat_timeout * 1000)},
+                "limits": {
+                    "maxMessageBytes": cfg.max_message_bytes,
+                    "maxPresenceBytes": cfg.max_presence_bytes,
+                    "maxChannels": cfg.max_channels_per_connection,
+                    "publishRate": cfg.publish_rate,
+                    "publishBurst": cfg.publish_burst,
+                    "historySize": cfg.history_size,
+                },
+            },
+        )
+        try:
+            while True:
+                try:
+                    raw = await conn.recv()
+                except ConnectionClosed:
+                    break
+                if claims.expired():
+                    await self._close(session, CloseCode.TOKEN_EXPIRED, "Token expired")
+                    break
+                await self._on_frame(session, raw)
+        finally:
+            self._sessions.pop(session.client_id, None)
+            await self._cleanup(session)
+            log.debug("client %s disconnected (code %s)", session.client_id, conn.close_code)
+
+    async def _cleanup(self, session: Session) -> None:
+        subs = list(session.subscriptions.values())
+        session.subscriptions.clear()
+        for sub in subs:
+            try:
+                await self._leave(session, sub)
+            except Exception:
+                log.exception("cleanup of channel %r for client %s failed", sub.channel, session.client_id)
+
+    async def _close(self, session: Session, code: int, reason: str) -> None:
+        if session.closing:
+            return
+        session.closing = True
+        self._stop_feeding(session)
+        await session.conn.close(code, reason)
+
+    def _stop_feeding(self, session: Session) -> None:
+        # Take the connection off every fan-out path at once; full cleanup follows
+        # when its handler notices the close.
+        conn = session.conn
+        for name, sub in session.subscriptions.items():
+            route = self._routes.get(name)
+            if route is not None:
+                route.live.discard(conn)
+                route.catching.pop(sub, None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reap(self) -> None:
+        """Close idle connections (4009) and ones whose token expired (4002)."""
+        cfg = self.config
+        interval = max(0.05, min(1.0, cfg.heartbeat_timeout / 4))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            wall = time.time()
+            for session in list(self._sessions.values()):
+                if session.closing:
+                    continue
+                if now - session.conn.last_seen > cfg.heartbeat_timeout:
+                    self.metrics.idle_closes += 1
+                    log.info("closing idle client %s", session.client_id)
+                    self._spawn(self._close(session, CloseCode.IDLE_TIMEOUT, "Idle timeout"))
+                elif session.claims.expired(wall):
+                    log.info("closing client %s: token expired", session.client_id)
+                    self._spawn(self._close(session, CloseCode.TOKEN_EXPIRED, "Token expired"))
+
+    # ------------------------------------------------------------------ writing
+
+    def _send(self, conn: ServerConnection, frame: dict[str, Any]) -> None:
+        # Same non-blocking path as fan-out, so per-connection order is the call order.
+        if conn.protocol.state is State.OPEN:
+            broadcast((conn,), protocol.encode_bytes(frame), text=True)
+
+    def _send_error(
+        self, conn: ServerConnection, code: ErrorCode, reason: str, msg_id: Any, channel: str | None
+    ) -> None:
+        self.metrics.error(code.value)
+        self._send(conn, protocol.error_frame(code, reason, msg_id, channel))
+
+    def _deliver(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
+        """Broker listener: write one encoded frame to every local subscriber."""
+        route = self._routes.get(channel)
+        if route is None:
+            return
+        data = encoded.encode()
+        live = route.live
+        if live:
+            broadcast(live, data, text=True)
+            self.metrics.deliveries += len(live)
+            limit = self.config.outbound_limit_bytes
+            slow = [c for c in live if c.transport.get_write_buffer_size() > limit]
+            for conn in slow:
+                self._slow_consumer(conn)
+        if route.catching:
+            held_limit = self.config.outbound_limit_bytes
+            for sub, conn in list(route.catching.items()):
+                if sub.held is not None:
+                    sub.held.append((frame, data))
+                    sub.held_bytes += len(data)
+                    # A catch-up that never ends (a stuck broker) must not grow without bound.
+                    if sub.held_bytes > held_limit:
+                        route.catching.pop(sub, None)
+                        self._slow_consumer(conn)
+
+    def _slow_consumer(self, conn: GatewayConnection) -> None:
+        session = conn.session
+        if session is None or session.closing:
+            return
+        self.metrics.slow_consumer_closes += 1
+        log.warning(
+            "closing slow consumer %s: %d bytes unsent (limit %d)",
+            session.client_id,
+            conn.transport.get_write_buffer_size(),
+            self.config.outbound_limit_bytes,
+        )
+        self._spawn(self._close(session, CloseCode.SLOW_CONSUMER, "Slow consumer"))
+
+    # ------------------------------------------------------------------ reading
+
+    async def _on_frame(self, session: Session, raw: str | bytes) -> None:
+        conn = session.conn
+        msg: dict[str, Any] | None = None
+        try:
+            if isinstance(raw, bytes):
+                raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
+            msg = protocol.parse_client_frame(raw.encode(), max_bytes=self.config.max_message_bytes)
+            handler = self._handlers[msg["type"]]
+            extra = await handler(self, session, msg)
+        except ProtocolError as exc:
+            msg_id = exc.msg_id if exc.msg_id is not None else _id_of(msg)
+            if msg_id is None and exc.code is ErrorCode.TOO_DEEP and isinstance(raw, str):
+                # protocol.parse_client_frame drops the _id of too-deep frames; recover it
+                # so the sender's pending request is answered (error path only).
+                msg_id = _salvage_id(raw)
+            self._send_error(conn, exc.code, exc.reason, msg_id, _channel_of(msg))
+        except BrokerUnavailable as exc:
+            log.warning("broker unavailable while handling %s: %s", _type_of(msg), exc)
+            self._send_error(
+                conn, ErrorCode.UNAVAILABLE, "broker unavailable, retry later", _id_of(msg), _channel_of(msg)
+            )
+        except Exception:
+            log.exception(
+                "internal error handling a %s frame from client %s", _type_of(msg), session.client_id
+            )
+            self._send_error(conn, ErrorCode.INTERNAL, "internal server error", _id_of(msg), _channel_of(msg))
+        else:
+            msg_id = msg.get("_id")
+            if msg_id is not None:
+                ack: dict[str, Any] = {"type": "ack", "id": msg_id}
+                if extra:
+                    ack.update(extra)
+                self._send(conn, ack)
+
+    async def _on_ping(self, session: Session, msg: dict[str, Any]) -> dict[str, Any] | None:
+        pong: dict[str, Any] = {"type": "pong", "serverTime": _now_ms()}
+        if msg.get("t") is not None:
+            pong["t"] = msg["t"]
+        self._send(session.conn, pong)
+        return None
+
+    async def _on_subscribe(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+        channel: str = msg["channel"]
+        options: dict[str, Any] = msg["options"]
+        msg_id = msg.get("_id")
+        claims = session.claims
+        if not claims.can("subscribe", channel):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {channel!r}", msg_id)
+        want_presence = bool(options.get("presence"))
+        if want_presence and not claims.can("presence", channel):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"presence not allowed on {channel!r}", msg_id)
+        presence_data = options.get("presenceData") or {}
+        if want_presence:
+            self._check_presence_size(presence_data, msg_id)
+        sub = session.subscriptions.get(channel)
+        is_new = sub is None
+        if sub is None:
+            if len(session.subscriptions) >= self.config.max_channels_per_connection:
+                raise ProtocolError(
+                    ErrorCode.TOO_MANY_CHANNELS,
+                    f"at most {self.config.max_channels_per_connection} subscriptions per connection",
+                    msg_id,
+                )
+            sub = Subscription(channel)
+            session.subscriptions[channel] = sub
+        route = self._route_for(channel)
+        conn = session.conn
+        # Park live frames until the snapshot is out: no gap, no duplicate.
+        route.live.discard(conn)
+        sub.held = []
+        sub.held_bytes = 0
+        route.catching[sub] = conn
+        try:
+            await asyncio.shield(route.attaching)
+            snap = await self.broker.snapshot(
+                channel,
+                last_event_id=options.get("lastEventId"),
+                epoch=options.get("epoch"),
+                history=options.get("history") or 0,
+                want_state=bool(options.get("state")),
+            )
+        except BaseException:
+            route.catching.pop(sub, None)
+            sub.held = None
+            if is_new:
+                session.subscriptions.pop(channel, None)
+                self._release_route(channel, route)
+            elif not session.closing:
+                route.live.add(conn)
+            raise
+        if options.get("history") or options.get("lastEventId") is not None or options.get("state"):
+            self._send(conn, _history_frame(snap))
+        held, sub.held = sub.held, None
+        route.catching.pop(sub, None)
+        for frame, data in held:
+            if _covered(frame, snap):
+                continue
+            if conn.protocol.state is State.OPEN:
+                broadcast((conn,), data, text=True)
+        if not session.closing:
+            route.live.add(conn)
+        if want_presence:
+            if sub.member is None:
+                member = {
+                    "userId": session.user_id,
+                    "clientId": session.client_id,
+                    "data": presence_data,
+                    "joinedAt": _now_ms(),
+                }
+                await self.broker.presence_set(channel, member)
+                sub.member = member
+                await self.broker.broadcast(
+                    channel, {"type": "presence_join", "channel": channel, "member": member}
+                )
+            members = await self.broker.presence_members(channel)
+            self._send(conn, {"type": "presence_sync", "channel": channel, "members": members})
+        extra: dict[str, Any] = {
+            "channel": channel,
+            "epoch": snap.epoch,
+            "offset": snap.offset,
+            "latestEventId": snap.latest_event_id,
+        }
+        if snap.recovered is not None:
+            extra["recovered"] = snap.recovered
+        return extra
+
+    def _route_for(self, channel: str) -> _Route:
+        route = self._routes.get(channel)
+        if route is None:
+            loop = asyncio.get_running_loop()
+            attaching = loop.create_task(self._attach(channel, self._detaching.get(channel)))
+            route = self._routes[channel] = _Route(attaching)
+        return route
+
+    async def _attach(self, channel: str, pending_detach: asyncio.Task[None] | None) -> None:
+        # A detach of the previous route may still be in flight: let it land first,
+        # otherwise it could undo this attach.
+        if pending_detach is not None:
+            with contextlib.suppress(Exception):
+                await pending_detach
+        await self.broker.attach(channel)
+
+    def _release_route(self, channel: str, route: _Route) -> None:
+        """Drop ``route`` if nobody uses it any more, detaching the channel."""
+        if not route.empty() or self._routes.get(channel) is not route:
+            return
+        del self._routes[channel]
+        attaching = route.attaching
+
+        async def detach() -> None:
+            try:
+                with contextlib.suppress(Exception):
+                    await attaching
+                if channel not in self._routes or self._routes[channel].attaching is not attaching:
+                    await self.broker.detach(channel)
+            except Exception:
+                log.warning("detaching channel %r failed", channel, exc_info=True)
+            finally:
+                if self._detaching.get(channel) is task:
+                    del self._detaching[channel]
+
+        task = asyncio.get_running_loop().create_task(detach())
+        self._detaching[channel] = task
+
+    async def _leave(self, session: Session, sub: Subscription) -> None:
+        channel = sub.channel
+        route = self._routes.get(channel)
+        if route is not None:
+            route.live.discard(session.conn)
+            route.catching.pop(sub, None)
+        try:
+            if sub.member is not None:
+                removed = await self.broker.presence_remove(channel, session.client_id)
+                member = removed if removed is not None else sub.member
+                sub.member = None
+                await self.broker.broadcast(
+                    channel, {"type": "presence_leave", "channel": channel, "member": member}
+                )
+        finally:
+            if route is not None:
+                self._release_route(channel, route)
+
+    async def _on_unsubscribe(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+        channel: str = msg["channel"]
+        sub = session.subscriptions.pop(channel, None)
+        if sub is None:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {channel!r}", msg.get("_id"))
+        await self._leave(session, sub)
+        return {"channel": channel}
+
+    async def _on_publish(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+        channel: str = msg["channel"]
+        msg_id = msg.get("_id")
+        if not session.claims.can("publish", channel):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to publish to {channel!r}", msg_id)
+        key = msg.get("key")
+        ephemeral = bool(msg.get("ephemeral"))
+        if ephemeral and key is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, "an ephemeral message cannot carry 'key' (it is not stored)", msg_id
+            )
+        bucket = session.bucket
+        now = session.conn.loop.time()
+        if not bucket.try_acquire(now):
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"over {self.config.publish_rate:g} publishes/s; retry in {bucket.retry_after(now):.3f} s",
+                msg_id,
+            )
+        frame: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "data": msg["data"],
+            "senderId": session.user_id,
+            "clientId": session.client_id,
+        }
+        for field in ("seq", "key", "msgId"):
+            value = msg.get(field)
+            if value is not None:
+                frame[field] = value
+        if ephemeral:
+            frame["timestamp"] = _now_ms()
+            frame["ephemeral"] = True
+            await self.broker.broadcast(channel, frame)
+            self.metrics.messages_published += 1
+            return {"channel": channel, "ephemeral": True}
+        try:
+            out = await self.broker.publish(channel, frame, key=key, msg_id=msg.get("msgId"))
+        except ValueError as exc:  # brokers raise ValueError only for the state-key bound
+            raise ProtocolError(ErrorCode.STATE_FULL, str(exc), msg_id) from None
+        extra: dict[str, Any] = {
+            "channel": channel,
+            "eventId": out.get("eventId"),
+            "offset": out.get("offset"),
+        }
+        if out.get("duplicate"):
+            extra["duplicate"] = True
+        else:
+            self.metrics.messages_published += 1
+        return extra
+
+    def _check_presence_size(self, data: dict[str, Any], msg_id: Any) -> None:
+        size = len(protocol.encode_bytes(data))
+        if size > self.config.max_presence_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"presence data of {size} bytes exceeds {self.config.max_presence_bytes}",
+                msg_id,
+            )
+
+    async def _on_presence_update(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+        channel: str = msg["channel"]
+        msg_id = msg.get("_id")
+        sub = session.subscriptions.get(channel)
+        if sub is None:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {channel!r}", msg_id)
+        if sub.member is None:
+            raise ProtocolError(
+                ErrorCode.PRESENCE_DISABLED, f"subscribed to {channel!r} without presence", msg_id
+            )
+        data = msg["data"]
+        self._check_presence_size(data, msg_id)
+        member = {**sub.member, "data": data}
+        await self.broker.presence_set(channel, member)
+        sub.member = member
+        await self.broker.broadcast(
+            channel, {"type": "presence_update", "channel": channel, "member": member}
+        )
+        return {"channel": channel}
+
+    async def _on_sync(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+        msg_id = msg.get("_id")
+        explicit = msg.get("channel")
+        if explicit is not None:
+            if not session.claims.can("subscribe", explicit):
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to read {explicit!r}", msg_id)
+            channels = [explicit]
+        else:
+            channels = list(session.subscriptions)
+        last_event_id = msg.get("lastEventId")
+        epoch = msg.get("epoch")
+        pending = msg.get("pendingOps")
+        for channel in channels:
+            response = await self._sync_response(channel, last_event_id, epoch)
+            if pending:
+                response["confirmedOps"] = await self._confirmed_ops(channel, pending, response)
+            self._send(session.conn, response)
+        return {"channels": channels}
+
+    async def _sync_response(
+        self, channel: str, last_event_id: str | None, epoch: str | None
+    ) -> dict[str, Any]:
+        if last_event_id is not None:
+            snap = await self.broker.snapshot(
+                channel, last_event_id=last_event_id, epoch=epoch, history=0, want_state=False
+            )
+            if snap.recovered:
+                return {
+                    "type": "sync_response",
+                    "channel": channel,
+                    "syncType": "delta",
+                    "events": snap.events,
+                    "latestEventId": snap.latest_event_id,
+                    "version": snap.offset,
+                    "epoch": snap.epoch,
+                }
+        else:
+            snap = await self.broker.snapshot(
+                channel, last_event_id=None, epoch=None, history=self.config.history_size, want_state=True
+            )
+        return {
+            "type": "sync_response",
+            "channel": channel,
+            "syncType": "snapshot",
+            "state": snap.state or {},
+            "events": snap.events,
+            "latestEventId": snap.latest_event_id,
+            "version": snap.offset,
+            "epoch": snap.epoch,
+        }
+
+    async def _confirmed_ops(self, channel: str, pending: list[str], response: dict[str, Any]) -> list[str]:
+        """The msgIds among ``pending`` that are stored on ``channel`` (retained history or state)."""
+        wanted = set(pending)
+        if response["syncType"] == "snapshot":
+            events, state = response["events"], response["state"]
+        else:
+            snap = await self.broker.snapshot(
+                channel, last_event_id=None, epoch=None, history=self.config.history_size, want_state=True
+            )
+            events, state = snap.events, snap.state or {}
+        found = {f.get("msgId") for f in events} | {f.get("msgId") for f in state.values()}
+        return [op for op in pending if op in wanted and op in found]
+
+    _handlers: dict[str, Any] = {
+        "ping": _on_ping,
+        "subscribe": _on_subscribe,
+        "unsubscribe": _on_unsubscribe,
+        "publish": _on_publish,
+        "presence_update": _on_presence_update,
+        "sync": _on_sync,
+    }
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _response(
+    conn: ServerConnection, status: http.HTTPStatus, body: str, content_type: str | None = None
+) -> Response:
+    response = conn.respond(status, body)
+    if content_type is not None:
+        headers = Headers(response.headers)
+        del headers["Content-Type"]
+        headers["Content-Type"] = content_type
+        response.headers = headers
+    return response
+
+
+def _history_frame(snap: SnapshotResult) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "history",
+        "channel": snap.channel,
+        "data": snap.events,
+        "epoch": snap.epoch,
+        "latestEventId": snap.latest_event_id,
+        "offset": snap.offset,
+    }
+    if snap.recovered is not None:
+        frame["recovered"] = snap.recovered
+    if snap.state is not None:
+        frame["state"] = snap.state
+    return frame
+
+
+def _covered(frame: dict[str, Any], snap: SnapshotResult) -> bool:
+    """True if a held frame is already accounted for by the snapshot."""
+    if frame.get("type") != "message":
+        return False
+    offset = frame.get("offset")
+    return isinstance(offset, int) and frame.get("epoch") == snap.epoch and offset <= snap.offset
+
+
+def _peer(conn: ServerConnection) -> str:
+    try:
+        addr = conn.remote_address
+    except Exception:
+        return "?"
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+
+
+def _type_of(msg: dict[str, Any] | None) -> str:
+    return str(msg.get("type"))[:40] if msg else "unparsed"
+
+
+def _id_of(msg: dict[str, Any] | None) -> Any:
+    return msg.get("_id") if msg else None
+
+
+def _salvage_id(raw: str) -> Any:
+    try:
+        value = protocol.decode(raw)
+    except ProtocolError:
+        return None
+    msg_id = value.get("_id") if isinstance(value, dict) else None
+    if isinstance(msg_id, bool):
+        return None
+    if isinstance(msg_id, int) and abs(msg_id) <= 2**53:
+        return msg_id
+    if isinstance(msg_id, str) and 0 < len(msg_id) <= protocol.MAX_ID_LENGTH:
+        return msg_id
+    return None
+
+
+def _channel_of(msg: dict[str, Any] | None) -> str | None:
+    if not msg:
+        return None
+    channel = msg.get("channel")
+    try:
+        return protocol.validate_channel(channel) if channel is not None else None
+    except ProtocolError:
+        return None

@@ -1,0 +1,237 @@
+"""Glue between traitlets objects and the rtwidgets runtime loop.
+
+Rules of this module:
+
+* Everything that touches a network object or a core runs on the runtime loop thread
+  (:func:`rtwidgets.runtime.get_runtime`). Public model/widget methods may be called from
+  any thread (a notebook cell, a kernel subshell running a widget handler) and hand work
+  over with :func:`on_runtime` / :func:`submit`.
+* Timers are loop timers driven by a core's ``next_deadline()`` (the cores are sans-I/O:
+  they never schedule anything themselves). The clock handed to the cores is
+  ``loop.time()`` so a deadline can be passed to ``loop.call_at`` unchanged.
+* :class:`CoalescedSync` is the only way widgets write their synced traits from network
+  events: at most ``max_rate`` flushes per second, latest value per trait wins
+  (:class:`rtwidgets.core.coalesce.Coalescer` decides; this class only moves the values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from traitlets import HasTraits
+
+from rtwidgets.core.coalesce import Coalescer
+from rtwidgets.runtime import Runtime, get_runtime
+
+__all__ = [
+    "CoalescedSync",
+    "DeadlineTimer",
+    "LoopClock",
+    "TaskGroup",
+    "on_runtime",
+    "run_blocking",
+    "submit",
+]
+
+T = TypeVar("T")
+log = logging.getLogger("rtwidgets.models")
+
+
+def on_runtime(fn: Callable[..., Any], *args: Any, runtime: Runtime | None = None) -> None:
+    """Call ``fn(*args)`` on the runtime thread: now if already there, else soon (thread-safe)."""
+    rt = runtime or get_runtime()
+    if rt.in_runtime_thread():
+        fn(*args)
+    else:
+        rt.call_soon(fn, *args)
+
+
+def submit(coro: Coroutine[Any, Any, T], runtime: Runtime | None = None) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the runtime loop from any thread; return a thread-safe future."""
+    return (runtime or get_runtime()).submit(coro)
+
+
+def run_blocking(coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
+    """Run ``coro`` on the runtime and wait for it from a non-runtime thread.
+
+    Raises ``RuntimeError`` with advice when called from the runtime thread itself (a
+    callback), where blocking would deadlock the loop.
+    """
+    rt = get_runtime()
+    if rt.in_runtime_thread():
+        coro.close()
+        raise RuntimeError(f"{what}: cannot block on the rtwidgets runtime thread; pass wait=False")
+    return rt.run(coro, timeout)
+
+
+class DeadlineTimer:
+    """One loop timer that fires ``callback(now)`` at the earliest requested deadline.
+
+    Runtime-thread only. ``schedule(deadline)`` keeps the earlier of the current and the new
+    deadline, so callers can request freely after every input without piling up handles.
+    ``now`` is ``max(loop.time(), deadline)``: asyncio may fire up to one clock resolution
+    early, and a core polled a hair before its deadline would answer "not yet".
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[float], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def schedule(self, deadline: float | None) -> None:
+        """Fire at ``deadline`` (``loop.time()`` seconds); ``None`` means nothing is due."""
+        if self._closed or deadline is None:
+            return
+        if self._handle is not None:
+            if self._handle.when() <= deadline:
+                return
+            self._handle.cancel()
+        self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        handle, self._handle = self._handle, None
+        if not self._closed:
+            when = handle.when() if handle is not None else 0.0
+            self._callback(max(self._loop.time(), when))
+
+    @property
+    def pending(self) -> bool:
+        """True while a firing is scheduled."""
+        return self._handle is not None
+
+    def cancel(self) -> None:
+        """Cancel the scheduled firing and refuse new ones."""
+        self._closed = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class LoopClock:
+    """``loop.time()`` clamped to never go backwards across calls.
+
+    The cores refuse time going backwards, and a timer's ``now`` (see :class:`DeadlineTimer`)
+    can be a hair ahead of a later ``loop.time()`` reading.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._last = loop.time()
+
+    def __call__(self, at_least: float = 0.0) -> float:
+        now = max(self._loop.time(), at_least, self._last)
+        self._last = now
+        return now
+
+
+class CoalescedSync:
+    """Write trait values to ``target`` at most ``max_rate`` times per second.
+
+    ``set(name=value, ...)`` may be called from any thread; values pass through a
+    :class:`Coalescer` on the runtime thread and are applied together (one
+    ``hold_sync`` block, so a widget sends one comm message per flush) when it allows.
+    ``flushes`` counts applied batches. Values must not be mutated after ``set``: pass
+    fresh lists/dicts (traitlets compares them to decide whether to notify).
+    """
+
+    def __init__(self, target: HasTraits, max_rate: float = 60.0, runtime: Runtime | None = None) -> None:
+        self._target = target
+        self._runtime = runtime or get_runtime()
+        self._loop = self._runtime.loop
+        self._clock = LoopClock(self._loop)
+        self._coalescer = Coalescer(max_rate=max_rate)
+        self._timer = DeadlineTimer(self._loop, lambda when: self._flush(self._clock(when)))
+        self._closed = False
+        self.flushes = 0
+
+    def set(self, **values: Any) -> None:
+        """Queue trait updates (thread-safe); the latest value per trait wins."""
+        if self._closed:
+            return
+        on_runtime(self._update, values, runtime=self._runtime)
+
+    def _update(self, values: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        now = self._clock()
+        for name, value in values.items():
+            self._coalescer.update(name, value, now)
+        self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        if self._closed:
+            return
+        batch = self._coalescer.poll(now)
+        if batch:
+            self._apply(batch)
+        self._timer.schedule(self._coalescer.next_deadline())
+
+    def _apply(self, batch: dict[str, Any]) -> None:
+        target = self._target
+        hold = getattr(target, "hold_sync", None)
+        try:
+            if hold is None:
+                with target.hold_trait_notifications():
+                    for name, value in batch.items():
+                        setattr(target, name, value)
+            else:
+                with hold(), target.hold_trait_notifications():
+                    for name, value in batch.items():
+                        setattr(target, name, value)
+        except Exception:
+            # A bad value must not kill the loop timer; it is a bug, so say it loudly.
+            log.exception("could not apply %s to %r", sorted(batch), type(target).__name__)
+        self.flushes += 1
+
+    def flush_now(self) -> None:
+        """Apply whatever is pending immediately (runtime thread only; used on close)."""
+        if self._closed:
+            return
+        batch = self._coalescer.drain(self._clock())
+        if batch:
+            self._apply(batch)
+
+    def close(self) -> None:
+        """Cancel the timer; later ``set`` calls are ignored."""
+        self._closed = True
+        self._timer.cancel()
+
+
+class TaskGroup:
+    """Tracks tasks a model starts on the runtime loop so ``close()`` can cancel them all."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = threading.Lock()
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start ``coro`` as a task (runtime thread only); failures are logged, not lost."""
+        task = asyncio.get_running_loop().create_task(coro)
+        with self._lock:
+            self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: background task failed", self._name, exc_info=task.exception())
+
+    def cancel_all(self) -> None:
+        """Cancel every running task (runtime thread or not)."""
+        with self._lock:
+            tasks = list(self._tasks)
+        for task in tasks:
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._tasks)

@@ -1,0 +1,411 @@
+"""``Channel``: the article's ``useChannel`` hook as a traitlets model.
+
+Subscribes once the :class:`~rtwidgets.models.connection.Connection` is connected (the
+client re-subscribes by itself after reconnects, resuming from the last event id), keeps
+a bounded ``messages`` list and the presence ``members``, and optionally paces incoming
+messages through a :class:`~rtwidgets.core.backpressure.BackpressureBuffer` (the
+article's ``bufferConfig``). Network events are applied on the runtime thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
+
+from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
+from rtwidgets.models.connection import Connection
+from rtwidgets.protocol import validate_channel
+from rtwidgets.runtime import get_runtime
+
+__all__ = ["Channel", "ChannelClosedError"]
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class ChannelClosedError(RuntimeError):
+    """The channel model was closed (or its subscription refused) before the operation ran."""
+
+
+class Channel(HasTraits):
+    """A channel subscription observable from Python.
+
+    ``messages`` holds the last ``max_messages`` ``message`` frames (dicts with ``id``,
+    ``data``, ``senderId``, ``clientId``, ``timestamp``, ``offset``...), newest last.
+    ``members`` is one dict per connected client (``userId``, ``clientId``, ``data``,
+    ``joinedAt``) when ``presence=True``. With ``backpressure=`` incoming messages are
+    delivered in paced batches and ``buffer_stats`` counts what was merged or dropped.
+    """
+
+    name = Unicode(read_only=True)
+    messages = List(help="last max_messages message frames, newest last")
+    members = List(help="presence members, one per clientId")
+    users = List(help="distinct user ids present")
+    is_subscribed = Bool(False)
+    error = Unicode("", help="why the subscription or the last operation failed; '' when fine")
+    pressure = Unicode("none", help="backpressure level: none|moderate|high")
+    buffer_stats = Dict(help="backpressure counters (pushed, delivered, merged, dropped, ...)")
+    received = Int(0, help="message frames received (before backpressure)")
+
+    def __init__(
+        self,
+        connection: Connection,
+        name: str,
+        *,
+        presence: bool = False,
+        presence_data: dict[str, Any] | None = None,
+        history: int = 0,
+        state: bool = False,
+        backpressure: BackpressureConfig | None = None,
+        key: Callable[[dict[str, Any]], Hashable] | None = None,
+        max_messages: int = 200,
+    ) -> None:
+        if not isinstance(connection, Connection):
+            raise TypeError(f"connection must be an rtwidgets Connection, got {type(connection).__name__}")
+        validate_channel(name)
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise ValueError(f"max_messages must be an int >= 1, got {max_messages!r}")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError(f"history must be an int >= 0, got {history!r}")
+        if presence_data is not None and not isinstance(presence_data, dict):
+            raise TypeError("presence_data must be a dict")
+        super().__init__()
+        self.set_trait("name", name)
+        self.connection = connection
+        self.presence = bool(presence or presence_data is not None)
+        self.presence_data = dict(presence_data or {})
+        self.history = history
+        self.want_state = state
+        self.max_messages = max_messages
+        self._runtime = get_runtime()
+        self._loop = self._runtime.loop
+        self._tasks = TaskGroup(f"channel {name!r}")
+        self._handle: Any = None
+        self._subscribing = False
+        self._ready: asyncio.Future[Any] | None = None
+        self._closed = False
+        self._listeners: dict[str, list[Callable[..., None]]] = {"message": [], "presence": [], "reset": []}
+        self._handle_unsubs: list[Callable[[], Any]] = []
+        self._buffer: BackpressureBuffer[dict[str, Any]] | None = None
+        self._buffer_timer: DeadlineTimer | None = None
+        self._clock = LoopClock(self._loop)
+        if backpressure is not None:
+            if not isinstance(backpressure, BackpressureConfig):
+                raise TypeError("backpressure must be a rtwidgets.core.backpressure.BackpressureConfig")
+            self._buffer = BackpressureBuffer(backpressure, key=key, clock=self._clock)
+            self._buffer_timer = DeadlineTimer(self._loop, self._poll_buffer)
+        connection.observe(self._on_connection_state, names=["state"])
+        connection.attached.add(self)
+        on_runtime(self._setup)
+
+    # ------------------------------------------------------------------ public API
+
+    def publish(
+        self,
+        data: Any,
+        *,
+        key: str | None = None,
+        ephemeral: bool = False,
+        wait: bool = True,
+        timeout: float = 10.0,
+    ) -> Any:
+        """Publish ``data``. ``wait=True`` blocks until the gateway's ack and returns it
+        (raises on refusal); ``wait=False`` returns a ``concurrent.futures.Future``.
+
+        Publishing before the subscription is up waits for it (messages queue while offline).
+        """
+        future = submit(self._publish(data, key=key, ephemeral=ephemeral))
+        if not wait:
+            return future
+        return self._wait(future, timeout, "publish")
+
+    def update_presence(self, data: dict[str, Any], *, wait: bool = True, timeout: float = 10.0) -> Any:
+        """Replace this client's presence data on the channel (needs ``presence=True``)."""
+        if not isinstance(data, dict):
+            raise TypeError("presence data must be a dict")
+        if not self.presence:
+            raise ValueError(f"channel {self.name!r} was created without presence=True")
+        self.presence_data = dict(data)
+        future = submit(self._update_presence(dict(data)))
+        if not wait:
+            return future
+        return self._wait(future, timeout, "update_presence")
+
+    def wait_subscribed(self, timeout: float = 10.0) -> Channel:
+        """Block until the subscription is acknowledged (raises the refusal if it failed)."""
+
+        async def ready() -> None:
+            await self._ready_handle()
+
+        self._wait(submit(ready()), timeout, "subscribe")
+        return self
+
+    def on_message(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(frame)`` on the runtime thread for every message (before pacing)."""
+        return self._listen("message", callback)
+
+    def on_presence(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` on the runtime thread after every presence change."""
+        return self._listen("presence", callback)
+
+    def on_reset(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` when history could not be recovered after a reconnect."""
+        return self._listen("reset", callback)
+
+    @property
+    def handle(self) -> Any:
+        """The client's channel handle once subscribed, else None (runtime loop only)."""
+        return self._handle
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Unsubscribe, stop timers and listeners (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.connection.unobserve(self._on_connection_state, names=["state"])
+        if self._runtime.in_runtime_thread():
+            submit(self._shutdown())
+            return
+        try:
+            run_blocking(self._shutdown(), timeout, "Channel.close")
+        except TimeoutError:
+            pass  # the socket is gone; the gateway drops the subscription with it
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name!r} subscribed={self.is_subscribed} messages={len(self.messages)}>"
+
+    # ------------------------------------------------------------------ helpers (any thread)
+
+    def _listen(self, kind: str, callback: Callable[..., None]) -> Callable[[], None]:
+        self._listeners[kind].append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners[kind]:
+                self._listeners[kind].remove(callback)
+
+        return unsubscribe
+
+    def _wait(self, future: concurrent.futures.Future[Any], timeout: float, what: str) -> Any:
+        if self._runtime.in_runtime_thread():
+            raise RuntimeError(
+                f"Channel.{what}(wait=True) cannot block on the runtime thread; pass wait=False"
+            )
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"{what} on channel {self.name!r} did not finish within {timeout} s "
+                f"(connection {self.connection.state!r}, subscribed={self.is_subscribed})"
+            ) from None
+
+    # ------------------------------------------------------------------ runtime thread
+
+    def _setup(self) -> None:
+        self._ready = self._loop.create_future()
+        if self._closed:
+            self._ready.set_exception(ChannelClosedError(f"channel {self.name!r} is closed"))
+            self._ready.exception()
+            return
+        if self.connection.state == "connected":
+            self._start_subscribe()
+
+    def _on_connection_state(self, change: dict[str, Any]) -> None:
+        on_runtime(self._apply_connection_state, change["new"])
+
+    def _apply_connection_state(self, state: str) -> None:
+        if self._closed:
+            return
+        if state == "connected" and not self._handle_alive():
+            # First connect, or the client dropped the channel (disconnect() then connect()).
+            self._start_subscribe()
+        self._sync_status()
+
+    def _handle_alive(self) -> bool:
+        handle = self._handle
+        return handle is not None and self.connection.client.channels.get(self.name) is handle
+
+    def _sync_status(self, _event: Any = None) -> None:
+        handle = self._handle
+        subscribed = (
+            handle is not None
+            and self._handle_alive()
+            and _value(handle.status) == "subscribed"
+            and self.connection.client.state == "connected"
+        )
+        self._set(is_subscribed=bool(subscribed))
+
+    def _start_subscribe(self) -> None:
+        if self._ready is None or self._subscribing:
+            return
+        if self._ready.done() and self._ready.exception() is not None:
+            return  # refused for good (e.g. forbidden): reported in ``error``
+        self._subscribing = True
+        self._tasks.spawn(self._subscribe())
+
+    async def _subscribe(self) -> None:
+        try:
+            handle = await self.connection.client.subscribe(
+                self.name,
+                presence=self.presence,
+                presence_data=self.presence_data if self.presence else None,
+                history=self.history,
+                state=self.want_state,
+                on_message=self._on_frame,
+                on_presence=self._on_presence_event,
+                on_reset=self._on_reset,
+            )
+        except asyncio.CancelledError:
+            self._subscribing = False
+            raise
+        except Exception as exc:
+            self._subscribing = False
+            self._set(error=f"subscribe refused: {exc}")
+            code = getattr(exc, "code", None)
+            if code not in (None, "connection_closed") and self._ready is not None and not self._ready.done():
+                # Refused by the gateway (e.g. forbidden): final. Lost connections retry on connect.
+                self._ready.set_exception(exc)
+                self._ready.exception()  # retrieved: waiters re-raise it, nothing logs "never retrieved"
+            return
+        self._subscribing = False
+        if self._closed:
+            await _quietly(handle.unsubscribe())
+            return
+        if handle is not self._handle:
+            for unsub in self._handle_unsubs:
+                unsub()
+            self._handle_unsubs = [handle.on_event(self._sync_status)]
+        self._handle = handle
+        self._set(
+            error="",
+            members=list(handle.members),
+            users=list(handle.users),
+        )
+        self._sync_status()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(handle)
+        elif self._ready is not None and self._ready.done():
+            # Re-subscribed after a disconnect(): operations use the new handle.
+            self._ready = self._loop.create_future()
+            self._ready.set_result(handle)
+
+    async def _ready_handle(self) -> Any:
+        if self._closed:
+            raise ChannelClosedError(f"channel {self.name!r} is closed")
+        assert self._ready is not None, "setup runs before any operation (FIFO hand-off)"
+        return await asyncio.shield(self._ready)
+
+    async def _publish(self, data: Any, *, key: str | None, ephemeral: bool) -> Any:
+        handle = await self._ready_handle()
+        try:
+            return await handle.publish(data, key=key, ephemeral=ephemeral)
+        except Exception as exc:
+            self._set(error=f"publish failed: {exc}")
+            raise
+
+    async def _update_presence(self, data: dict[str, Any]) -> Any:
+        handle = await self._ready_handle()
+        return await handle.update_presence(data)
+
+    def _on_frame(self, frame: Any) -> None:
+        if self._closed or not isinstance(frame, dict):
+            return
+        self._set(received=self.received + 1)
+        for listener in list(self._listeners["message"]):
+            _call(listener, frame)
+        if self._buffer is None:
+            self._append([frame])
+            return
+        self._buffer.push(frame)
+        self._after_buffer_change()
+
+    def _poll_buffer(self, when: float) -> None:
+        if self._buffer is None or self._closed:
+            return
+        batch = self._buffer.poll(self._clock(when))
+        if batch:
+            self._append(batch)
+        self._after_buffer_change()
+
+    def _after_buffer_change(self) -> None:
+        assert self._buffer is not None and self._buffer_timer is not None
+        stats = self._buffer.stats()
+        self._set(
+            pressure=stats.pressure,
+            buffer_stats={
+                "buffered": stats.buffer_size,
+                "pushed": stats.pushed,
+                "delivered": stats.delivered,
+                "merged": stats.merged,
+                "dropped": stats.dropped,
+                "fill_ratio": round(stats.fill_ratio, 3),
+            },
+        )
+        self._buffer_timer.schedule(self._buffer.next_deadline())
+
+    def _append(self, frames: list[dict[str, Any]]) -> None:
+        keep = self.max_messages
+        merged = (self.messages + frames)[-keep:]
+        self._set(messages=merged)
+
+    def _on_presence_event(self, event: Any) -> None:
+        if self._closed:
+            return
+        handle = self._handle or self.connection.client.channels.get(self.name)
+        if handle is not None:
+            self._set(members=list(handle.members), users=list(handle.users))
+        for listener in list(self._listeners["presence"]):
+            _call(listener, event)
+
+    def _on_reset(self, snapshot: Any) -> None:
+        # Continuity was lost beyond the gateway's history: the client replaced its buffer.
+        handle = self._handle
+        if handle is not None and self._buffer is None:
+            self._set(messages=list(handle.messages)[-self.max_messages :])
+        for listener in list(self._listeners["reset"]):
+            _call(listener, snapshot)
+
+    async def _shutdown(self) -> None:
+        self._tasks.cancel_all()
+        if self._buffer_timer is not None:
+            self._buffer_timer.cancel()
+        for unsub in self._handle_unsubs:
+            unsub()
+        self._handle_unsubs.clear()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ChannelClosedError(f"channel {self.name!r} is closed"))
+            self._ready.exception()
+        handle, self._handle = self._handle, None
+        if handle is not None and self.connection.state == "connected":
+            await _quietly(handle.unsubscribe())
+        self._set(is_subscribed=False)
+
+    def _set(self, **updates: Any) -> None:
+        with self.hold_trait_notifications():
+            for name, value in updates.items():
+                if getattr(self, name) != value:
+                    setattr(self, name, value)
+
+
+def _value(state: Any) -> str:
+    return str(getattr(state, "value", state))
+
+
+def _call(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        import logging
+
+        logging.getLogger("rtwidgets.models").exception("channel listener %r failed", fn)
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:  # unsubscribing from a dead socket: the gateway forgets it on close
+        pass

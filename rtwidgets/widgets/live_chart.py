@@ -1,0 +1,279 @@
+"""``LiveChart``: a numeric stream drawn as a line, paced by a BackpressureBuffer.
+
+Samples come from a :class:`~rtwidgets.models.channel.Channel` (message data: a number,
+or a dict with ``y``/``value`` and optional ``t`` in epoch ms) and/or from
+:meth:`LiveChart.push` / :meth:`LiveChart.extend` (any thread). They pass through a
+:class:`~rtwidgets.core.backpressure.BackpressureBuffer` (strategy ``latest``/``sample``/
+``batch``); what it merges or drops is counted and shown. The retained window is sent to
+the browser as little-endian Float64 buffers (``x`` = time in ms, ``y`` = value),
+decimated to ``max_points``, at most 60 times per second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sys
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from traitlets import Bytes, Dict, Float, Unicode
+
+from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.models._binding import DeadlineTimer, LoopClock
+from rtwidgets.models.channel import Channel
+from rtwidgets.runtime import get_runtime
+from rtwidgets.widgets._base import RealtimeWidget
+
+__all__ = ["LiveChart", "float64_bytes"]
+
+# A hard cap on retained samples, whatever the window (memory bound at absurd rates).
+MAX_RETAINED = 200_000
+# Rates (rate_in / rate_out) are measured over this sliding window, seconds.
+RATE_WINDOW = 1.0
+
+Sample = tuple[float, float, Hashable]
+
+
+def float64_bytes(values: list[float]) -> bytes:
+    """Little-endian Float64 bytes of ``values`` (what the browser wraps in a Float64Array)."""
+    arr = array("d", values)
+    if sys.byteorder != "little":
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _nan_to_none(value: float, _widget: Any) -> float | None:
+    # Jupyter's JSON refuses NaN; the front end reads null as "auto".
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _none_to_nan(value: Any, _widget: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+class _Rate:
+    """Events per second over a sliding window (runtime thread only)."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def add(self, now: float, count: int) -> None:
+        self._marks.append((now, count))
+        self._total += count
+        self.trim(now)
+
+    def trim(self, now: float) -> None:
+        while self._marks and self._marks[0][0] < now - RATE_WINDOW:
+            self._total -= self._marks.popleft()[1]
+
+    def per_second(self, now: float) -> float:
+        self.trim(now)
+        return self._total / RATE_WINDOW
+
+
+class LiveChart(RealtimeWidget):
+    """Plot a numeric stream; ``source`` is a :class:`Channel` or ``None`` (use :meth:`push`).
+
+    ``key``: a field name of dict data (or a callable on the data) giving samples a key;
+    with strategy ``latest`` a full buffer then replaces the buffered sample of the same key
+    (``merged``) instead of dropping the oldest one (``dropped``). ``max_buffer_size`` and
+    ``batch_interval`` (seconds) tune the buffer; ``max_points`` bounds what is sent.
+    """
+
+    _bundle = "live_chart"
+
+    title = Unicode("").tag(sync=True)
+    x = Bytes(b"").tag(sync=True)
+    y = Bytes(b"").tag(sync=True)
+    window_ms = Float(10_000.0).tag(sync=True)
+    pressure = Unicode("none").tag(sync=True)
+    stats = Dict().tag(sync=True)
+    y_min = Float(float("nan"), allow_none=True).tag(sync=True, to_json=_nan_to_none, from_json=_none_to_nan)
+    y_max = Float(float("nan"), allow_none=True).tag(sync=True, to_json=_nan_to_none, from_json=_none_to_nan)
+
+    def __init__(
+        self,
+        source: Channel | None = None,
+        *,
+        key: str | Callable[[Any], Hashable] | None = None,
+        window_ms: float = 10_000.0,
+        strategy: str = "latest",
+        title: str = "",
+        max_buffer_size: int = 1000,
+        batch_interval: float = 1 / 60,
+        max_points: int = 2000,
+        y_min: float | None = None,
+        y_max: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if source is not None and not isinstance(source, Channel):
+            raise TypeError(f"LiveChart source must be a Channel or None, got {type(source).__name__}")
+        if not (isinstance(window_ms, (int, float)) and math.isfinite(window_ms) and window_ms > 0):
+            raise ValueError(f"window_ms must be a positive number of milliseconds, got {window_ms!r}")
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
+            raise ValueError(f"max_points must be an int >= 2, got {max_points!r}")
+        # BackpressureConfig validates strategy, size and interval with clear messages.
+        config = BackpressureConfig(
+            max_buffer_size=max_buffer_size, sampling_strategy=strategy, batch_interval=batch_interval  # type: ignore[arg-type]
+        )
+        self.model = source
+        self.max_points = max_points
+        self._key = self._key_fn(key)
+        self._runtime = get_runtime()
+        self._loop = self._runtime.loop
+        self._clock = LoopClock(self._loop)
+        self._buffer: BackpressureBuffer[Sample] = BackpressureBuffer(
+            config, key=(lambda s: s[2]) if key is not None else None, clock=self._clock
+        )
+        self._inbox: deque[Sample] = deque()  # any thread appends; the runtime drains
+        self._drain_scheduled = threading.Event()
+        self._xs: list[float] = []
+        self._ys: list[float] = []
+        self._invalid = 0
+        self._rate_in = _Rate()
+        self._rate_out = _Rate()
+        super().__init__(
+            title=title,
+            window_ms=float(window_ms),
+            y_min=float("nan") if y_min is None else float(y_min),
+            y_max=float("nan") if y_max is None else float(y_max),
+            stats=self._stats_dict(),
+            **kwargs,
+        )
+        self._timer = DeadlineTimer(self._loop, self._poll)
+        self._on_close(lambda: self._run(self._timer.cancel))
+        if source is not None:
+            self._on_close(source.on_message(self._on_frame))
+
+    # ------------------------------------------------------------------ Python API
+
+    def push(self, y: float, t: float | None = None, key: Hashable = None) -> None:
+        """Add one sample (thread-safe). ``t``: epoch ms, default now."""
+        self._inbox.append((time.time() * 1000.0 if t is None else float(t), float(y), key))
+        self._schedule_drain()
+
+    def extend(self, values: Iterable[float], t: float | None = None) -> None:
+        """Add many samples at time ``t`` (default now), e.g. a block from a sensor thread."""
+        stamp = time.time() * 1000.0 if t is None else float(t)
+        self._inbox.extend((stamp, float(v), None) for v in values)
+        self._schedule_drain()
+
+    @property
+    def flushes(self) -> int:
+        """How many trait flushes went to the browser so far (<= 60 per second)."""
+        return self._sync.flushes
+
+    @property
+    def points(self) -> int:
+        """Samples retained in the window (before decimation)."""
+        return len(self._xs)
+
+    def __repr__(self) -> str:
+        source = f"channel={self.model.name!r}" if self.model is not None else "source=push"
+        return f"<LiveChart {source} window_ms={self.window_ms:g}>"
+
+    # ------------------------------------------------------------------ ingestion
+
+    def _key_fn(self, key: str | Callable[[Any], Hashable] | None) -> Callable[[Any], Hashable] | None:
+        if key is None or callable(key):
+            return key
+        if isinstance(key, str):
+            return lambda data: data.get(key) if isinstance(data, dict) else None
+        raise TypeError("key must be a field name, a callable or None")
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        # Runtime thread (a channel listener): parse, then into the same inbox as push().
+        data = frame.get("data")
+        y: Any = data
+        t: Any = frame.get("timestamp")
+        if isinstance(data, dict):
+            y = data.get("y", data.get("value"))
+            t = data.get("t", t)
+        if isinstance(y, bool) or not isinstance(y, (int, float)) or not math.isfinite(y):
+            self._invalid += 1  # counted and shown in stats, never silently ignored
+            return
+        stamp = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else time.time() * 1000.0
+        self._inbox.append((stamp, float(y), self._key(data) if self._key is not None else None))
+        self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        # One hand-off per burst, not per sample: a 10 kHz producer wakes the loop rarely.
+        if not self._drain_scheduled.is_set():
+            self._drain_scheduled.set()
+            self._run(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled.clear()
+        if self.closed:
+            self._inbox.clear()
+            return
+        now = self._clock()
+        count = 0
+        buffer = self._buffer
+        while self._inbox:
+            buffer.push(self._inbox.popleft(), now)
+            count += 1
+        if count:
+            self._rate_in.add(now, count)
+        self._timer.schedule(buffer.next_deadline())
+
+    def _poll(self, when: float) -> None:
+        if self.closed:
+            return
+        now = self._clock(when)
+        batch = self._buffer.poll(now)
+        if batch:
+            self._rate_out.add(now, len(batch))
+            self._append(batch)
+        self._publish(now)
+        self._timer.schedule(self._buffer.next_deadline())
+
+    def _append(self, batch: list[Sample]) -> None:
+        xs, ys = self._xs, self._ys
+        for t, value, _key in batch:
+            if xs and t < xs[-1]:
+                # Out of order (clock skew between producers): keep x sorted for the window cut.
+                i = bisect.bisect_right(xs, t)
+                xs.insert(i, t)
+                ys.insert(i, value)
+            else:
+                xs.append(t)
+                ys.append(value)
+        cut = bisect.bisect_left(xs, xs[-1] - self.window_ms)
+        cut = max(cut, len(xs) - MAX_RETAINED)
+        if cut > 0:
+            del xs[:cut]
+            del ys[:cut]
+
+    def _publish(self, now: float) -> None:
+        xs, ys = self._xs, self._ys
+        stride = max(1, math.ceil(len(xs) / self.max_points))
+        if stride > 1:
+            # Keep the newest sample in view: decimate backwards from the end.
+            xs = xs[::-1][::stride][::-1]
+            ys = ys[::-1][::stride][::-1]
+        self._sync.set(
+            x=float64_bytes(xs),
+            y=float64_bytes(ys),
+            pressure=self._buffer.pressure,
+            stats=self._stats_dict(now),
+        )
+
+    def _stats_dict(self, now: float | None = None) -> dict[str, Any]:
+        s = self._buffer.stats()
+        return {
+            "received": s.pushed,
+            "delivered": s.delivered,
+            "merged": s.merged,
+            "dropped": s.dropped,
+            "buffered": s.buffer_size,
+            "invalid": self._invalid,
+            "rate_in": round(self._rate_in.per_second(now), 1) if now is not None else 0.0,
+            "rate_out": round(self._rate_out.per_second(now), 1) if now is not None else 0.0,
+        }

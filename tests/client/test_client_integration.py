@@ -1,0 +1,374 @@
+"""Integration tests: the asyncio RealtimeConnection against a real Gateway on 127.0.0.1.
+
+Every wait is on a condition with a generous timeout; nothing depends on machine speed.
+Forced disconnects abort the client's TCP transport; an ``auth`` callback that waits on an
+``asyncio.Event`` holds a reconnect back deterministically while others keep publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from rtwidgets.client import (
+    AuthenticationError,
+    ChannelHandle,
+    ConnectionClosedError,
+    QueueFullError,
+    RealtimeConnection,
+    RealtimeError,
+    ServerError,
+)
+from rtwidgets.core.channel import ChannelState, Reset
+from rtwidgets.core.connection import ConnectionState, HeartbeatConfig, ReconnectConfig
+from rtwidgets.core.presence import MemberJoined, MemberLeft, MemberUpdated
+from rtwidgets.gateway import Gateway
+
+T = 10.0  # generous timeout for every condition
+FAST = ReconnectConfig(base_delay=0.02, max_delay=0.1)
+MakeClient = Callable[..., Awaitable[RealtimeConnection]]
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[MakeClient]:
+    """``await make_client(gw, user, **kw)``: a connected client, closed at teardown."""
+    clients: list[RealtimeConnection] = []
+
+    async def factory(
+        gw: Gateway, user: str = "alice", *, connect: bool = True, **kw: Any
+    ) -> RealtimeConnection:
+        if "token" not in kw and "auth" not in kw:
+            kw["token"] = gw.token(user)
+        kw.setdefault("reconnect", FAST)
+        conn = RealtimeConnection(gw.url, **kw)
+        clients.append(conn)
+        if connect:
+            await conn.connect(timeout=T)
+        return conn
+
+    yield factory
+    for conn in clients:
+        await conn.close()
+
+
+class Gate:
+    """An ``auth`` callback that can be held closed: reconnects wait until it opens."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.open = asyncio.Event()
+        self.open.set()
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        await self.open.wait()
+        return self.token
+
+
+def data_of(ch: ChannelHandle) -> list[Any]:
+    return [m["data"] for m in ch.messages]
+
+
+async def drop(conn: RealtimeConnection) -> None:
+    """Kill the client's TCP connection (no close frame) and wait until it notices."""
+    assert conn._ws is not None
+    conn._ws.transport.abort()
+    await conn.wait_for_state(ConnectionState.RECONNECTING, ConnectionState.CONNECTING, timeout=T)
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+async def test_publish_and_receive_across_connections(gateway: Gateway, make_client: MakeClient) -> None:
+    a = await make_client(gateway, "alice")
+    b = await make_client(gateway, "bob")
+    assert (a.state, a.user_id, b.user_id) == (ConnectionState.CONNECTED, "alice", "bob")
+    assert a.client_id and a.client_id != b.client_id
+    seen: list[dict[str, Any]] = []
+    ch_a = await a.subscribe("chat:1")
+    ch_b = await b.subscribe("chat:1", on_message=seen.append)
+    assert ch_b.status is ChannelState.SUBSCRIBED
+    acks = [await ch_a.publish({"n": i}) for i in range(10)]
+    assert all(ack is not None and ack["eventId"] and ack["offset"] == i + 1 for i, ack in enumerate(acks))
+    await ch_b.wait_for(lambda ch: len(ch.messages) == 10, T)
+    assert data_of(ch_b) == [{"n": i} for i in range(10)]
+    assert [m["offset"] for m in seen] == list(range(1, 11))
+    assert {m["senderId"] for m in seen} == {"alice"}
+    assert [m["seq"] for m in seen] == list(range(1, 11))  # our FIFO seq, relayed
+    assert ch_b.last_event_id == acks[-1]["eventId"]
+
+
+async def test_ephemeral_and_history_and_keyed_state(gateway: Gateway, make_client: MakeClient) -> None:
+    a = await make_client(gateway, "alice")
+    ch_a = await a.subscribe("doc")
+    for i in range(5):
+        await ch_a.publish(i, key=f"k{i % 2}")
+    assert await ch_a.publish("typing", ephemeral=True) == {
+        "type": "ack",
+        "id": pytest.approx(0, abs=1e9),
+        "channel": "doc",
+        "ephemeral": True,
+    }
+    b = await make_client(gateway, "bob")
+    ch_b = await b.subscribe("doc", history=3, state=True)
+    # The newest three stored messages were replayed; the ephemeral one is not stored.
+    assert data_of(ch_b) == [2, 3, 4]
+    assert ch_b.state is not None and {k: v["data"] for k, v in ch_b.state.items()} == {"k0": 4, "k1": 3}
+    await ch_a.publish(None, key="k0")  # data None deletes the key
+    await ch_b.wait_for(lambda ch: ch.state is not None and "k0" not in ch.state, T)
+
+
+async def test_presence_across_two_users(gateway: Gateway, make_client: MakeClient) -> None:
+    a = await make_client(gateway, "alice")
+    b = await make_client(gateway, "bob")
+    b2 = await make_client(gateway, "bob")  # a second tab of bob
+    events: list[Any] = []
+    ch_a = await a.subscribe("room", presence=True, presence_data={"color": "red"}, on_presence=events.append)
+    ch_b = await b.subscribe("room", presence=True, presence_data={"color": "blue"})
+    ch_b2 = await b2.subscribe("room", presence=True)
+    await ch_a.wait_for(lambda ch: len(ch.members) == 3, T)
+    assert ch_a.users == ["alice", "bob"]
+    assert {m["clientId"] for m in ch_a.members} == {a.client_id, b.client_id, b2.client_id}
+    await ch_b.update_presence({"color": "green"})
+    await ch_a.wait_for(
+        lambda ch: any(m["data"] == {"color": "green"} for m in ch.members if m["clientId"] == b.client_id), T
+    )
+    assert any(isinstance(e, MemberUpdated) and e.member["clientId"] == b.client_id for e in events)
+    assert any(isinstance(e, MemberJoined) and e.member["clientId"] == b2.client_id for e in events)
+    await ch_b2.unsubscribe()
+    assert ch_b2.status is ChannelState.UNSUBSCRIBED
+    await ch_a.wait_for(lambda ch: len(ch.members) == 2, T)
+    assert ch_a.users == ["alice", "bob"]  # bob is still here through his first tab
+    await b.close()
+    await ch_a.wait_for(lambda ch: ch.users == ["alice"], T)
+    assert any(isinstance(e, MemberLeft) and e.member["clientId"] == b.client_id for e in events)
+    with pytest.raises(ValueError, match="presence is not enabled"):
+        await (await a.subscribe("plain")).update_presence({"x": 1})
+
+
+async def test_sync_returns_delta(gateway: Gateway, make_client: MakeClient) -> None:
+    a = await make_client(gateway, "alice")
+    ch = await a.subscribe("s")
+    await ch.publish(1)
+    await ch.wait_for(lambda c: len(c.messages) == 1, T)
+    response = await ch.sync()
+    assert response["type"] == "sync_response" and response["syncType"] == "delta"
+    assert response["events"] == []
+    assert data_of(ch) == [1]
+
+
+# ----------------------------------------------------------------------------- recovery
+
+
+async def test_forced_disconnect_while_other_publishes_is_exactly_once(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    a = await make_client(gateway, "alice")
+    b = await make_client(gateway, "bob")
+    ch_a = await a.subscribe("feed")
+    ch_b = await b.subscribe("feed")
+    total = 60
+
+    async def publisher() -> None:
+        for i in range(total):
+            await ch_b.publish(i)
+
+    task = asyncio.create_task(publisher())
+    await ch_a.wait_for(lambda ch: len(ch.messages) >= 10, T)
+    await drop(a)
+    await a.wait_for_state(ConnectionState.CONNECTED, timeout=T)
+    await task
+    await ch_a.wait_for(lambda ch: len(ch.messages) == total, T)
+    assert data_of(ch_a) == list(range(total))
+    assert [m["offset"] for m in ch_a.messages] == list(range(1, total + 1))
+    assert a.stats().reconnects == 1
+
+
+async def test_offline_gap_within_history_is_replayed_once(gateway: Gateway, make_client: MakeClient) -> None:
+    gate = Gate(gateway.token("alice"))
+    a = await make_client(gateway, auth=gate)
+    b = await make_client(gateway, "bob")
+    received: list[Any] = []
+    ch_a = await a.subscribe("feed", on_message=lambda f: received.append(f["data"]))
+    ch_b = await b.subscribe("feed")
+    for i in range(5):
+        await ch_b.publish(i)
+    await ch_a.wait_for(lambda ch: len(ch.messages) == 5, T)
+    gate.open.clear()  # hold the reconnect
+    await drop(a)
+    for i in range(5, 25):
+        await ch_b.publish(i)
+    gate.open.set()
+    await a.wait_for_state(ConnectionState.CONNECTED, timeout=T)
+    await ch_b.publish(25)
+    await ch_a.wait_for(lambda ch: len(ch.messages) == 26, T)
+    assert received == list(range(26))
+    assert ch_a.stats()["resets"] == 0
+
+
+async def test_publish_issued_offline_is_delivered_once(gateway: Gateway, make_client: MakeClient) -> None:
+    gate = Gate(gateway.token("alice"))
+    a = await make_client(gateway, auth=gate)
+    b = await make_client(gateway, "bob")
+    ch_a = await a.subscribe("q")
+    ch_b = await b.subscribe("q")
+    gate.open.clear()
+    await drop(a)
+    pending = asyncio.create_task(ch_a.publish("while offline"))
+    await asyncio.sleep(0)  # let it reach the queue (no timing assumption: the queue holds it)
+    assert a.stats().queue_size == 1
+    gate.open.set()
+    ack = await asyncio.wait_for(pending, T)
+    assert ack is not None and ack["offset"] == 1
+    await ch_b.wait_for(lambda ch: len(ch.messages) == 1, T)
+    await ch_b.publish("after")
+    await ch_b.wait_for(lambda ch: len(ch.messages) == 2, T)
+    assert data_of(ch_b) == ["while offline", "after"]
+
+
+async def test_publish_whose_ack_was_lost_is_retried_exactly_once(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    a = await make_client(gateway, "alice")
+    b = await make_client(gateway, "bob")
+    ch_a = await a.subscribe("r")
+    ch_b = await b.subscribe("r")
+    assert a._ws is not None
+    a._ws.transport.pause_reading()  # the gateway stores it, but alice never reads the ack
+    pending = asyncio.create_task(ch_a.publish("once"))
+    await ch_b.wait_for(lambda ch: len(ch.messages) == 1, T)
+    await drop(a)
+    ack = await asyncio.wait_for(pending, T)
+    assert ack is not None and ack.get("duplicate") is True  # resent with the same msgId, deduped
+    await ch_b.publish("next")
+    await ch_b.wait_for(lambda ch: len(ch.messages) == 2, T)
+    assert data_of(ch_b) == ["once", "next"]
+    await ch_a.wait_for(lambda ch: data_of(ch) == ["once", "next"], T)
+
+
+async def test_gap_older_than_history_resets_with_state(
+    make_gateway: Callable[..., Awaitable[Gateway]], make_client: MakeClient
+) -> None:
+    gw = await make_gateway(history_size=5)
+    gate = Gate(gw.token("alice"))
+    a = await make_client(gw, auth=gate)
+    b = await make_client(gw, "bob")
+    resets: list[Reset] = []
+    ch_a = await a.subscribe("board", state=True, on_reset=resets.append)
+    ch_b = await b.subscribe("board")
+    await ch_b.publish("first", key="title")
+    await ch_a.wait_for(lambda ch: len(ch.messages) == 1, T)
+    gate.open.clear()
+    await drop(a)
+    for i in range(12):
+        await ch_b.publish(i, key=f"cell{i % 3}")
+    gate.open.set()
+    await ch_a.wait_for(lambda ch: len(resets) == 1, T)
+    (reset,) = resets
+    assert reset.state is not None
+    assert {k: v["data"] for k, v in reset.state.items()} == {
+        "title": "first",
+        "cell0": 9,
+        "cell1": 10,
+        "cell2": 11,
+    }
+    assert [e["data"] for e in reset.events] == [7, 8, 9, 10, 11]  # the retained history
+    assert data_of(ch_a) == [7, 8, 9, 10, 11]  # messages rebuilt from the reset
+    assert ch_a.state is not None and ch_a.state["cell2"]["data"] == 11
+    await ch_b.publish("live")
+    await ch_a.wait_for(lambda ch: data_of(ch)[-1:] == ["live"], T)
+    assert data_of(ch_a) == [7, 8, 9, 10, 11, "live"]
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+async def test_bad_token_raises_and_does_not_reconnect(gateway: Gateway, make_client: MakeClient) -> None:
+    errors: list[RealtimeError] = []
+    conn = await make_client(gateway, token="not-a-token", connect=False)
+    conn.on_error(errors.append)
+    with pytest.raises(AuthenticationError, match="authentication failed"):
+        await conn.connect(timeout=T)
+    assert conn.state is ConnectionState.DISCONNECTED
+    stats = conn.stats()
+    assert stats.next_retry_at is None and stats.last_close_code == 4001
+    assert [e.code for e in errors] == ["auth_failed"]
+    assert "not-a-token" not in repr(conn) + str(errors[0])
+    with pytest.raises(ConnectionClosedError):
+        await conn.subscribe("x")
+
+
+async def test_forbidden_subscribe_and_publish(gateway: Gateway, make_client: MakeClient) -> None:
+    conn = await make_client(gateway, token=gateway.token("eve", ["public:*"], publish=[]))
+    with pytest.raises(ServerError) as exc_info:
+        await conn.subscribe("secret")
+    assert exc_info.value.code == "forbidden"
+    assert "secret" not in conn.channels
+    ch = await conn.subscribe("public:news")
+    with pytest.raises(ServerError) as exc_info:
+        await ch.publish("hi")
+    assert exc_info.value.code == "forbidden"
+    assert conn.state is ConnectionState.CONNECTED  # errors do not break the connection
+
+
+async def test_queue_overflow_raises(gateway: Gateway, make_client: MakeClient) -> None:
+    gate = Gate(gateway.token("alice"))
+    conn = await make_client(gateway, auth=gate, queue_limit=2)
+    errors: list[RealtimeError] = []
+    conn.on_error(errors.append)
+    ch = await conn.subscribe("busy")
+    gate.open.clear()
+    await drop(conn)
+    queued = [asyncio.create_task(ch.publish(i)) for i in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFullError):
+        await ch.publish("one too many")
+    assert any(isinstance(e, QueueFullError) for e in errors)
+    assert conn.stats().queue_overflows == 1
+    gate.open.set()
+    acks = await asyncio.wait_for(asyncio.gather(*queued), T)
+    assert [a["offset"] for a in acks if a is not None] == [1, 2]
+
+
+async def test_close_fails_queued_and_leaves_no_tasks(gateway: Gateway, make_client: MakeClient) -> None:
+    gate = Gate(gateway.token("alice"))
+    conn = await make_client(gateway, auth=gate)
+    ch = await conn.subscribe("c")
+    gate.open.clear()
+    await drop(conn)
+    pending = asyncio.create_task(ch.publish(1))
+    await asyncio.sleep(0)
+    await conn.close()
+    with pytest.raises(ConnectionClosedError):
+        await pending
+    assert conn.state is ConnectionState.DISCONNECTED
+    assert ch.status is ChannelState.UNSUBSCRIBED
+    assert not conn._tasks and conn._timer is None
+    gate.open.set()
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and "rtwidgets" in repr(t)]
+    assert [t for t in others if "client.py" in repr(t.get_coro())] == []
+
+
+async def test_heartbeat_measures_rtt_and_events_are_observable(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    events: list[Any] = []
+    conn = await make_client(gateway, heartbeat=HeartbeatConfig(interval=0.05, timeout=5.0), connect=False)
+    conn.on_event(events.append)
+    states: list[tuple[ConnectionState, ConnectionState]] = []
+    conn.on_state_change(lambda cur, prev, reason: states.append((prev, cur)))
+    await conn.connect(timeout=T)
+    deadline = asyncio.get_running_loop().time() + T
+    while conn.stats().rtt is None:
+        assert asyncio.get_running_loop().time() < deadline, "no pong within the timeout"
+        await asyncio.sleep(0.01)
+    assert conn.stats().rtt is not None and conn.stats().rtt >= 0
+    assert states[:2] == [
+        (ConnectionState.DISCONNECTED, ConnectionState.CONNECTING),
+        (ConnectionState.CONNECTING, ConnectionState.CONNECTED),
+    ]
+    assert any(type(e).__name__ == "Connected" for e in events)

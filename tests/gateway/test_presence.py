@@ -1,0 +1,97 @@
+"""Presence: join (with sync), update, leave on unsubscribe and on disconnect, multi-device."""
+
+from __future__ import annotations
+
+from rtwidgets.gateway import Gateway
+
+
+def of_type(mtype: str):
+    return lambda f: f.get("type") == mtype
+
+
+async def test_join_sync_update_leave(gateway: Gateway, connect) -> None:
+    a = await connect(gateway, "alice")
+    b = await connect(gateway, "bob")
+    _, before = await a.subscribe("room", presence=True, presenceData={"color": "red"})
+    # The joiner sees its own join (as in the article) and then a full sync.
+    assert [f["type"] for f in before] == ["presence_join", "presence_sync"]
+    assert before[0]["member"]["clientId"] == a.client_id
+    assert before[1]["members"] == [before[0]["member"]]
+    assert before[0]["member"]["data"] == {"color": "red"}
+
+    _, before_b = await b.subscribe("room", presence=True)
+    sync_b = next(f for f in before_b if f["type"] == "presence_sync")
+    assert [m["userId"] for m in sync_b["members"]] == ["alice", "bob"]
+    join_b = await a.take(lambda f: f["type"] == "presence_join" and f["member"]["userId"] == "bob")
+    assert join_b["channel"] == "room" and join_b["member"]["data"] == {}
+    assert isinstance(join_b["member"]["joinedAt"], int)
+
+    await b.ok({"type": "presence_update", "channel": "room", "data": {"cursor": [1, 2]}})
+    for client in (a, b):
+        upd = await client.take(of_type("presence_update"))
+        assert upd["member"]["clientId"] == b.client_id and upd["member"]["data"] == {"cursor": [1, 2]}
+        assert upd["member"]["joinedAt"] == join_b["member"]["joinedAt"]  # join time is kept
+
+    await b.ok({"type": "unsubscribe", "channel": "room"})
+    leave = await a.take(of_type("presence_leave"))
+    assert leave["member"]["clientId"] == b.client_id and leave["member"]["userId"] == "bob"
+    c = await connect(gateway, "carol")
+    _, before_c = await c.subscribe("room", presence=True)
+    members = next(f for f in before_c if f["type"] == "presence_sync")["members"]
+    assert [m["userId"] for m in members] == ["alice", "carol"]
+
+
+async def test_leave_is_broadcast_on_disconnect(gateway: Gateway, connect) -> None:
+    a = await connect(gateway, "alice")
+    b = await connect(gateway, "bob")
+    await a.subscribe("room", presence=True)
+    await b.subscribe("room", presence=True)
+    await b.close()
+    leave = await a.take(of_type("presence_leave"))
+    assert leave["member"]["clientId"] == b.client_id
+    _, before = await a.subscribe("room", presence=True)  # idempotent re-subscribe re-sends the sync
+    members = next(f for f in before if f["type"] == "presence_sync")["members"]
+    assert [m["clientId"] for m in members] == [a.client_id]
+
+
+async def test_one_user_two_devices_are_two_members(gateway: Gateway, connect) -> None:
+    laptop = await connect(gateway, "alice")
+    phone = await connect(gateway, "alice")
+    watcher = await connect(gateway, "bob")
+    await watcher.subscribe("room", presence=True)
+    await laptop.subscribe("room", presence=True)
+    await phone.subscribe("room", presence=True)
+    joins = [await watcher.take(lambda f: f["type"] == "presence_join" and f["member"]["userId"] == "alice")]
+    joins.append(
+        await watcher.take(lambda f: f["type"] == "presence_join" and f["member"]["userId"] == "alice")
+    )
+    assert {j["member"]["clientId"] for j in joins} == {laptop.client_id, phone.client_id}
+    await phone.close()
+    leave = await watcher.take(of_type("presence_leave"))
+    assert leave["member"]["clientId"] == phone.client_id
+    _, before = await watcher.subscribe("room", presence=True)
+    members = next(f for f in before if f["type"] == "presence_sync")["members"]
+    assert {m["clientId"] for m in members} == {watcher.client_id, laptop.client_id}
+
+
+async def test_presence_errors(gateway: Gateway, connect) -> None:
+    a = await connect(gateway, "alice", presence=["public:*"])
+    err, _ = await a.request({"type": "presence_update", "channel": "room", "data": {}})
+    assert err["code"] == "not_subscribed"
+    await a.subscribe("room")
+    err, _ = await a.request({"type": "presence_update", "channel": "room", "data": {}})
+    assert err["code"] == "presence_disabled" and err["channel"] == "room"
+    err, _ = await a.request({"type": "subscribe", "channel": "other", "options": {"presence": True}})
+    assert err["code"] == "forbidden"
+    await a.subscribe("public:lobby", presence=True)
+    too_big = {"blob": "x" * (gateway.config.max_presence_bytes + 1)}
+    err, _ = await a.request({"type": "presence_update", "channel": "public:lobby", "data": too_big})
+    assert err["code"] == "too_large"
+    err, _ = await a.request(
+        {"type": "subscribe", "channel": "public:two", "options": {"presence": True, "presenceData": too_big}}
+    )
+    assert err["code"] == "too_large"
+    # The refused update changed nothing: a fresh member list still has empty data.
+    _, before = await a.subscribe("public:lobby", presence=True)
+    members = next(f for f in before if f["type"] == "presence_sync")["members"]
+    assert members[0]["data"] == {}

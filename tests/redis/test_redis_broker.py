@@ -1,0 +1,358 @@
+"""RedisBroker against a real redis-server: fan-out, history, state, dedupe, presence."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from redis_support import RedisServer, free_port
+
+from rtwidgets.gateway.brokers.base import BrokerUnavailable
+from rtwidgets.gateway.brokers.memory import StateFull
+from rtwidgets.gateway.brokers.redis import RedisBroker, safe_redis_url
+from rtwidgets.protocol import decode
+
+pytestmark = pytest.mark.redis
+
+WAIT = 10.0  # generous: these are condition waits, not timing assertions
+
+
+class Collector:
+    """A broker listener that records frames and lets tests await a condition."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, dict[str, Any], str]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
+        self.frames.append((channel, frame, encoded))
+        self._changed.set()
+
+    def of(self, channel: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [f for c, f, _ in self.frames if c == channel and (kind is None or f.get("type") == kind)]
+
+    async def wait(self, predicate: Callable[[], bool], what: str = "condition") -> None:
+        async def loop() -> None:
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(loop(), WAIT)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}; got {self.frames!r}") from None
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll an async/sync check until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def make_broker(redis_server: RedisServer, prefix: str) -> AsyncIterator[Callable[..., Any]]:
+    brokers: list[RedisBroker] = []
+
+    async def make(**kwargs: Any) -> tuple[RedisBroker, Collector]:
+        kwargs.setdefault("key_prefix", prefix)
+        broker = RedisBroker(redis_server.url, **kwargs)
+        listener = Collector()
+        broker.set_listener(listener)
+        await broker.start()
+        brokers.append(broker)
+        return broker, listener
+
+    yield make
+    for broker in brokers:
+        await broker.close()
+
+
+def msg(data: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "message", "data": data, "senderId": "u1", **extra}
+
+
+async def test_publish_fans_out_across_brokers_in_offset_order(make_broker: Any) -> None:
+    a, la = await make_broker()
+    b, lb = await make_broker()
+    await a.attach("room")
+    await b.attach("room")
+    sent = [await (a if i % 2 else b).publish("room", msg(i)) for i in range(20)]
+    assert [f["offset"] for f in sent] == list(range(1, 21))
+    assert len({f["epoch"] for f in sent}) == 1
+    for listener in (la, lb):
+        await listener.wait(lambda listener=listener: len(listener.of("room")) == 20, "20 frames")
+        got = listener.of("room")
+        assert [f["data"] for f in got] == list(range(20))
+        assert [f["offset"] for f in got] == list(range(1, 21))
+        assert all(f["id"] == f["eventId"] == s["id"] for f, s in zip(got, sent, strict=True))
+    # the listener gets the payload Redis carried, already encoded, equal to the frame
+    for _, frame, encoded in la.frames:
+        assert decode(encoded) == frame
+
+
+async def test_detached_channels_are_not_delivered(make_broker: Any) -> None:
+    a, la = await make_broker()
+    b, lb = await make_broker()
+    await b.attach("x")
+    await a.attach("y")
+    await a.publish("x", msg("to-x"))
+    await a.publish("y", msg("to-y"))
+    await lb.wait(lambda: len(lb.of("x")) == 1, "x frame")
+    await la.wait(lambda: len(la.of("y")) == 1, "y frame")
+    await b.detach("x")
+    await a.publish("x", msg("after-detach"))
+    await a.publish("y", msg("marker"))
+    await la.wait(lambda: len(la.of("y")) == 2, "marker")
+    assert [f["data"] for f in lb.of("x")] == ["to-x"]
+    assert la.of("x") == []
+
+
+async def test_broadcast_is_delivered_but_not_stored(make_broker: Any) -> None:
+    a, _ = await make_broker()
+    b, lb = await make_broker()
+    await b.attach("room")
+    await a.broadcast("room", {"type": "message", "channel": "room", "data": "blink", "ephemeral": True})
+    await lb.wait(lambda: len(lb.of("room")) == 1, "ephemeral frame")
+    snap = await a.snapshot("room", last_event_id=None, epoch=None, history=10, want_state=False)
+    assert snap.events == [] and snap.offset == 0
+
+
+async def test_snapshot_recovers_after_id_and_reports_loss(make_broker: Any) -> None:
+    a, _ = await make_broker(history_size=5)
+    sent = [await a.publish("h", msg(i)) for i in range(4)]
+    snap = await a.snapshot(
+        "h", last_event_id=sent[1]["id"], epoch=sent[1]["epoch"], history=0, want_state=False
+    )
+    assert snap.recovered is True
+    assert [e["data"] for e in snap.events] == [2, 3]
+    assert snap.offset == 4 and snap.latest_event_id == sent[3]["id"]
+    assert snap.state is None
+
+    # up to date: recovered with nothing to send
+    snap = await a.snapshot("h", last_event_id=sent[3]["id"], epoch=None, history=0, want_state=False)
+    assert snap.recovered is True and snap.events == []
+
+    # push the old id out of the 5-event history
+    sent += [await a.publish("h", msg(i)) for i in range(4, 10)]
+    snap = await a.snapshot("h", last_event_id=sent[1]["id"], epoch=None, history=3, want_state=False)
+    assert snap.recovered is False
+    assert [e["data"] for e in snap.events] == [7, 8, 9]
+    assert snap.state == {}
+    snap = await a.snapshot("h", last_event_id=sent[1]["id"], epoch=None, history=0, want_state=False)
+    assert [e["data"] for e in snap.events] == [5, 6, 7, 8, 9]  # all retained, exact trim
+
+    # wrong epoch: not recoverable even though the id exists
+    snap = await a.snapshot(
+        "h", last_event_id=sent[8]["id"], epoch="not-the-epoch", history=2, want_state=False
+    )
+    assert snap.recovered is False and [e["data"] for e in snap.events] == [8, 9]
+
+    # garbage id: not recoverable, never an exception
+    snap = await a.snapshot("h", last_event_id="nonsense", epoch=None, history=1, want_state=False)
+    assert snap.recovered is False and [e["data"] for e in snap.events] == [9]
+
+    # no id: newest `history` events, recovered is None
+    snap = await a.snapshot("h", last_event_id=None, epoch=None, history=2, want_state=False)
+    assert snap.recovered is None and [e["data"] for e in snap.events] == [8, 9]
+    snap = await a.snapshot("h", last_event_id=None, epoch=None, history=0, want_state=False)
+    assert snap.events == []
+
+
+async def test_snapshot_of_new_channel_creates_a_stable_epoch(make_broker: Any) -> None:
+    a, _ = await make_broker()
+    b, _ = await make_broker()
+    s1 = await a.snapshot("fresh", last_event_id=None, epoch=None, history=5, want_state=True)
+    s2 = await b.snapshot("fresh", last_event_id=None, epoch=None, history=5, want_state=True)
+    assert s1.epoch == s2.epoch and len(s1.epoch) == 16
+    assert s1.offset == 0 and s1.latest_event_id is None and s1.state == {}
+    frame = await b.publish("fresh", msg(1))
+    assert frame["epoch"] == s1.epoch
+
+
+async def test_msg_id_dedupe_returns_earlier_frame(make_broker: Any, redis_server: RedisServer) -> None:
+    a, la = await make_broker()
+    await a.attach("d")
+    first = await a.publish("d", msg("x"), msg_id="m-1")
+    again = await a.publish("d", msg("x-retry"), msg_id="m-1")
+    assert again["duplicate"] is True
+    assert again["id"] == first["id"] and again["offset"] == first["offset"] and again["data"] == "x"
+    other = await a.publish("d", msg("y"), msg_id="m-2")
+    assert other["offset"] == first["offset"] + 1
+    await la.wait(lambda: len(la.of("d")) == 2, "two frames")
+    assert [f["data"] for f in la.of("d")] == ["x", "y"]
+    snap = await a.snapshot("d", last_event_id=None, epoch=None, history=10, want_state=False)
+    assert [e["data"] for e in snap.events] == ["x", "y"]
+    assert a.stats()["duplicates"] == 1
+
+
+async def test_msg_id_window_is_bounded(make_broker: Any, redis_server: RedisServer, prefix: str) -> None:
+    a, _ = await make_broker(history_size=3)
+    for i in range(10):
+        await a.publish("w", msg(i), msg_id=f"m{i}")
+    assert int(redis_server.command("HLEN", f"{prefix}:{{w}}:msgids").split(b":")[1]) == 3
+    assert int(redis_server.command("XLEN", f"{prefix}:{{w}}:events").split(b":")[1]) == 3
+    # m0 has left the window: a new publish with it is stored again
+    again = await a.publish("w", msg("late"), msg_id="m0")
+    assert "duplicate" not in again and again["offset"] == 11
+
+
+async def test_keyed_state_set_replace_delete_and_bound(make_broker: Any) -> None:
+    a, _ = await make_broker(state_max_keys=2)
+    await a.publish("s", msg({"v": 1}), key="k1")
+    k1b = await a.publish("s", msg({"v": 2}), key="k1")
+    k2 = await a.publish("s", msg({"v": 3}), key="k2")
+    snap = await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=True)
+    assert snap.state == {"k1": k1b, "k2": k2}
+    with pytest.raises(StateFull, match="limit 2"):  # a ValueError: the gateway answers state_full
+        await a.publish("s", msg({"v": 4}), key="k3")
+    # the refused publish stored nothing and used no offset
+    assert (await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=False)).offset == 3
+    # replacing an existing key is still allowed at the bound; data None deletes
+    await a.publish("s", msg({"v": 5}), key="k2")
+    await a.publish("s", msg(None), key="k1")
+    k3 = await a.publish("s", msg({"v": 6}), key="k3")
+    snap = await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=True)
+    assert set(snap.state or {}) == {"k2", "k3"} and (snap.state or {})["k3"] == k3
+    assert snap.offset == 6
+
+
+async def test_published_frame_fields_and_precision(make_broker: Any) -> None:
+    a, la = await make_broker()
+    await a.attach("p")
+    data = {"big": 2**53, "pi": 3.141592653589793, "text": 'quote " and \\ and ü', "empty": {}, "list": []}
+    frame = await a.publish("p", msg(data, timestamp=123))
+    assert frame["data"] == data and frame["timestamp"] == 123 and frame["channel"] == "p"
+    await la.wait(lambda: len(la.of("p")) == 1, "frame")
+    assert la.of("p")[0] == frame
+    # client-supplied server fields are overwritten, not trusted
+    forged = await a.publish("p", msg(1, id="forged", offset=999, epoch="x"))
+    assert forged["id"] != "forged" and forged["offset"] == 2 and forged["epoch"] == frame["epoch"]
+
+
+async def test_exactly_one_publish_per_message(make_broker: Any, redis_server: RedisServer) -> None:
+    brokers = [await make_broker() for _ in range(3)]
+    for b, _ in brokers:
+        await b.attach("fan")
+    before = redis_server.commandstat("publish")
+    sender = brokers[0][0]
+    for i in range(25):
+        await sender.publish("fan", msg(i))
+    for _, listener in brokers:
+        await listener.wait(lambda listener=listener: len(listener.of("fan")) == 25, "25 frames")
+    # Redis' own counter: one PUBLISH per message no matter how many gateways listen
+    assert redis_server.commandstat("publish") - before == 25
+    assert sender.stats()["publishes"] == 25
+
+
+async def test_presence_across_brokers(make_broker: Any) -> None:
+    a, _ = await make_broker()
+    b, _ = await make_broker()
+    await a.presence_set("room", {"clientId": "c1", "userId": "alice", "data": {}})
+    await b.presence_set("room", {"clientId": "c2", "userId": "bob", "data": {}})
+    await a.presence_set("room", {"clientId": "c1", "userId": "alice", "data": {"typing": True}})
+    for broker in (a, b):
+        members = await broker.presence_members("room")
+        assert [m["clientId"] for m in members] == ["c1", "c2"]  # replace keeps join order
+        assert members[0]["data"] == {"typing": True}
+    removed = await b.presence_remove("room", "c1")  # any gateway may remove any member
+    assert removed is not None and removed["userId"] == "alice"
+    assert await a.presence_remove("room", "c1") is None
+    assert [m["clientId"] for m in await a.presence_members("room")] == ["c2"]
+    with pytest.raises(ValueError, match="clientId"):
+        await a.presence_set("room", {"userId": "nobody"})
+
+
+async def test_members_of_a_dead_gateway_leave_once(make_broker: Any, redis_server: RedisServer) -> None:
+    alive, la = await make_broker(presence_ttl=30)
+    other, lo = await make_broker(presence_ttl=30)
+    doomed = RedisBroker(redis_server.url, key_prefix=alive.key_prefix, presence_ttl=0.6)
+    await doomed.start()
+    for broker in (alive, other):
+        await broker.attach("room")
+    await doomed.presence_set("room", {"clientId": "d1", "userId": "dora"})
+    await alive.presence_set("room", {"clientId": "a1", "userId": "ann"})
+    assert {m["clientId"] for m in await other.presence_members("room")} == {"a1", "d1"}
+    # simulate a crash: stop its tasks without cleanup, so its liveness key just expires
+    for task in doomed._tasks:
+        task.cancel()
+    await eventually(
+        lambda: redis_server.command("EXISTS", f"{alive.key_prefix}:gw:{doomed.gateway_id}") == b":0\r\n",
+        "liveness key to expire",
+    )
+    # both survivors look concurrently; the leave is broadcast exactly once
+    got_a, got_o = await asyncio.gather(alive.presence_members("room"), other.presence_members("room"))
+    assert [m["clientId"] for m in got_a] == [m["clientId"] for m in got_o] == ["a1"]
+    for listener in (la, lo):
+        await listener.wait(
+            lambda listener=listener: len(listener.of("room", "presence_leave")) == 1, "leave"
+        )
+    await alive.broadcast("room", {"type": "marker"})
+    await la.wait(lambda: len(la.of("room", "marker")) == 1, "marker")
+    assert [f["member"]["clientId"] for f in la.of("room", "presence_leave")] == ["d1"]
+    doomed._closed = True  # already "crashed": only release its sockets
+    await doomed._close_clients()
+
+
+async def test_sweeper_removes_dead_members_without_anyone_asking(
+    make_broker: Any, redis_server: RedisServer
+) -> None:
+    watcher, lw = await make_broker(presence_ttl=0.6)  # sweeps every 0.2 s
+    await watcher.attach("lobby")
+    doomed = RedisBroker(redis_server.url, key_prefix=watcher.key_prefix, presence_ttl=0.6)
+    await doomed.start()
+    await doomed.presence_set("lobby", {"clientId": "z1", "userId": "zed"})
+    for task in doomed._tasks:
+        task.cancel()
+    await lw.wait(lambda: len(lw.of("lobby", "presence_leave")) == 1, "swept leave")
+    assert lw.of("lobby", "presence_leave")[0]["member"]["clientId"] == "z1"
+    assert await watcher.presence_members("lobby") == []
+    assert watcher.stats()["presence_swept"] == 1
+    doomed._closed = True
+    await doomed._close_clients()
+
+
+async def test_close_removes_own_members_and_is_idempotent(
+    make_broker: Any, redis_server: RedisServer
+) -> None:
+    a, la = await make_broker()
+    await a.attach("room")
+    b = RedisBroker(redis_server.url, key_prefix=a.key_prefix)
+    await b.start()
+    await b.presence_set("room", {"clientId": "b1", "userId": "bea"})
+    await b.close()
+    await b.close()
+    await la.wait(lambda: len(la.of("room", "presence_leave")) == 1, "leave on close")
+    assert await a.presence_members("room") == []
+    assert redis_server.command("EXISTS", f"{a.key_prefix}:gw:{b.gateway_id}") == b":0\r\n"
+    with pytest.raises(BrokerUnavailable):
+        await b.publish("room", msg(1))
+
+
+async def test_unreachable_redis_raises_quickly_without_password() -> None:
+    port = free_port()  # nothing listens here
+    broker = RedisBroker(f"redis://:s3cret@127.0.0.1:{port}/2", connect_timeout=1.0)
+    with pytest.raises(BrokerUnavailable) as err:
+        await asyncio.wait_for(broker.start(), 10)  # bounded: a hang fails the test
+    text = str(err.value)
+    assert f"redis://127.0.0.1:{port}/2" in text and "s3cret" not in text
+    await broker.close()
+
+
+def test_safe_url_and_argument_checks() -> None:
+    assert safe_redis_url("redis://user:pw@h.example:7000/3") == "redis://h.example:7000/3"
+    assert safe_redis_url("redis://localhost") == "redis://localhost:6379/0"
+    with pytest.raises(ValueError, match="history_size"):
+        RedisBroker("redis://x", history_size=0)
+    with pytest.raises(ValueError, match="gateway_id"):
+        RedisBroker("redis://x", gateway_id="bad id\n")
