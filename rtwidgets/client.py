@@ -20,7 +20,6 @@ The token is sent in the ``Authorization`` header, never in the URL, and never l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import uuid
@@ -440,8 +439,9 @@ class RealtimeConnection:
         self._ws: ClientConnection | None = None
         self._ws_generation = 0
         self._outbox: asyncio.Queue[str] | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        # One loop timer, always set to core.next_deadline() (no task: nothing to cancel or leak).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._op_channel: dict[int, tuple[str, ChannelHandle]] = {}
@@ -525,8 +525,6 @@ class RealtimeConnection:
         self._bind_loop()
         if self.state is ConnectionState.CONNECTED:
             return
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.ensure_future(self._timer_main())
         assert self._loop is not None
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._connect_waiters.append(waiter)
@@ -547,6 +545,8 @@ class RealtimeConnection:
                 self._connect_waiters.remove(waiter)
             if not waiter.done():
                 waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # retrieved (re-raised above or superseded by the timeout)
 
     async def close(self) -> None:
         """Close on purpose (code 1000): fails what is queued, drops every channel, ends all tasks."""
@@ -561,17 +561,17 @@ class RealtimeConnection:
         await self._stop_tasks()
 
     async def _stop_tasks(self) -> None:
-        """Stop the timer and wait for socket tasks (a graceful close gets a few seconds)."""
+        """Cancel the timer and wait for socket tasks (a graceful close gets a few seconds)."""
         if self._timer is not None:
             self._timer.cancel()
-        tasks = [t for t in (self._timer, *self._tasks) if t is not None]
+        self._timer = self._timer_at = None
+        tasks = list(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5.0)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        self._timer = None
 
     async def __aenter__(self) -> RealtimeConnection:
         await self.connect()
@@ -638,7 +638,6 @@ class RealtimeConnection:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-            self._wake = asyncio.Event()
         elif self._loop is not loop:
             raise RuntimeError("a RealtimeConnection is bound to the event loop it first connected on")
 
@@ -714,20 +713,26 @@ class RealtimeConnection:
             else:
                 for frame in frames:
                     self._outbox.put_nowait(encode(frame))
-        if self._wake is not None:
-            self._wake.set()
+        self._reschedule()
 
-    async def _timer_main(self) -> None:
-        assert self._wake is not None and self._loop is not None
-        wake = self._wake
-        while True:
-            deadline = self._core.next_deadline()
-            wake.clear()
-            timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
-            self._core.tick(self._loop.time())
-            self._pump()
+    def _reschedule(self) -> None:
+        """Point the loop timer at the core's next deadline."""
+        deadline = self._core.next_deadline()
+        if deadline == self._timer_at or self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None
+        due = self._timer_at
+        self._timer = self._timer_at = None
+        # The loop may fire a timer up to one clock resolution early; it is due, so tick at it.
+        now = self._loop.time()
+        self._core.tick(now if due is None else max(now, due))
+        self._pump()
 
     async def _token_now(self) -> str | None:
         if self._auth is None:

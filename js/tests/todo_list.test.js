@@ -113,6 +113,13 @@ describe("todo_list", () => {
     press(editor, "Escape");
     expect(model.sent).toHaveLength(1);
     expect(row(el, "a").querySelector(".rtw-item-text")).not.toBeNull();
+    // Leaving the editor (blur) commits, once.
+    row(el, "b").querySelector(".rtw-item-edit").click();
+    editor = row(el, "b").querySelector(".rtw-item-editor");
+    editor.value = "write more tests";
+    editor.dispatchEvent(new FocusEvent("blur"));
+    editor.dispatchEvent(new FocusEvent("blur"));
+    expect(model.sent.slice(1)).toEqual([{ action: "edit", id: "b", text: "write more tests" }]);
   });
 
   it("renders item text as text, never HTML", () => {

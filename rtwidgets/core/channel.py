@@ -41,6 +41,10 @@ __all__ = [
 ]
 
 
+# ``history`` asked for on a resume that has no event id to resume after (protocol maximum).
+RESUME_ALL_HISTORY = 1_000_000
+
+
 class ChannelState(str, Enum):
     UNSUBSCRIBED = "unsubscribed"
     SUBSCRIBING = "subscribing"
@@ -91,7 +95,7 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class Gap:
-    """A live message skipped offsets (``expected`` was next). Delivered anyway; a ``sync`` can
+    """A message skipped offsets (``expected`` was next). Delivered anyway; a ``sync`` can
     fetch what is missing."""
 
     channel: str
@@ -195,6 +199,11 @@ class ChannelCore:
             options["lastEventId"] = self.last_event_id
             if self.epoch is not None:
                 options["epoch"] = self.epoch
+        elif self.last_offset == 0:
+            # We joined an empty channel and have received nothing since: there is no event id to
+            # resume after, so ask for all retained history (every stored event is newer than us).
+            options["history"] = RESUME_ALL_HISTORY
+            self._resuming = True
         self._buffer.clear()
         self._buffering = True
         self._acked = False
@@ -255,7 +264,15 @@ class ChannelCore:
             # Nothing stored after what we already have: no catch-up can be missing.
             if offset == 0 or (same_epoch and self.last_offset is not None and offset <= self.last_offset):
                 self._awaiting_history = False
-        if self.epoch is None and isinstance(epoch, str):
+        if self.last_offset is None and offset is not None and isinstance(epoch, str):
+            # First position: the gateway's snapshot point. Later live frames are newer (the gateway
+            # skips held frames the snapshot covers), and a resubscribe resumes from here.
+            self.epoch = epoch
+            self.last_offset = offset
+            latest = frame.get("latestEventId")
+            if isinstance(latest, str):
+                self.last_event_id = latest
+        elif self.epoch is None and isinstance(epoch, str):
             self.epoch = epoch
         self._set_state(ChannelState.SUBSCRIBED, events)
         if not self._awaiting_history:
@@ -318,7 +335,7 @@ class ChannelCore:
         for frame in buffered:
             self._deliver(frame, events, replayed=False)
 
-    def _accept(self, frame: dict[str, Any], events: list[ChannelEvent], *, live: bool) -> bool:
+    def _accept(self, frame: dict[str, Any], events: list[ChannelEvent]) -> bool:
         """Dedupe by (epoch, offset) and advance the resume position; True if new."""
         offset = _offset(frame)
         if offset is None:
@@ -330,7 +347,7 @@ class ChannelCore:
                 self.duplicates += 1
                 events.append(Duplicate(self.name, frame))
                 return False
-            if live and offset > self.last_offset + 1:
+            if offset > self.last_offset + 1:
                 self.gaps += 1
                 events.append(Gap(self.name, self.last_offset + 1, offset))
         self.epoch = epoch
@@ -350,7 +367,7 @@ class ChannelCore:
             self.keyed_state[key] = frame
 
     def _deliver(self, frame: dict[str, Any], events: list[ChannelEvent], *, replayed: bool) -> None:
-        if self._accept(frame, events, live=not replayed):
+        if self._accept(frame, events):
             self._apply_key(frame)
             self.delivered += 1
             events.append(ChannelMessage(self.name, frame, replayed))

@@ -51,6 +51,7 @@ __all__ = [
     "Operation",
     "QueueOverflow",
     "ReconnectConfig",
+    "RttMeasured",
     "SendFailed",
     "Sent",
     "StateChanged",
@@ -216,6 +217,13 @@ class Error:
 
 
 @dataclass(frozen=True)
+class RttMeasured:
+    """A ``pong`` answered our ``ping``: ``rtt`` seconds round trip (for inspectors)."""
+
+    rtt: float
+
+
+@dataclass(frozen=True)
 class OpenSocket:
     """The I/O layer must authenticate and open a socket, then report with ``generation``."""
 
@@ -242,6 +250,7 @@ ConnectionEvent = (
     | SendFailed
     | QueueOverflow
     | Error
+    | RttMeasured
     | OpenSocket
     | CloseSocket
 )
@@ -456,6 +465,7 @@ class ConnectionCore:
             t = frame.get("t")
             if isinstance(t, (int, float)) and not isinstance(t, bool):
                 self._rtt = max(0.0, now - t / 1000.0)
+                self._events.append(RttMeasured(self._rtt))
         elif ftype == "ack":
             op = self._pending.pop(frame.get("id"), None) if _hashable(frame.get("id")) else None
             if op is None:

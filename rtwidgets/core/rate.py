@@ -106,7 +106,7 @@ class AdaptiveRateController:
         """Frames per second over the current window, or None before two frames were seen."""
         if not self._frames:
             return None
-        # Summed afresh (a window holds ~target_frame_rate samples) so no float drift builds up.
+        # Summed afresh (a window holds only window x fps samples) so no float drift builds up.
         average = sum(duration for _, duration in self._frames) / len(self._frames)
         return math.inf if average <= 0 else 1.0 / average
 

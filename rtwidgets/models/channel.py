@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -25,6 +27,7 @@ from rtwidgets.runtime import get_runtime
 __all__ = ["Channel", "ChannelClosedError"]
 
 Listener = Callable[[dict[str, Any]], None]
+log = logging.getLogger("rtwidgets.models")
 
 
 class ChannelClosedError(RuntimeError):
@@ -170,10 +173,9 @@ class Channel(HasTraits):
         if self._runtime.in_runtime_thread():
             submit(self._shutdown())
             return
-        try:
+        # On timeout the socket is gone anyway; the gateway drops the subscription with it.
+        with contextlib.suppress(TimeoutError):
             run_blocking(self._shutdown(), timeout, "Channel.close")
-        except TimeoutError:
-            pass  # the socket is gone; the gateway drops the subscription with it
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} subscribed={self.is_subscribed} messages={len(self.messages)}>"
@@ -399,13 +401,10 @@ def _call(fn: Callable[..., None], *args: Any) -> None:
     try:
         fn(*args)
     except Exception:
-        import logging
-
-        logging.getLogger("rtwidgets.models").exception("channel listener %r failed", fn)
+        log.exception("channel listener %r failed", fn)
 
 
 async def _quietly(awaitable: Any) -> None:
-    try:
+    # Unsubscribing from a dead socket: the gateway forgets the subscription on close anyway.
+    with contextlib.suppress(Exception):
         await awaitable
-    except Exception:  # unsubscribing from a dead socket: the gateway forgets it on close
-        pass

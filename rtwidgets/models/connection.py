@@ -158,6 +158,23 @@ class Connection(HasTraits):
             raise RuntimeError("this Connection is closed; create a new one")
         on_runtime(self._reconnect_now)
 
+    def simulate_drop(self, timeout: float = 10.0) -> bool:
+        """Abort the socket without a close handshake, as a network failure would.
+
+        For demos and tests of recovery: the client sees an abnormal close (1006) and
+        reconnects with backoff, resuming its channels. Returns False if no socket was open.
+        """
+
+        async def abort() -> bool:
+            # The client keeps its socket private; a dead link is exactly "transport gone".
+            ws = getattr(self._client, "_ws", None)
+            if ws is None:
+                return False
+            ws.transport.abort()
+            return True
+
+        return run_blocking(abort(), timeout, "Connection.simulate_drop")
+
     def close(self, timeout: float = 10.0) -> None:
         """Disconnect for good and release listeners and timers (idempotent)."""
         if self._closed:
@@ -184,10 +201,7 @@ class Connection(HasTraits):
         if isinstance(raw, dict):
             return dict(raw)
         fields = getattr(raw, "__dataclass_fields__", None)
-        if fields:
-            out = {name: getattr(raw, name) for name in fields}
-        else:
-            out = dict(vars(raw))
+        out = {name: getattr(raw, name) for name in fields} if fields else dict(vars(raw))
         if "state" in out:
             out["state"] = _value(out["state"])
         return out

@@ -18,7 +18,7 @@ from typing import Any
 from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.core.optimistic import OptimisticStore, RolledBack, StoreError
-from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
+from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.connection import Connection
 from rtwidgets.runtime import get_runtime

@@ -63,7 +63,9 @@ class Chat(RealtimeWidget):
                 raise ValueError(f"name {name!r} differs from the channel's {channel_or_connection.name!r}")
             channel, owned = channel_or_connection, False
         else:
-            raise TypeError(f"Chat needs a Channel or a Connection, got {type(channel_or_connection).__name__}")
+            raise TypeError(
+                f"Chat needs a Channel or a Connection, got {type(channel_or_connection).__name__}"
+            )
         self.model = channel
         self.connection = channel.connection
         self._colors = dict(user_colors or {})
@@ -190,9 +192,7 @@ class Chat(RealtimeWidget):
         future.add_done_callback(lambda f: self._run(self._sent, entry, f))
 
     def _sent(self, entry: dict[str, Any], future: Any) -> None:
-        if future.cancelled():
-            entry.update(pending=False, failed=True)
-        elif future.exception() is not None:
+        if future.cancelled() or future.exception() is not None:
             entry.update(pending=False, failed=True)
         elif entry["pending"]:
             self._confirm(entry, future.result() or {})

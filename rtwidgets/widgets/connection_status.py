@@ -42,7 +42,9 @@ class ConnectionStatus(RealtimeWidget):
 
     def __init__(self, connection: Connection, **kwargs: Any) -> None:
         if not isinstance(connection, Connection):
-            raise TypeError(f"ConnectionStatus needs an rtwidgets Connection, got {type(connection).__name__}")
+            raise TypeError(
+                f"ConnectionStatus needs an rtwidgets Connection, got {type(connection).__name__}"
+            )
         initial = {mine: getattr(connection, theirs) for theirs, mine in _MIRRORED.items()}
         super().__init__(**initial, **kwargs)
         self.connection = connection
@@ -61,4 +63,3 @@ class ConnectionStatus(RealtimeWidget):
 
     def __repr__(self) -> str:
         return f"<ConnectionStatus state={self.state!r} user={self.user_id!r}>"
-

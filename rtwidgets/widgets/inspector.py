@@ -47,9 +47,17 @@ def describe_event(ev: Any) -> tuple[str, str, str] | None:
         where = f"#{channel} " if channel else ""
         if frame.get("type") == "message":
             return "in", "message", f"{where}{frame.get('senderId', '?')}: {_short(frame.get('data'))}"
-        return "in", str(frame.get("type")), f"{where}{_short({k: v for k, v in frame.items() if k != 'type'})}"
+        return (
+            "in",
+            str(frame.get("type")),
+            f"{where}{_short({k: v for k, v in frame.items() if k != 'type'})}",
+        )
     if name == "AckReceived":
-        return "in", "ack", f"{ev.op.type} acknowledged {_short({k: v for k, v in ev.frame.items() if k != 'type'})}"
+        return (
+            "in",
+            "ack",
+            f"{ev.op.type} acknowledged {_short({k: v for k, v in ev.frame.items() if k != 'type'})}",
+        )
     if name == "Sent":
         return "out", ev.op.type, _short(ev.op.frame.get("channel") or "")
     if name == "SendFailed":
@@ -58,7 +66,11 @@ def describe_event(ev: Any) -> tuple[str, str, str] | None:
         reason = f" ({ev.reason})" if ev.reason else ""
         return "local", "state", f"{ev.previous.value} → {ev.current.value}{reason}"
     if name == "Connected":
-        return "in", "connected", f"client {ev.client_id} user {ev.user_id}" + (" (resumed)" if ev.resumed else "")
+        return (
+            "in",
+            "connected",
+            f"client {ev.client_id} user {ev.user_id}" + (" (resumed)" if ev.resumed else ""),
+        )
     if name == "Error":
         return "local", "error", f"{ev.code}: {ev.message}"
     if name == "QueueOverflow":

@@ -120,7 +120,9 @@ class LiveChart(RealtimeWidget):
             raise ValueError(f"max_points must be an int >= 2, got {max_points!r}")
         # BackpressureConfig validates strategy, size and interval with clear messages.
         config = BackpressureConfig(
-            max_buffer_size=max_buffer_size, sampling_strategy=strategy, batch_interval=batch_interval  # type: ignore[arg-type]
+            max_buffer_size=max_buffer_size,
+            sampling_strategy=strategy,
+            batch_interval=batch_interval,  # type: ignore[arg-type]
         )
         self.model = source
         self.max_points = max_points

@@ -6,6 +6,7 @@ Intents apply at once (pending) and are confirmed or rolled back by the gateway.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -15,6 +16,8 @@ from rtwidgets.models.optimistic import OptimisticList
 from rtwidgets.widgets._base import IntentError, RealtimeWidget, require_str
 
 __all__ = ["MAX_TEXT", "TodoList"]
+
+log = logging.getLogger("rtwidgets.widgets")
 
 MAX_TEXT = 1000
 
@@ -56,7 +59,9 @@ class TodoList(RealtimeWidget):
             state=self.connection.state,
             **kwargs,
         )
-        self._observe(optimistic_list, self._on_list, ["data", "pending_items", "pending_ops", "last_rollback"])
+        self._observe(
+            optimistic_list, self._on_list, ["data", "pending_items", "pending_ops", "last_rollback"]
+        )
         self._observe(self.connection, self._on_state, ["state"])
 
     # ------------------------------------------------------------------ Python API
@@ -111,9 +116,7 @@ class TodoList(RealtimeWidget):
         exc = future.exception()
         if exc is not None:
             # E.g. the item vanished between the intent and its turn on the runtime thread.
-            import logging
-
-            logging.getLogger("rtwidgets.widgets").warning("TodoList: op refused locally: %s", exc)
+            log.warning("TodoList: op refused locally: %s", exc)
 
     def _on_list(self, change: dict[str, Any]) -> None:
         model = self.model

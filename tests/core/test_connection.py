@@ -22,6 +22,7 @@ from rtwidgets.core.connection import (
     OpStatus,
     QueueOverflow,
     ReconnectConfig,
+    RttMeasured,
     SendFailed,
     Sent,
     StateChanged,
@@ -379,6 +380,8 @@ def test_heartbeat_ping_schedule_and_rtt() -> None:
     assert core.next_deadline() == pytest.approx(140.0)  # pong deadline
     core.on_frame({"type": "pong", "t": ping["t"]}, 130.25)
     assert core.stats(130.25).rtt == pytest.approx(0.25)
+    (measured,) = core.events()
+    assert isinstance(measured, RttMeasured) and measured.rtt == pytest.approx(0.25)
     assert core.next_deadline() == pytest.approx(160.0)  # next ping
     core.tick(145.0)
     assert core.state is S.CONNECTED

@@ -350,15 +350,13 @@ class RedisBroker(Broker):
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable during {what}: {exc}") from None
 
-    def _make_client(self, socket_timeout: float | None) -> aioredis.Redis:
-        # One retry on a connection error lets a pooled socket that died with a restarted
-        # server reconnect once; more retries would turn "Redis is down" into a long hang.
+    def _make_client(self, socket_timeout: float | None, retries: int) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             self.url,
             decode_responses=True,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            retry=Retry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
         )
 
     async def start(self) -> None:
@@ -369,8 +367,12 @@ class RedisBroker(Broker):
         if self._started:
             return
         try:
-            self._redis = self._make_client(self.command_timeout)
-            self._sub_redis = self._make_client(None)
+            # Commands: one retry lets a pooled socket that died with a restarted server
+            # reconnect once; more would turn "Redis is down" into a long hang.
+            self._redis = self._make_client(self.command_timeout, 1)
+            # Pub/sub: no retry inside redis-py, whose silent resubscribe would skip the
+            # reader's gap fill; the reader reconnects itself.
+            self._sub_redis = self._make_client(None, 0)
         except ValueError as exc:  # malformed URL
             raise BrokerUnavailable(f"invalid Redis URL {self.safe_url}: {exc}") from None
         try:
