@@ -192,9 +192,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         broker = self.broker
         broker.set_listener(self._deliver)
-        await broker.start()
         cfg = self.config
         try:
+            await broker.start()
             server = await serve(
                 self._handle_connection,
                 self.host,
@@ -209,7 +209,9 @@ class Gateway:
                 create_connection=GatewayConnection,
             )
         except BaseException:
-            await broker.close()
+            # Nothing may stay half-started (also when start-up is cancelled by a timeout).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(broker.close())
             raise
         self._server = server
         self._loop = loop

@@ -85,6 +85,8 @@ class OptimisticList(HasTraits):
         self.channel.observe(self._on_subscribed, names=["is_subscribed"])
         connection.attached.add(self)
         self._mirror([])
+        # The subscription may have completed before the observer was in place.
+        on_runtime(lambda: self._after_subscribe(self.channel.is_subscribed))
 
     # ------------------------------------------------------------------ public API
 

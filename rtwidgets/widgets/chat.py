@@ -82,6 +82,7 @@ class Chat(RealtimeWidget):
             self._on_close(channel.close)
         self._observe(self.connection, self._on_connection, ["state", "user_id"])
         self._observe(channel, self._on_members, ["members"])
+        self._sync.set(state=self.connection.state, me=self.connection.user_id)
         self._run(self._seed)
 
     # ------------------------------------------------------------------ Python API

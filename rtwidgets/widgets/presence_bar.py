@@ -81,6 +81,9 @@ class PresenceBar(RealtimeWidget):
         super().__init__(channel=channel.name, me=self.connection.user_id, members=grouped, **kwargs)
         self._observe(channel, self._on_members, ["members"])
         self._observe(self.connection, self._on_me, ["user_id"])
+        # Catch changes made between reading the initial state and installing the observers.
+        self._run(lambda: self._apply(list(channel.members)))
+        self._sync.set(me=self.connection.user_id)
 
     @property
     def users(self) -> list[str]:
