@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -209,7 +210,8 @@ class ChannelHandle:
         self._sub_op: Operation | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self._ever_subscribed = False
-        self._closing = False
+        self._leaving = False  # unsubscribe() called
+        self._closing = False  # no longer accepting acks/resubscribes
         self._last_sync: dict[str, Any] | None = None
         self._waiters: list[tuple[Callable[[ChannelHandle], bool], asyncio.Future[None]]] = []
 
@@ -354,12 +356,13 @@ class ChannelHandle:
     async def unsubscribe(self) -> None:
         """Leave the channel (idempotent). Presence leaves with it."""
         conn = self._conn
-        if self._closing or self.name not in conn._handles:
+        if self._leaving or self._closing or conn._handles.get(self.name) is not self:
             return
-        self._closing = True
+        self._leaving = True
         if self._subscribed is not None and not self._subscribed.done():
             # Let an in-flight subscribe finish first so its ack cannot land after we left.
             await asyncio.wait([self._subscribed], timeout=conn.ack_timeout)
+        self._closing = True
         core_state = conn._core.state
         if self.status is ChannelState.SUBSCRIBED and core_state is ConnectionState.CONNECTED:
             frame, events = self._core.unsubscribe_frame()
@@ -412,7 +415,7 @@ class RealtimeConnection:
         ack_timeout: float = 5.0,
         open_timeout: float = 10.0,
         max_messages: int = 1000,
-        rng: Any = None,
+        rng: random.Random | None = None,
     ) -> None:
         if token is not None and auth is not None:
             raise ValueError("pass either token or auth, not both")
@@ -438,6 +441,7 @@ class RealtimeConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
         self._ws_generation = 0
+        self._opening: tuple[int, asyncio.Task[Any]] | None = None
         self._outbox: asyncio.Queue[str] | None = None
         # One loop timer, always set to core.next_deadline() (no task: nothing to cancel or leak).
         self._timer: asyncio.TimerHandle | None = None
@@ -573,6 +577,18 @@ class RealtimeConnection:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
 
+    def simulate_drop(self) -> bool:
+        """Abort the TCP connection without a close handshake, as a network failure would.
+
+        For demos and recovery tests (call on the connection's loop): the core sees an abnormal
+        close (1006) and reconnects with backoff, resuming every channel. False if no socket is open.
+        """
+        ws = self._ws
+        if ws is None:
+            return False
+        ws.transport.abort()
+        return True
+
     async def __aenter__(self) -> RealtimeConnection:
         await self.connect()
         return self
@@ -617,6 +633,8 @@ class RealtimeConnection:
             handle = ChannelHandle(self, core, max_messages or self.max_messages)
             self._handles[channel] = handle
             self._send_subscribe(handle, priority=False)
+        elif handle._leaving:
+            raise ValueError(f"channel {channel!r} is being unsubscribed; await unsubscribe() first")
         elif handle.options != options:
             raise ValueError(f"channel {channel!r} is already subscribed with different options")
         if on_message is not None:
@@ -760,7 +778,8 @@ class RealtimeConnection:
             self._pump()
             return
         except Exception as exc:
-            core.on_open_failed(f"{type(exc).__name__}: {exc}", self._now(), generation=generation)
+            message = redact(f"{type(exc).__name__}: {exc}")  # a token could sit in a user's URL
+            core.on_open_failed(message, self._now(), generation=generation)
             self._pump()
             return
         if generation != core.generation or core.state is not ConnectionState.CONNECTING:
@@ -768,6 +787,7 @@ class RealtimeConnection:
             return
         self._ws = ws
         self._ws_generation = generation
+        self._opening = None
         outbox: asyncio.Queue[str] = asyncio.Queue()
         self._outbox = outbox
         writer = self._spawn(self._writer_main(ws, outbox))
@@ -839,11 +859,13 @@ class RealtimeConnection:
                 _call(handle._on_error, error)
             self._report(error)
         elif isinstance(ev, OpenSocket):
-            self._spawn(self._socket_main(ev.generation))
+            self._opening = (ev.generation, self._spawn(self._socket_main(ev.generation)))
         elif isinstance(ev, CloseSocket):
             ws = self._ws
             if ws is not None and self._ws_generation == ev.generation:
                 self._spawn(self._close_socket(ws, ev.code, ev.reason))
+            elif self._opening is not None and self._opening[0] == ev.generation:
+                self._opening[1].cancel()  # still authenticating or handshaking: abandon it
 
     def _on_state_changed(self, ev: StateChanged) -> None:
         current = ev.current

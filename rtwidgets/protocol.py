@@ -140,13 +140,13 @@ def error_frame(
     return frame
 
 
-def _check_depth(value: Any, limit: int = MAX_NESTING) -> None:
+def _check_depth(value: Any, limit: int = MAX_NESTING, msg_id: Any = None) -> None:
     # Iterative, so a hostile 10 000-deep array cannot exhaust the Python stack.
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            raise ProtocolError(ErrorCode.TOO_DEEP, f"JSON nested deeper than {limit} levels")
+            raise ProtocolError(ErrorCode.TOO_DEEP, f"JSON nested deeper than {limit} levels", msg_id)
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
@@ -228,7 +228,7 @@ def parse_client_frame(raw: str | bytes, max_bytes: int | None = None) -> dict[s
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame has no string 'type'", msg_id)
     if mtype not in CLIENT_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {mtype[:40]!r}", msg_id)
-    _check_depth(msg)
+    _check_depth(msg, msg_id=msg_id)
 
     if mtype == "ping":
         t = msg.get("t")

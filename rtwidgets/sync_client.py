@@ -9,8 +9,8 @@ Callbacks registered here run **on the runtime thread**: keep them short and thr
 to your own thread or loop if it is heavy). Reading attributes (``messages``, ``members``, ...)
 returns copies taken on the runtime thread, so they are consistent snapshots.
 
-Do not call these methods from the runtime thread itself (e.g. inside a callback): that would
-deadlock, so it raises ``RuntimeError``; use the asyncio API there.
+Blocking methods must not be called from the runtime thread itself (e.g. inside a callback): that
+would deadlock, so they raise ``RuntimeError``; use the asyncio API there. Reading attributes is fine.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class _Bound:
 
     def _read(self, fn: Callable[[], T]) -> T:
         """Evaluate ``fn`` on the runtime thread (a consistent snapshot of loop-owned state)."""
+        if self._runtime.in_runtime_thread():
+            return fn()  # already on the loop (e.g. inside a callback)
 
         async def read() -> T:
             return fn()

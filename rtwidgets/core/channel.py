@@ -299,7 +299,9 @@ class ChannelCore:
         UI does not flicker through an empty room on every reconnect."""
         events: list[ChannelEvent] = []
         self._buffer.clear()
-        self._buffering = False
+        # A subscribe still queued was built for this position: its live frames must again wait
+        # for its ack/catch-up. (A fresh subscribe_frame() resets all of this anyway.)
+        self._buffering = self._state in (ChannelState.SUBSCRIBED, ChannelState.SUBSCRIBING)
         if self._state in (ChannelState.SUBSCRIBED, ChannelState.SUBSCRIBING):
             self._set_state(ChannelState.SUBSCRIBING, events)
         elif self._state is ChannelState.UNSUBSCRIBING:

@@ -55,7 +55,6 @@ __all__ = [
     "SendFailed",
     "Sent",
     "StateChanged",
-    "drain",
 ]
 
 
@@ -709,8 +708,3 @@ class ConnectionCore:
 
 def _hashable(value: Any) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
-
-
-def drain(core: ConnectionCore) -> tuple[list[ConnectionEvent], list[dict[str, Any]]]:
-    """Convenience for tests and simple drivers: ``(core.events(), core.data_to_send())``."""
-    return core.events(), core.data_to_send()

@@ -271,6 +271,10 @@ class Gateway:
             running = None
         if running is loop:
             raise RuntimeError("Gateway.stop() called on the gateway's own event loop; await stop_async()")
+        if loop.is_closed() or not loop.is_running():
+            # Its loop no longer runs (e.g. asyncio.run() returned): nothing can be awaited there.
+            self._server = self._loop = None
+            return
         future = asyncio.run_coroutine_threadsafe(self._stop_here(), loop)
         future.result(timeout)
 
@@ -448,23 +452,28 @@ class Gateway:
 
     async def _reap(self) -> None:
         """Close idle connections (4009) and ones whose token expired (4002)."""
-        cfg = self.config
-        interval = max(0.05, min(1.0, cfg.heartbeat_timeout / 4))
+        interval = max(0.05, min(1.0, self.config.heartbeat_timeout / 4))
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            now = loop.time()
-            wall = time.time()
-            for session in list(self._sessions.values()):
-                if session.closing:
-                    continue
-                if now - session.conn.last_seen > cfg.heartbeat_timeout:
-                    self.metrics.idle_closes += 1
-                    log.info("closing idle client %s", session.client_id)
-                    self._spawn(self._close(session, CloseCode.IDLE_TIMEOUT, "Idle timeout"))
-                elif session.claims.expired(wall):
-                    log.info("closing client %s: token expired", session.client_id)
-                    self._spawn(self._close(session, CloseCode.TOKEN_EXPIRED, "Token expired"))
+            try:
+                self._reap_once(loop.time(), time.time())
+            except Exception:  # the reaper must outlive any single bad session
+                log.exception("gateway reaper pass failed")
+
+    def _reap_once(self, now: float, wall: float) -> None:
+        timeout = self.config.heartbeat_timeout
+        self.metrics.publish_rate()  # records a sample, so the rate has history to average
+        for session in list(self._sessions.values()):
+            if session.closing:
+                continue
+            if now - session.conn.last_seen > timeout:
+                self.metrics.idle_closes += 1
+                log.info("closing idle client %s", session.client_id)
+                self._spawn(self._close(session, CloseCode.IDLE_TIMEOUT, "Idle timeout"))
+            elif session.claims.expired(wall):
+                log.info("closing client %s: token expired", session.client_id)
+                self._spawn(self._close(session, CloseCode.TOKEN_EXPIRED, "Token expired"))
 
     # ------------------------------------------------------------------ writing
 
@@ -603,6 +612,13 @@ class Gateway:
         except BaseException:
             route.catching.pop(sub, None)
             sub.held = None
+            attaching = route.attaching
+            attach_failed = (
+                attaching.done() and not attaching.cancelled() and attaching.exception() is not None
+            )
+            if attach_failed and self._routes.get(channel) is route:
+                # The broker refused the channel: forget the route so the next subscribe retries.
+                del self._routes[channel]
             if is_new:
                 session.subscriptions.pop(channel, None)
                 self._release_route(channel, route)
@@ -632,6 +648,14 @@ class Gateway:
                 sub.member = member
                 await self.broker.broadcast(
                     channel, {"type": "presence_join", "channel": channel, "member": member}
+                )
+            elif options.get("presenceData") is not None and sub.member["data"] != presence_data:
+                # Re-subscribing with new presenceData is a presence update.
+                member = {**sub.member, "data": presence_data}
+                await self.broker.presence_set(channel, member)
+                sub.member = member
+                await self.broker.broadcast(
+                    channel, {"type": "presence_update", "channel": channel, "member": member}
                 )
             members = await self.broker.presence_members(channel)
             self._send(conn, {"type": "presence_sync", "channel": channel, "members": members})

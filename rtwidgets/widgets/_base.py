@@ -152,10 +152,11 @@ class RealtimeWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop timers and listeners, release what this widget owns, and close the comm."""
-        with self._close_lock:
-            if getattr(self, "_closed", True):
-                # Not fully constructed, or already closed: only the comm may remain.
-                super().close()
+        lock = getattr(self, "_close_lock", None)
+        if lock is None:
+            return  # __init__ failed before the widget existed (e.g. missing bundle): nothing to free
+        with lock:
+            if self._closed:
                 return
             self._closed = True
             cleanups, self._cleanups = self._cleanups[::-1], []

@@ -111,7 +111,7 @@ class Inspector(RealtimeWidget):
         self._run(self._start)
 
     def __repr__(self) -> str:
-        return f"<Inspector {self.connection.url}>"
+        return f"<Inspector user={self.connection.user_id!r}>"
 
     # ------------------------------------------------------------------ runtime thread
 

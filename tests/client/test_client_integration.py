@@ -8,15 +8,19 @@ Forced disconnects abort the client's TCP transport; an ``auth`` callback that w
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from rtwidgets.auth import issue_token
 from rtwidgets.client import (
     AuthenticationError,
     ChannelHandle,
     ConnectionClosedError,
+    ConnectionFailedError,
     QueueFullError,
     RealtimeConnection,
     RealtimeError,
@@ -75,8 +79,7 @@ def data_of(ch: ChannelHandle) -> list[Any]:
 
 async def drop(conn: RealtimeConnection) -> None:
     """Kill the client's TCP connection (no close frame) and wait until it notices."""
-    assert conn._ws is not None
-    conn._ws.transport.abort()
+    assert conn.simulate_drop()
     await conn.wait_for_state(ConnectionState.RECONNECTING, ConnectionState.CONNECTING, timeout=T)
 
 
@@ -372,3 +375,116 @@ async def test_heartbeat_measures_rtt_and_events_are_observable(
         (ConnectionState.CONNECTING, ConnectionState.CONNECTED),
     ]
     assert any(type(e).__name__ == "Connected" for e in events)
+
+
+def _closed_port() -> int:
+    """A port with nothing listening (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_gateway_gives_up_after_max_attempts() -> None:
+    states: list[ConnectionState] = []
+    conn = RealtimeConnection(
+        f"ws://127.0.0.1:{_closed_port()}",
+        token="unused",
+        reconnect=ReconnectConfig(max_attempts=2, base_delay=0.01, max_delay=0.02),
+    )
+    conn.on_state_change(lambda cur, prev, reason: states.append(cur))
+    try:
+        with pytest.raises(ConnectionFailedError, match="max reconnection attempts"):
+            await conn.connect(timeout=T)
+        assert conn.state is ConnectionState.FAILED
+        # Initial attempt plus two retries, each going connecting -> reconnecting.
+        assert states.count(ConnectionState.CONNECTING) == 3
+        assert states[-1] is ConnectionState.FAILED
+    finally:
+        await conn.close()
+
+
+async def test_gateway_restart_on_same_port_resets_on_new_epoch(make_client: MakeClient) -> None:
+    secret = "restart-test-secret-" + "x" * 32
+    gw = Gateway("127.0.0.1", 0, secret=secret)
+    await gw.start_async()
+    port = gw.port
+    resets: list[Reset] = []
+    try:
+        gate = Gate(gw.token("alice"))
+        a = await make_client(gw, auth=gate)
+        ch = await a.subscribe("life", on_reset=resets.append)
+        await ch.publish("before")
+        await ch.wait_for(lambda c: len(c.messages) == 1, T)
+        old_epoch = ch.epoch
+        # A gateway shutdown closes with 1001 (do not reconnect), so cut the link first and hold
+        # the reconnect while the gateway restarts with empty in-memory history.
+        gate.open.clear()
+        await drop(a)
+        await gw.stop_async()
+        gw = Gateway("127.0.0.1", port, secret=secret)
+        await gw.start_async()
+        gate.open.set()
+        await a.wait_for_state(ConnectionState.CONNECTED, timeout=T)
+        await ch.wait_for(lambda c: len(resets) == 1, T)
+        assert resets[0].epoch != old_epoch and ch.epoch == resets[0].epoch
+        assert data_of(ch) == []  # the new gateway has no history: the reset is empty
+        await ch.publish("after")
+        await ch.wait_for(lambda c: data_of(c) == ["after"], T)
+    finally:
+        await gw.stop_async()
+
+
+async def test_gateway_shutdown_closes_1001_without_reconnect(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    errors: list[RealtimeError] = []
+    a = await make_client(gateway, "alice")
+    a.on_error(errors.append)
+    await gateway.stop_async()
+    await a.wait_for_state(ConnectionState.DISCONNECTED, timeout=T)
+    assert a.stats().last_close_code == 1001 and a.stats().next_retry_at is None
+    assert [e.code for e in errors] == ["closed_by_server"]
+
+
+async def test_unsubscribe_while_subscribe_in_flight(gateway: Gateway, make_client: MakeClient) -> None:
+    a = await make_client(gateway, "alice")
+    events: list[Any] = []
+    a.on_event(events.append)
+    sub = asyncio.create_task(a.subscribe("fleeting"))
+    await asyncio.sleep(0)  # subscribe() has registered the channel and sent its frame
+    handle = a.channels["fleeting"]
+    await handle.unsubscribe()
+    assert (await sub) is handle
+    assert handle.status is ChannelState.UNSUBSCRIBED and "fleeting" not in a.channels
+    acked = [e.op.type for e in events if type(e).__name__ == "AckReceived"]
+    assert acked == ["subscribe", "unsubscribe"]  # the gateway saw both, in order
+    with pytest.raises(ConnectionClosedError, match="not subscribed"):
+        await handle.publish("too late")
+    again = await a.subscribe("fleeting")  # a fresh subscription works
+    assert again is not handle and again.status is ChannelState.SUBSCRIBED
+
+
+async def test_token_expiry_4002_reconnects_with_fresh_token(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    """The gateway closes 4002 when the token expires mid-session; ``auth`` is asked again and
+    the publish that triggered the close is resent on the new connection."""
+    expires_at = time.time() + 1.5
+    tokens = [
+        issue_token(gateway.secret, "alice", ttl=None, extra={"exp": expires_at}),
+        gateway.token("alice"),
+    ]
+    calls: list[int] = []
+
+    def auth() -> str:
+        calls.append(1)
+        return tokens[min(len(calls), 2) - 1]
+
+    a = await make_client(gateway, auth=auth)
+    ch = await a.subscribe("t")
+    while time.time() <= expires_at + 0.05:  # wall-clock condition: the short token has expired
+        await asyncio.sleep(0.05)
+    ack = await ch.publish("after expiry")
+    assert ack is not None and ack["offset"] == 1
+    assert a.stats().last_close_code == 4002 and a.stats().reconnects == 1
+    assert len(calls) == 2

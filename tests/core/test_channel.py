@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwidgets.core.channel import (
+    RESUME_ALL_HISTORY,
     ChannelCore,
     ChannelManager,
     ChannelMessage,
@@ -346,3 +347,41 @@ def test_resume_is_exactly_once(script: list[tuple[str, int]]) -> None:
             online = True
     resubscribe(0)
     assert out == list(range(1, len(store) + 1))
+
+
+def test_subscribe_ack_sets_the_resume_baseline() -> None:
+    core = ChannelCore("ch")
+    core.subscribe_frame()
+    core.on_frame(msg(8))  # live, newer than the snapshot point: held until the ack
+    events = core.on_subscribe_ack({"type": "ack", "epoch": "e1", "offset": 7, "latestEventId": "e1-7"})
+    assert delivered(events) == [8]
+    assert not [e for e in events if isinstance(e, Gap)]  # 8 follows the snapshot point 7
+    core.on_connection_lost()
+    frame, _ = core.subscribe_frame()
+    assert frame["options"] == {"lastEventId": "e1-8", "epoch": "e1"}
+
+
+def test_resume_after_joining_an_empty_channel_asks_for_all_history() -> None:
+    core = ChannelCore("ch")
+    subscribed(core)  # ack: epoch e1, offset 0 -> nothing stored when we joined
+    core.on_connection_lost()
+    frame, _ = core.subscribe_frame()
+    assert frame["options"] == {"history": RESUME_ALL_HISTORY}
+    history = {"type": "history", "channel": "ch", "data": [msg(1), msg(2)], "epoch": "e1", "offset": 2}
+    assert delivered(core.on_frame(history)) == [1, 2]
+    # Had the gateway retained only the newest events, the missing start is reported.
+    late = ChannelCore("ch")
+    subscribed(late)
+    late.on_connection_lost()
+    late.subscribe_frame()
+    events = late.on_frame({"type": "history", "channel": "ch", "data": [msg(4)], "epoch": "e1", "offset": 4})
+    assert Gap("ch", 1, 4) in events
+
+
+def test_queued_subscribe_keeps_buffering_across_connection_loss() -> None:
+    core = ChannelCore("ch", ChannelOptions(history=2))
+    core.subscribe_frame()  # queued while offline; the socket drops again before it is sent
+    core.on_connection_lost()
+    assert core.on_frame(msg(3)) == []  # live frame before the catch-up: held
+    history = {"type": "history", "channel": "ch", "data": [msg(1), msg(2)], "epoch": "e1", "offset": 2}
+    assert delivered(core.on_frame(history)) == [1, 2, 3]

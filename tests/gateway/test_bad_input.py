@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosedError
 
-from rtwidgets.gateway import Gateway
+from rtwidgets.gateway import BrokerUnavailable, Gateway, MemoryBroker
 
 DEEP = "[" * 40 + "]" * 40
 
@@ -166,3 +166,48 @@ async def test_internal_error_answers_internal_and_connection_survives(
     monkeypatch.undo()
     await a.ok({"type": "ping"})
     await a.publish("p", "works")
+
+
+class FlakyBroker(MemoryBroker):
+    """Fails the next ``attach`` / ``snapshot`` / ``publish`` when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: set[str] = set()
+
+    def _maybe_fail(self, what: str) -> None:
+        if what in self.fail:
+            self.fail.discard(what)
+            raise BrokerUnavailable(f"simulated outage during {what}")
+
+    async def attach(self, channel: str) -> None:
+        self._maybe_fail("attach")
+        await super().attach(channel)
+
+    async def snapshot(self, channel: str, **kwargs: Any):
+        self._maybe_fail("snapshot")
+        return await super().snapshot(channel, **kwargs)
+
+    async def publish(self, channel: str, frame: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        self._maybe_fail("publish")
+        return await super().publish(channel, frame, **kwargs)
+
+
+async def test_broker_outage_answers_unavailable_and_changes_nothing(make_gateway, connect) -> None:
+    broker = FlakyBroker()
+    gw = await make_gateway(broker=broker)
+    a = await connect(gw, "a")
+    for what in ("attach", "snapshot"):
+        broker.fail.add(what)
+        err, _ = await a.request({"type": "subscribe", "channel": "c", "options": {"presence": True}})
+        assert err["code"] == "unavailable" and err["channel"] == "c", what
+        assert gw.stats()["subscriptions"] == 0 and gw.stats()["channels"] == 0
+    broker.fail.add("publish")
+    err, _ = await a.request({"type": "publish", "channel": "c", "data": 1})
+    assert err["code"] == "unavailable"
+    # After the outage everything works, and the failed publish left no trace.
+    _, before = await a.subscribe("c", presence=True, history=10)
+    history = next(f for f in before if f["type"] == "history")
+    assert history["data"] == [] and history["offset"] == 0
+    await a.publish("c", "back")
+    assert (await a.take_type("message"))["data"] == "back"

@@ -10,6 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from rtwidgets.gateway import BrokerUnavailable, Gateway, GatewayConfig, MemoryBroker
@@ -111,6 +112,13 @@ def test_sync_start_stop_from_a_plain_thread_leaks_nothing() -> None:
             # Only the shared runtime thread may have appeared; nothing per gateway.
             new = [t for t in threading.enumerate() if t.ident not in threads_before]
             result["new_threads"] = sorted(t.name for t in new)
+            # A second start/stop cycle (the runtime already exists) opens no extra fds.
+            fds = psutil.Process().num_fds()
+            again = Gateway(port=0).start()
+            with socket.create_connection(("127.0.0.1", again.port), timeout=10):
+                pass
+            again.stop()
+            result["fd_delta"] = psutil.Process().num_fds() - fds
         except BaseException as exc:
             errors.append(exc)
 
@@ -120,6 +128,7 @@ def test_sync_start_stop_from_a_plain_thread_leaks_nothing() -> None:
     assert not errors, errors
     assert result["free"] is True
     assert set(result["new_threads"]) <= {"rtwidgets-runtime"}
+    assert result["fd_delta"] <= 0
 
 
 async def test_sync_stop_on_own_loop_is_refused(gateway: Gateway) -> None:

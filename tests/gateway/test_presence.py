@@ -95,3 +95,17 @@ async def test_presence_errors(gateway: Gateway, connect) -> None:
     _, before = await a.subscribe("public:lobby", presence=True)
     members = next(f for f in before if f["type"] == "presence_sync")["members"]
     assert members[0]["data"] == {}
+
+
+async def test_resubscribe_with_new_presence_data_is_an_update(gateway: Gateway, connect) -> None:
+    a = await connect(gateway, "alice")
+    b = await connect(gateway, "bob")
+    await a.subscribe("room", presence=True, presenceData={"status": "here"})
+    await b.subscribe("room", presence=True)
+    _, before = await a.subscribe("room", presence=True, presenceData={"status": "away"})
+    own_joins = [f for f in before if f["type"] == "presence_join" and f["member"]["clientId"] == a.client_id]
+    assert own_joins == []  # still the same member, not a new join
+    upd = await b.take(of_type("presence_update"))
+    assert upd["member"]["clientId"] == a.client_id and upd["member"]["data"] == {"status": "away"}
+    sync = next(f for f in before if f["type"] == "presence_sync")
+    assert [m["data"] for m in sync["members"]] == [{"status": "away"}, {}]

@@ -17,6 +17,8 @@ from redis_support import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
 from rtwidgets.auth import issue_token
+from rtwidgets.gateway import Gateway
+from rtwidgets.gateway.brokers.redis import RedisBroker
 
 pytestmark = pytest.mark.redis
 
@@ -110,6 +112,12 @@ class Client:
 
     async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
         """Send a frame with an ``_id`` and return its ack (or fail on its error)."""
+        reply = await self.reply(frame)
+        assert reply["type"] == "ack", reply
+        return reply
+
+    async def reply(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Send a frame with an ``_id`` and return the ``ack`` or ``error`` answering it."""
         self._next_id += 1
         rid = self._next_id
         await self.ws.send(json.dumps({**frame, "_id": rid}))
@@ -117,7 +125,6 @@ class Client:
             lambda: next((f for f in self.frames if f.get("id") == rid and f["type"] in REPLIES), None),
             f"reply to {frame['type']}",
         )
-        assert reply["type"] == "ack", reply
         return reply
 
     def messages(self, channel: str) -> list[dict[str, Any]]:
@@ -230,3 +237,42 @@ async def test_killed_gateway_members_leave_others_serve(gateways: Spawn, client
     await late.wait(lambda: any(f["type"] == "presence_sync" for f in late.frames), "presence sync")
     sync = next(f for f in late.frames if f["type"] == "presence_sync")
     assert {m["clientId"] for m in sync["members"]} == {survivor.client_id, late.client_id}
+
+
+async def test_redis_restart_seen_through_a_gateway(
+    restartable_redis: RedisServer, prefix: str, clients: list[Client]
+) -> None:
+    broker = RedisBroker(restartable_redis.url, key_prefix=prefix, connect_timeout=1.0)
+    gateway = await Gateway("127.0.0.1", 0, secret=SECRET, broker=broker).start_async()
+    try:
+        c = await Client.connect(gateway.port or 0, "writer")
+        clients.append(c)
+        await c.request({"type": "subscribe", "channel": "doc", "options": {"state": True}})
+        first = await c.request({"type": "publish", "channel": "doc", "data": 1, "key": "old"})
+        await c.wait(lambda: c.messages("doc"), "first message")
+        old = c.messages("doc")[0]
+
+        restartable_redis.stop()
+        down = await c.reply({"type": "publish", "channel": "doc", "data": 2})
+        assert down["type"] == "error" and down["code"] == "unavailable"  # refused, never silent
+
+        restartable_redis.start()
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while (back := await c.reply({"type": "publish", "channel": "doc", "data": 3, "key": "new"}))[
+            "type"
+        ] == "error":
+            assert back["code"] == "unavailable", back
+            assert asyncio.get_running_loop().time() < deadline, "Redis did not come back"
+            await asyncio.sleep(0.05)
+        assert back["offset"] == 1 and back["eventId"] != first["eventId"]
+        # the existing subscription is live again (the broker resubscribed by itself)
+        await c.wait(lambda: any(m["data"] == 3 for m in c.messages("doc")), "message after restart")
+
+        await c.request({"type": "unsubscribe", "channel": "doc"})
+        resume = {"lastEventId": old["id"], "epoch": old["epoch"]}
+        ack = await c.request({"type": "subscribe", "channel": "doc", "options": resume})
+        assert ack["recovered"] is False and ack["epoch"] != old["epoch"]
+        history = [f for f in c.frames if f["type"] == "history" and f.get("recovered") is False]
+        assert len(history) == 1 and set(history[0]["state"]) == {"new"}
+    finally:
+        await gateway.stop_async()

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis_support import RedisServer, free_port
 
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
@@ -244,15 +246,20 @@ async def test_exactly_one_publish_per_message(make_broker: Any, redis_server: R
     brokers = [await make_broker() for _ in range(3)]
     for b, _ in brokers:
         await b.attach("fan")
-    before = redis_server.commandstat("publish")
     sender = brokers[0][0]
+    await sender.publish("fan", msg("warm-up"))  # the script is loaded (EVALSHA cached) by now
+    for _, listener in brokers:
+        await listener.wait(lambda listener=listener: len(listener.of("fan")) == 1, "warm-up")
+    before = {cmd: redis_server.commandstat(cmd) for cmd in ("publish", "evalsha", "eval", "xadd")}
     for i in range(25):
         await sender.publish("fan", msg(i))
     for _, listener in brokers:
-        await listener.wait(lambda listener=listener: len(listener.of("fan")) == 25, "25 frames")
-    # Redis' own counter: one PUBLISH per message no matter how many gateways listen
-    assert redis_server.commandstat("publish") - before == 25
-    assert sender.stats()["publishes"] == 25
+        await listener.wait(lambda listener=listener: len(listener.of("fan")) == 26, "25 frames")
+    delta = {cmd: redis_server.commandstat(cmd) - n for cmd, n in before.items()}
+    # Redis' own counters: one PUBLISH per message no matter how many gateways listen,
+    # and one script call (one round trip) that also did the XADD
+    assert delta == {"publish": 25, "evalsha": 25, "eval": 0, "xadd": 25}
+    assert sender.stats()["publishes"] == 26
 
 
 async def test_presence_across_brokers(make_broker: Any) -> None:
@@ -356,3 +363,38 @@ def test_safe_url_and_argument_checks() -> None:
         RedisBroker("redis://x", history_size=0)
     with pytest.raises(ValueError, match="gateway_id"):
         RedisBroker("redis://x", gateway_id="bad id\n")
+
+
+scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+json_values = st.recursive(
+    scalars | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+async def test_lua_splice_keeps_any_json_exact(redis_server: RedisServer, prefix: str) -> None:
+    """The frame Redis carries (spliced as text in Lua) decodes to exactly what was published."""
+    broker = RedisBroker(redis_server.url, key_prefix=prefix)
+    listener = Collector()
+    broker.set_listener(listener)
+    await broker.start()
+    await broker.attach("j")
+    sent: list[dict[str, Any]] = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=json_values, key=st.one_of(st.none(), st.text(min_size=1, max_size=10)))
+    def check(data: Any, key: str | None) -> None:
+        # hypothesis drives a sync function: run each publish on this loop's thread
+        future = asyncio.run_coroutine_threadsafe(broker.publish("j", msg(data), key=key), loop)
+        sent.append(future.result(10))
+
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.to_thread(check)
+        await listener.wait(lambda: len(listener.of("j")) == len(sent), "all frames")
+        assert listener.of("j") == sent
+        snap = await broker.snapshot("j", last_event_id=None, epoch=None, history=len(sent), want_state=False)
+        assert snap.events == sent[-broker.history_size :]
+    finally:
+        await broker.close()

@@ -143,6 +143,8 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
     try:
         for b in (cut_off, other):
             await b.attach("room")
+        await other.publish("quiet", msg("before attach"))
+        await cut_off.attach("quiet")  # nothing delivered on it before the cut
         await cut_off.presence_set("room", {"clientId": "c1", "userId": "cat"})
         await other.publish("room", msg(0))
         await lc.wait(lambda: len(lc.of("room", "message")) == 1, "first frame")
@@ -151,6 +153,8 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
         await eventually(lambda: not cut_off.connected, "reader to notice the cut")
         for i in range(1, 6):  # published while cut_off cannot hear them
             await other.publish("room", msg(i))
+        await other.publish("quiet", msg("q1"))
+        await other.publish("quiet", msg("q2"))
         with pytest.raises(BrokerUnavailable):  # the client left during the cut
             await cut_off.presence_remove("room", "c1")
         with pytest.raises(BrokerUnavailable):
@@ -159,6 +163,8 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
         proxy.restore()
         await lc.wait(lambda: len(lc.of("room", "message")) == 6, "refilled frames")
         assert [f["data"] for f in lc.of("room", "message")] == list(range(6))  # in order, none twice
+        await lc.wait(lambda: len(lc.of("quiet")) == 2, "refilled quiet channel")
+        assert [f["data"] for f in lc.of("quiet")] == ["q1", "q2"]  # not the one before attach
         # housekeeping finished the removal and told everyone
         await lo.wait(lambda: len(lo.of("room", "presence_leave")) == 1, "deferred leave")
         assert lo.of("room", "presence_leave")[0]["member"]["clientId"] == "c1"

@@ -29,7 +29,16 @@ Rules of this module:
   dedupe what arrives twice), so each gateway delivers a channel's messages in offset
   order without holes while Redis keeps its data. After an empty Redis restart the
   epoch changes, which tells clients their history is gone.
+* Presence: each gateway refreshes ``P:gw:{id}`` (TTL ``presence_ttl``) every
+  ``presence_ttl / 3`` and sweeps dead gateways every ``sweep_interval``; removal is an
+  HDEL inside a script, so of several gateways sweeping one dead member exactly one
+  broadcasts its ``presence_leave``. If its own key was lost (stall, empty restart) a
+  gateway puts its members back and broadcasts ``presence_join`` for them.
 * Redis errors surface as :class:`BrokerUnavailable`; nothing is dropped silently.
+  Ephemeral broadcasts (not stored) published while a gateway's pub/sub connection is
+  down are not refilled: they are at-most-once by design.
+* One Redis server (or a primary with replicas behind one URL). The presence scripts
+  build gateway key names at run time, so Redis Cluster is not supported.
 """
 
 from __future__ import annotations
@@ -278,8 +287,9 @@ class RedisBroker(Broker):
         self._ps_ready = False  # pub/sub connection is up and subscribed
         self._attached: set[str] = set()
         self._pending_sub: dict[str, list[asyncio.Future[None]]] = {}
-        # channel -> (epoch, offset, event id) of the newest message delivered here
-        self._last_seen: dict[str, tuple[str, int, str]] = {}
+        # channel -> (epoch, offset, event id) of the newest message this gateway delivered,
+        # or (before the first one) of the channel when it was attached: the gap-fill start.
+        self._last_seen: dict[str, tuple[str | None, int, str | None]] = {}
         self._needs_gap_fill: set[str] = set()
         self._own: dict[tuple[str, str], dict[str, Any]] = {}  # presence members added here
         # removals that failed while Redis was unreachable; retried by housekeeping
@@ -364,6 +374,8 @@ class RedisBroker(Broker):
 
         Raises :class:`BrokerUnavailable` if Redis cannot be reached; never hangs.
         """
+        if self._closed:
+            raise BrokerUnavailable(f"Redis broker for {self.safe_url} is closed; create a new one")
         if self._started:
             return
         try:
@@ -459,19 +471,29 @@ class RedisBroker(Broker):
         if channel in self._attached:
             return
         self._client()
-        self._attached.add(channel)
         if not self._ps_ready or self._pubsub is None:
-            # The reader subscribes every attached channel when it reconnects.
-            self._attached.discard(channel)
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable: pub/sub reconnecting")
+        # Added before subscribing so that a reconnect racing with us resubscribes it too.
+        self._attached.add(channel)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_sub.setdefault(channel, []).append(fut)
         try:
+            # Where the channel stands *before* subscribing: after a later pub/sub outage
+            # the reader refills from here if no message arrived meanwhile. Reading it
+            # first can only cause a re-delivery (caught by offsets), never a loss.
+            async with self._guard("attach", 3):
+                pipe = self._client_unchecked().pipeline(transaction=True)
+                pipe.get(self._k(channel, "epoch"))
+                pipe.get(self._k(channel, "offset"))
+                pipe.xrevrange(self._k(channel, "events"), count=1)
+                epoch, offset, newest = await pipe.execute()
+            self._last_seen.setdefault(channel, (epoch, int(offset or 0), newest[0][0] if newest else None))
             async with self._guard("attach"):
                 await self._pubsub.subscribe(self._ps_channel(channel))
                 await asyncio.wait_for(asyncio.shield(fut), self.command_timeout)
         except BaseException:
             self._attached.discard(channel)
+            self._last_seen.pop(channel, None)
             futures = self._pending_sub.get(channel, [])
             if fut in futures:
                 futures.remove(fut)
@@ -499,9 +521,9 @@ class RedisBroker(Broker):
         names = [self._control_channel, *(self._ps_channel(c) for c in self._attached)]
         self._stats["commands"] += 1
         await self._pubsub.subscribe(*names)
-        # Channels that saw messages before the outage get refilled from the stream once
-        # their subscription is confirmed (see _on_subscribed).
-        self._needs_gap_fill = set(self._attached) & set(self._last_seen)
+        # Every attached channel is refilled from the stream once its subscription is
+        # confirmed (see _on_subscribed); the first connection has no gap.
+        self._needs_gap_fill = set(self._attached)
 
     async def _reader(self, ready: asyncio.Future[None]) -> None:
         """Own the pub/sub connection: read, deliver, reconnect with backoff."""
@@ -570,19 +592,28 @@ class RedisBroker(Broker):
                 fut.set_result(None)
 
     async def _fill_gap(self, channel: str) -> None:
-        """Deliver messages stored while the pub/sub connection was down (same epoch only)."""
+        """Deliver messages stored while the pub/sub connection was down.
+
+        Same epoch: the events after the last one delivered. Epoch changed (Redis restarted
+        empty, or the channel was new): every retained event, since all of them are newer
+        than anything delivered before; their new epoch tells clients history was reset.
+        """
         seen = self._last_seen.get(channel)
         if seen is None:
             return
         epoch, _, last_id = seen
+        events_key = self._k(channel, "events")
         redis_ = self._client_unchecked()
         async with self._guard("gap fill", 2):
-            pipe = redis_.pipeline(transaction=False)
+            pipe = redis_.pipeline(transaction=True)
             pipe.get(self._k(channel, "epoch"))
-            pipe.xrange(self._k(channel, "events"), min=f"({last_id}", max="+")
+            pipe.xrange(events_key, min=f"({last_id}" if last_id else "-", max="+")
             current_epoch, entries = await pipe.execute()
+        if current_epoch is None:
+            return  # nothing stored since (e.g. Redis restarted empty and is still unused)
         if current_epoch != epoch:
-            return  # history is gone (empty restart); clients learn it from the new epoch
+            async with self._guard("gap fill"):
+                entries = await redis_.xrange(events_key, min="-", max="+")
         for sid, fields in entries:
             self._on_message(self._ps_channel(channel), _splice_id(sid, fields["f"]))
 

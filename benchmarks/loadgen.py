@@ -1,0 +1,534 @@
+"""The load generator: one process, many connections, one scenario per run.
+
+``python -m benchmarks.loadgen`` reads a JSON spec on stdin and writes one JSON result
+line on stdout. Spec fields: ``scenario`` (idle, throughput, latency, storm), ``flavor``
+(rtwidgets, raw, socketio), ``urls`` (servers under test), ``server_pids`` (to read their
+RSS and CPU time from /proc), ``secret`` (rtwidgets tokens), ``redis_port`` (optional,
+to count PUBLISH commands) and ``params`` (the scenario's sizes).
+
+The load generator runs on uvloop when it is installed (whatever the servers use): it
+has to receive as fast as the server sends, and its own overhead is part of every
+latency figure. Its CPU time is reported next to the server's so a saturated load
+generator is visible in the results rather than hidden in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .flavors import FLAVORS, Peer, make_payload
+from .servers import raise_nofile_limit
+
+__all__ = ["main", "run_spec"]
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------- process probes
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (VmRSS)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def percentiles(values: list[int], points: Iterable[float] = (50, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles of ``values`` (ns) as milliseconds, plus max and count."""
+    out: dict[str, float] = {}
+    if not values:
+        return out
+    ordered = sorted(values)
+    n = len(ordered)
+    for p in points:
+        rank = max(0, min(n - 1, int(round(p / 100 * n + 0.5)) - 1))
+        out[f"p{p:g}_ms"] = ordered[rank] / 1e6
+    out["max_ms"] = ordered[-1] / 1e6
+    out["samples"] = n
+    return out
+
+
+def redis_publish_calls(port: int) -> int:
+    """``cmdstat_publish`` calls of the redis-server on ``port`` (counts PUBLISH from Lua too)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+# ---------------------------------------------------------------------------- sinks
+
+
+class CountingSink:
+    """Counts deliveries per message; tracks how many leading messages are complete."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.counts: list[int] = []
+        self.done = 0
+        self.received = 0
+        self.progress = asyncio.Event()
+
+    def deliver(self, peer: Peer, seq: int, t_ns: int, recv_ns: int) -> None:
+        self.received += 1
+        counts = self.counts
+        counts[seq] += 1
+        if seq == self.done and counts[seq] >= self.expected:
+            done = self.done
+            n = len(counts)
+            while done < n and counts[done] >= self.expected:
+                done += 1
+            self.done = done
+            self.progress.set()
+
+
+class LatencySink:
+    """Records publish -> deliver latency of every delivery (of non-slow peers)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[int] = []
+        self.by_url: dict[str, list[int]] = {}
+        self.received = 0
+        self.slow_received = 0
+
+    def deliver(self, peer: Peer, seq: int, t_ns: int, recv_ns: int) -> None:
+        if peer.slow:
+            self.slow_received += 1
+            return
+        self.received += 1
+        latency = recv_ns - t_ns
+        self.latencies.append(latency)
+        self.by_url.setdefault(peer.url, []).append(latency)
+
+
+class _StormState:
+    __slots__ = ("caught_up_at", "dups", "live_at", "max_seq", "next_expected", "seen", "target")
+
+    def __init__(self, size: int) -> None:
+        self.seen = bytearray(size + 1)  # +1: a zero sentinel ends the contiguous scan
+        self.next_expected = 0
+        self.max_seq = -1
+        self.dups = 0
+        self.target: int | None = None
+        self.live_at: int | None = None
+        self.caught_up_at: int | None = None
+
+
+class StormSink:
+    """Per-peer sequence bookkeeping: gaps, duplicates, when each peer was back and complete."""
+
+    def deliver(self, peer: Peer, seq: int, t_ns: int, recv_ns: int) -> None:
+        st: _StormState = peer.state
+        if st.seen[seq]:
+            st.dups += 1
+            return
+        st.seen[seq] = 1
+        if seq > st.max_seq:
+            st.max_seq = seq
+        seen = st.seen
+        nxt = st.next_expected
+        while seen[nxt]:
+            nxt += 1
+        st.next_expected = nxt
+        if st.target is not None:
+            if st.live_at is None and st.max_seq >= st.target:
+                st.live_at = recv_ns
+            if st.caught_up_at is None and nxt > st.target:
+                st.caught_up_at = recv_ns
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class Context:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.flavor = FLAVORS[spec["flavor"]]
+        self.urls: list[str] = spec["urls"]
+        self.pids: list[int] = spec.get("server_pids", [])
+        self.params: dict[str, Any] = spec.get("params", {})
+        self.token: str | None = None
+        if self.flavor.name == "rtwidgets":
+            from rtwidgets.auth import issue_token
+
+            self.token = issue_token(spec["secret"], "bench", ttl=3600)
+
+    def peer(self, index: int, sink: Any, url: str | None = None) -> Peer:
+        return Peer(index, self.flavor, url or self.urls[index % len(self.urls)], sink, self.token)
+
+    def rss(self) -> int:
+        return sum(rss_bytes(pid) for pid in self.pids)
+
+    def server_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+
+async def gather_limited(coros: Iterable[Callable[[], Any]], limit: int) -> list[Any]:
+    """Run the coroutine factories with at most ``limit`` in flight; raise the first error."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(factory: Callable[[], Any]) -> Any:
+        async with sem:
+            return await factory()
+
+    return await asyncio.gather(*(one(f) for f in coros))
+
+
+async def connect_all(peers: list[Peer], limit: int = 100) -> float:
+    """Connect every peer; return connections per second."""
+    start = time.perf_counter()
+    await gather_limited((p.connect for p in peers), limit)
+    return len(peers) / max(time.perf_counter() - start, 1e-9)
+
+
+async def subscribe_all(peers: list[Peer], channels_of: Callable[[Peer], list[str]], limit: int = 200) -> None:
+    async def sub(peer: Peer) -> None:
+        await asyncio.wait_for(asyncio.gather(*(peer.subscribe(c) for c in channels_of(peer))), 60)
+
+    await gather_limited(((lambda p=p: sub(p)) for p in peers), limit)
+
+
+def close_all(peers: list[Peer]) -> None:
+    for p in peers:
+        if p.ws is not None:
+            p.ws.abort()
+
+
+def peer_errors(peers: list[Peer]) -> list[str]:
+    errors: list[str] = []
+    for p in peers:
+        errors.extend(p.errors)
+    return errors[:5]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.005) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+async def scenario_idle(ctx: Context) -> dict[str, Any]:
+    """B1: RSS growth of the server for ``connections`` idle, subscribed connections."""
+    n = int(ctx.params["connections"])
+    channels = int(ctx.params.get("channels", 100))
+    sink = CountingSink(1)
+    warm = [ctx.peer(-1 - i, sink) for i in range(20)]
+    await connect_all(warm)
+    await subscribe_all(warm, lambda p: [f"idle{p.index % channels}"])
+    await asyncio.sleep(0.5)
+    before = ctx.rss()
+    peers = [ctx.peer(i, sink) for i in range(n)]
+    rate = await connect_all(peers)
+    await subscribe_all(peers, lambda p: [f"idle{p.index % channels}"])
+    await asyncio.sleep(1.0)  # let the server settle (handshake buffers freed)
+    after = ctx.rss()
+    close_all(peers + warm)
+    return {
+        "connections": n,
+        "rss_before_bytes": before,
+        "rss_after_bytes": after,
+        "rss_per_connection_bytes": (after - before) / n,
+        "connect_rate_per_s": rate,
+        "errors": peer_errors(peers),
+    }
+
+
+async def scenario_throughput(ctx: Context) -> dict[str, Any]:
+    """B2/B3: saturated fan-out with at most ``window`` incomplete messages in flight."""
+    p = ctx.params
+    subscribers = int(p["subscribers"])
+    channels = int(p["channels"])
+    per_client = int(p.get("channels_per_client", 1))
+    window = int(p["window"])
+    warmup, duration = float(p["warmup"]), float(p["duration"])
+    subs_per_channel = subscribers * per_client // channels
+    sink = CountingSink(subs_per_channel)
+    peers = [ctx.peer(i, sink) for i in range(subscribers)]
+    connect_rate = await connect_all(peers)
+    stride = channels // per_client if per_client > 1 else 0
+    await subscribe_all(peers, lambda q: [f"ch{(q.index + k * stride) % channels}" for k in range(per_client)])
+    publisher = ctx.peer(-1, sink, ctx.urls[0])
+    await publisher.connect()
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    t_measure, t_end = start + warmup, start + warmup + duration
+    marks: dict[str, tuple[float, int, int, float, float]] = {}
+    seq = 0
+    stalled = False
+    while True:
+        now = loop.time()
+        if "start" not in marks and now >= t_measure:
+            marks["start"] = (now, sink.received, sink.done, ctx.server_cpu(), time.process_time())
+        if now >= t_end:
+            marks["end"] = (now, sink.received, sink.done, ctx.server_cpu(), time.process_time())
+            break
+        while seq - sink.done < window:
+            sink.counts.append(0)
+            publisher.publish(f"ch{seq % channels}", make_payload(seq, 0))
+            seq += 1
+        sink.progress.clear()
+        try:
+            await asyncio.wait_for(sink.progress.wait(), 10.0)
+        except asyncio.TimeoutError:
+            stalled = True
+            marks.setdefault("start", (loop.time(), sink.received, sink.done, 0.0, 0.0))
+            marks["end"] = (loop.time(), sink.received, sink.done, ctx.server_cpu(), time.process_time())
+            break
+    t0, r0, d0, c0, g0 = marks["start"]
+    t1, r1, d1, c1, g1 = marks["end"]
+    elapsed = t1 - t0
+    deliveries = r1 - r0
+    close_all(peers + [publisher])
+    return {
+        "subscribers": subscribers,
+        "channels": channels,
+        "subscriptions_per_channel": subs_per_channel,
+        "window": window,
+        "seconds": elapsed,
+        "deliveries_per_s": deliveries / elapsed,
+        "messages_per_s": (d1 - d0) / elapsed,
+        "server_cpu_us_per_delivery": (c1 - c0) / max(deliveries, 1) * 1e6,
+        "server_cpu_share": (c1 - c0) / elapsed,
+        "loadgen_cpu_share": (g1 - g0) / elapsed,
+        "connect_rate_per_s": connect_rate,
+        "stalled": stalled,
+        "errors": peer_errors(peers + [publisher]),
+    }
+
+
+async def scenario_latency(ctx: Context) -> dict[str, Any]:
+    """B4/B5/B6: open-loop publishing at ``rate`` messages/s; latency of every delivery."""
+    p = ctx.params
+    subscribers = int(p["subscribers"])
+    rate = float(p["rate"])
+    duration = float(p["duration"])
+    slow_fraction = float(p.get("slow_fraction", 0.0))
+    sink = LatencySink()
+    peers = [ctx.peer(i, sink) for i in range(subscribers)]
+    await connect_all(peers)
+    await subscribe_all(peers, lambda q: ["lat"])
+    n_slow = int(round(subscribers * slow_fraction))
+    # Spread the slow ones evenly over the subscriber list (and over the servers).
+    slow = peers[:: max(1, subscribers // n_slow)][:n_slow] if n_slow else []
+    for peer in slow:
+        peer.slow = True
+        peer.ws.stop_reading()
+    publisher = ctx.peer(-1, sink, ctx.urls[0])
+    await publisher.connect()
+    redis_port = ctx.spec.get("redis_port")
+    publish_before = redis_publish_calls(redis_port) if redis_port else None
+
+    loop = asyncio.get_running_loop()
+    rss_samples: list[int] = []
+    rss_start = ctx.rss()
+    cpu0 = ctx.server_cpu()
+    count = int(rate * duration)
+    interval = 1.0 / rate
+    next_at = loop.time()
+    next_rss = next_at
+    for seq in range(count):
+        delay = next_at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        publisher.publish("lat", make_payload(seq, time.monotonic_ns()))
+        next_at += interval
+        if loop.time() >= next_rss:
+            rss_samples.append(ctx.rss())
+            next_rss += 0.25
+    fast = subscribers - len(slow)
+    expected = count * fast
+    complete = await wait_until(lambda: sink.received >= expected, 5.0)
+    cpu1 = ctx.server_cpu()
+    rss_end = ctx.rss()
+    rss_samples.append(rss_end)
+    publishes = None
+    if redis_port:
+        await asyncio.sleep(0.2)
+        publishes = redis_publish_calls(redis_port) - publish_before
+    slow_closed = sum(1 for peer in slow if peer.ws.closed.done())
+    result: dict[str, Any] = {
+        "subscribers": subscribers,
+        "slow_subscribers": len(slow),
+        "messages": count,
+        "deliveries_per_s_offered": rate * fast,
+        "expected_deliveries": expected,
+        "received_deliveries": sink.received,
+        "complete": complete,
+        "latency": percentiles(sink.latencies),
+        "latency_by_server": {
+            f"server{ctx.urls.index(url)}": percentiles(values) for url, values in sorted(sink.by_url.items())
+        },
+        "rss_start_bytes": rss_start,
+        "rss_max_bytes": max(rss_samples),
+        "rss_end_bytes": rss_end,
+        "slow_closed_by_server": slow_closed,
+        "server_cpu_share": (cpu1 - cpu0) / duration,
+        "errors": peer_errors(peers + [publisher]),
+    }
+    if publishes is not None:
+        result["redis_publish_commands"] = publishes
+        result["redis_publish_per_message"] = publishes / count
+    close_all(peers + [publisher])
+    return result
+
+
+async def scenario_storm(ctx: Context) -> dict[str, Any]:
+    """B7: drop every subscriber at once while publishing; reconnect; gaps and duplicates."""
+    p = ctx.params
+    subscribers = int(p["subscribers"])
+    rate = float(p["rate"])
+    warm = float(p["warm"])
+    timeout = float(p["timeout"])
+    tail = float(p.get("tail", 1.0))
+    capacity = int(rate * (warm + timeout + tail + 5)) + 10
+    sink = StormSink()
+    peers = [ctx.peer(i, sink) for i in range(subscribers)]
+    for peer in peers:
+        peer.state = _StormState(capacity)
+    await connect_all(peers)
+    await subscribe_all(peers, lambda q: ["storm"])
+    publisher = ctx.peer(-1, sink, ctx.urls[0])
+    await publisher.connect()
+    loop = asyncio.get_running_loop()
+    last_seq = -1
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        nonlocal last_seq
+        interval = 1.0 / rate
+        next_at = loop.time()
+        while not stop.is_set() and last_seq + 1 < capacity:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            publisher.publish("storm", make_payload(last_seq + 1, time.monotonic_ns()))
+            last_seq += 1
+            next_at += interval
+
+    pub_task = asyncio.create_task(publish())
+    await asyncio.sleep(warm)
+    drop_ns = time.monotonic_ns()
+    for peer in peers:
+        peer.ws.abort()
+    reconnect_errors: list[str] = []
+    resume = ctx.flavor.name == "rtwidgets"
+
+    async def rejoin(peer: Peer) -> None:
+        for _attempt in range(5):
+            try:
+                await peer.connect()
+                ack = peer.subscribe("storm", peer.resume_options() if resume else None)
+                await asyncio.wait_for(ack, 30)
+                st: _StormState = peer.state
+                st.target = last_seq
+                now = time.monotonic_ns()
+                if st.max_seq >= st.target and st.live_at is None:
+                    st.live_at = now
+                if st.next_expected > st.target and st.caught_up_at is None:
+                    st.caught_up_at = now
+                return
+            except (OSError, asyncio.TimeoutError, RuntimeError) as exc:
+                reconnect_errors.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.05)
+
+    rejoined_at = time.monotonic()
+    await gather_limited(((lambda q=q: rejoin(q)) for q in peers), 200)
+    reconnect_s = time.monotonic() - rejoined_at
+
+    # Back on the live stream first; then, where the server can recover, complete as well.
+    await wait_until(lambda: all(q.state.live_at is not None for q in peers), timeout, 0.01)
+    if resume:
+        await wait_until(lambda: all(q.state.caught_up_at is not None for q in peers), timeout, 0.01)
+    await asyncio.sleep(tail)  # keep publishing a little after everyone is back
+    stop.set()
+    await pub_task
+    final = last_seq
+    await wait_until(lambda: all(q.state.max_seq >= final for q in peers), 3.0, 0.01)
+    gaps = 0
+    peers_with_gaps = 0
+    dups = 0
+    for q in peers:
+        st = q.state
+        missing = (final + 1) - sum(st.seen[: final + 1])
+        gaps += missing
+        peers_with_gaps += missing > 0
+        dups += st.dups
+    caught = [q.state.caught_up_at for q in peers if q.state.caught_up_at is not None]
+    live = [q.state.live_at for q in peers if q.state.live_at is not None]
+    close_all(peers + [publisher])
+    return {
+        "subscribers": subscribers,
+        "messages": final + 1,
+        "recovery": "history (lastEventId + epoch)" if resume else "none (server has no history)",
+        "reconnect_all_s": reconnect_s,
+        "all_caught_up": len(caught) == subscribers,
+        "caught_up_peers": len(caught),
+        "time_to_all_caught_up_s": (max(caught) - drop_ns) / 1e9 if len(caught) == subscribers else None,
+        "time_to_all_live_s": (max(live) - drop_ns) / 1e9 if len(live) == subscribers else None,
+        "gaps": gaps,
+        "peers_with_gaps": peers_with_gaps,
+        "duplicates": dups,
+        "reconnect_errors": reconnect_errors[:5],
+        "errors": peer_errors(peers + [publisher]),
+    }
+
+
+SCENARIOS = {
+    "idle": scenario_idle,
+    "throughput": scenario_throughput,
+    "latency": scenario_latency,
+    "storm": scenario_storm,
+}
+
+
+async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    ctx = Context(spec)
+    return await SCENARIOS[spec["scenario"]](ctx)
+
+
+def main() -> int:
+    raise_nofile_limit()
+    spec = json.loads(sys.stdin.read())
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None:
+        result = uvloop.run(run_spec(spec))
+        result["loadgen_loop"] = "uvloop"
+    else:
+        result = asyncio.run(run_spec(spec))
+        result["loadgen_loop"] = "asyncio"
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,714 @@
+"""``CollabDoc``: a shared text document (a ``pycrdt`` Doc) bound to an rtwidgets channel.
+
+Every replica — other kernels, browsers (through :class:`~rtwidgets.widgets.CollabText`),
+test code — edits its own copy; Yjs updates travel over the channel and every copy converges
+to the same text. The wire format and the pure pieces live in :mod:`rtwidgets.core.crdt_sync`.
+
+How a replica stays complete (Yjs updates are idempotent, so these paths may overlap):
+
+* each local transaction is published as a stored ``update``; at most one publish is in flight,
+  the rest is merged meanwhile (so typing bursts never hit the gateway's rate limit);
+* joining (and every re-subscribe) replays the channel: the keyed ``doc`` snapshot, then the
+  retained history; continuity lost beyond the history arrives as a reset and is applied too;
+* after (re)subscribing the replica announces its state vector (ephemeral ``sv``); live peers
+  answer with a ``diff`` of what it lacks and ask back for what they lack;
+* local updates whose publish failed (offline for good, refused) are merged and published again
+  after the next subscribe: an edit made while disconnected survives the reconnect;
+* every ``snapshot_every`` stored updates some replica publishes a compacted snapshot.
+
+Threading: the pycrdt Doc is mutated only on the rtwidgets runtime thread. Public methods may be
+called from any thread; mutating ones hand over and (by default) wait, so ``doc.text`` reflects
+your own edit as soon as ``insert`` returns. Traits are set on the runtime thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pycrdt
+from traitlets import Bool, HasTraits, Int, List, Unicode
+
+from rtwidgets.core import crdt_sync as cs
+from rtwidgets.models._binding import TaskGroup, on_runtime, run_blocking
+from rtwidgets.models.channel import Channel
+from rtwidgets.models.connection import Connection
+from rtwidgets.runtime import get_runtime
+
+__all__ = ["CollabDoc", "CollabError", "TextChange"]
+
+log = logging.getLogger("rtwidgets.models.collab")
+T = TypeVar("T")
+
+TEXT_NAME = "text"  # the root Y.Text shared by Python and the browser (ydoc.getText("text"))
+# Gateway default max_message_bytes is 65 536; base64 inflates by 4/3 and the envelope adds a
+# little. Local inserts above this are refused up front (nothing half-applied).
+MAX_INSERT_BYTES = 40_000
+# Publish refusals that a retry cannot fix (anything else is retried after reconnecting).
+FINAL_PUBLISH_ERRORS = frozenset({"forbidden", "too_large", "too_deep", "invalid_field", "state_full"})
+RATE_LIMIT_RETRY_S = 0.25  # back-off before re-sending a batch the gateway refused as rate_limited
+
+Origin = str  # "local" (Python API), "view" (a browser view), "remote" (the channel)
+UpdateListener = Callable[[bytes, Origin], None]
+
+
+class CollabError(RuntimeError):
+    """An operation on a :class:`CollabDoc` failed (closed document, bad index, ...)."""
+
+
+@dataclass(frozen=True)
+class TextChange:
+    """Passed to :meth:`CollabDoc.on_change` callbacks: the new text and where the change came from."""
+
+    text: str
+    origin: Origin
+
+
+class CollabDoc(HasTraits):
+    """A collaborative text document on channel ``name`` of ``connection``.
+
+    ``text`` is the current text; ``cursors`` the other participants' cursors (one dict per
+    remote connection with a cursor: ``clientId``, ``userId``, ``name``, ``color``, ``anchor``,
+    ``head`` as Python character indexes, and ``anchorPos``/``headPos``, the base64 Yjs relative
+    positions); ``peers`` everyone present; ``synced`` turns true once the initial state arrived.
+    Indexes are Python ``str`` indexes (code points).
+    """
+
+    name = Unicode(read_only=True)
+    text = Unicode("", help="the current text")
+    version = Int(0, help="incremented on every change of the document")
+    synced = Bool(False, help="the channel's state has been received (initial sync done)")
+    is_subscribed = Bool(False)
+    user_name = Unicode("")
+    color = Unicode("")
+    cursors = List(help="remote cursors: {clientId, userId, name, color, anchor, head, anchorPos, headPos}")
+    peers = List(help="everyone on the document: {clientId, userId, name, color}")
+    error = Unicode("", help="the last problem (publish refused, bad payload); '' when fine")
+
+    def __init__(
+        self,
+        connection: Connection,
+        name: str,
+        *,
+        user_name: str | None = None,
+        color: str | None = None,
+        snapshot_every: int = 50,
+    ) -> None:
+        if not isinstance(connection, Connection):
+            raise TypeError(f"connection must be an rtwidgets Connection, got {type(connection).__name__}")
+        super().__init__()
+        self.set_trait("name", name)
+        self.connection = connection
+        self.user_name = user_name or connection.user_id or "anonymous"
+        self.color = color or _color_for(self.user_name)
+        self._runtime = get_runtime()
+        self._loop = self._runtime.loop
+        self._tasks = TaskGroup(f"collab {name!r}")
+        self._ydoc: pycrdt.Doc = pycrdt.Doc()
+        self._ytext: pycrdt.Text = self._ydoc.get(TEXT_NAME, type=pycrdt.Text)
+        self._captured: list[bytes] = []
+        self._sub = self._ydoc.observe(lambda event: self._captured.append(event.update))
+        self._policy = cs.SnapshotPolicy(snapshot_every)
+        self._pending = cs.PendingUpdates()
+        self._outbox: list[bytes] = []
+        self._sending = False
+        self._snapshotting = False
+        self._my_cursor: dict[str, str] | None = None
+        self._presence_busy = False
+        self._presence_dirty = False
+        self._listeners: list[UpdateListener] = []
+        self._change_callbacks: list[Callable[[TextChange], None]] = []
+        self._closed = False
+        self.bad_messages = 0  # payloads refused (malformed); each is logged and shown in ``error``
+        self._was_subscribed = False
+        self._channel: Channel
+        self._unsubs: list[Callable[[], None]] = []
+        # The channel is created on the runtime thread together with our listeners, so that no
+        # history frame can be delivered before we listen (its subscribe runs on that loop).
+        self._call(self._attach, timeout=30.0)
+        connection.attached.add(self)
+
+    # ------------------------------------------------------------------ public API (any thread)
+
+    @property
+    def channel(self) -> Channel:
+        """The underlying :class:`Channel` model."""
+        return self._channel
+
+    def insert(self, index: int, text: str, *, timeout: float = 10.0) -> str:
+        """Insert ``text`` before character ``index``; returns the new text.
+
+        Raises ``IndexError`` if ``index`` is outside ``0..len(text)``, ``ValueError`` for an
+        insert over ``MAX_INSERT_BYTES`` UTF-8 bytes (publish it in several inserts).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        _check_int("index", index)
+        if len(text.encode("utf-8")) > MAX_INSERT_BYTES:
+            raise ValueError(f"insert of more than {MAX_INSERT_BYTES} UTF-8 bytes: split it into several")
+        return self._call(self._insert_rt, index, text, timeout=timeout)
+
+    def delete(self, index: int, length: int, *, timeout: float = 10.0) -> str:
+        """Delete ``length`` characters starting at ``index``; returns the new text."""
+        _check_int("index", index)
+        _check_int("length", length)
+        return self._call(self._delete_rt, index, length, timeout=timeout)
+
+    def replace(self, text: str, start: int = 0, end: int | None = None, *, timeout: float = 10.0) -> str:
+        """Make characters ``start..end`` (default: the whole text) equal to ``text``.
+
+        Only the part that really differs is deleted and inserted, so concurrent edits and
+        cursors elsewhere in the document are preserved. Returns the new text.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        _check_int("start", start)
+        if end is not None:
+            _check_int("end", end)
+        if len(text.encode("utf-8")) > MAX_INSERT_BYTES:
+            raise ValueError(f"replacement of more than {MAX_INSERT_BYTES} UTF-8 bytes: split it")
+        return self._call(self._replace_rt, text, start, end, timeout=timeout)
+
+    def on_change(self, callback: Callable[[TextChange], None]) -> Callable[[], None]:
+        """Call ``callback(TextChange)`` on the runtime thread after every change; returns an unsubscribe.
+
+        (``doc.observe(handler, names="text")`` works too: ``CollabDoc`` is a ``HasTraits``.)
+        """
+        self._change_callbacks.append(callback)
+        return lambda: self._change_callbacks.remove(callback) if callback in self._change_callbacks else None
+
+    def wait_for_text(self, expected: str | Callable[[str], bool], timeout: float = 10.0) -> str:
+        """Block until the text equals ``expected`` (or ``expected(text)`` is true); return it."""
+        predicate = expected if callable(expected) else (lambda t: t == expected)
+        if self._runtime.in_runtime_thread():
+            raise RuntimeError("wait_for_text() would block the runtime thread; use on_change instead")
+        changed = threading.Event()
+
+        def poke(_change: Any) -> None:
+            changed.set()
+
+        self.observe(poke, names=["text"])
+        try:
+            deadline = time.monotonic() + timeout
+            while not predicate(self.text):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"text of {self.name!r} did not match within {timeout} s; it is {self.text!r:.200}"
+                    )
+                changed.wait(remaining)
+                changed.clear()
+        finally:
+            self.unobserve(poke, names=["text"])
+        return self.text
+
+    def wait_synced(self, timeout: float = 10.0) -> CollabDoc:
+        """Block until the initial state of the channel has been received."""
+        self.connection.wait_for(lambda: self.synced, timeout, f"initial sync of {self.name!r}")
+        return self
+
+    def set_cursor(self, anchor: int | None, head: int | None = None, *, timeout: float = 10.0) -> None:
+        """Show our cursor (``head`` defaults to ``anchor``; a selection when they differ) to others.
+
+        ``None`` removes it. Positions are stored as Yjs relative positions, so they move with
+        concurrent edits.
+        """
+        if anchor is None:
+            self._call(self._set_cursor_encoded, None, None, timeout=timeout)
+            return
+        _check_int("anchor", anchor)
+        _check_int("head", anchor if head is None else head)
+        self._call(self._set_cursor_rt, anchor, anchor if head is None else head, timeout=timeout)
+
+    def state_update(self, *, timeout: float = 10.0) -> bytes:
+        """The whole document as one Yjs update (``Y.applyUpdate`` in a browser rebuilds it)."""
+        return self._call(self._ydoc.get_update, timeout=timeout)
+
+    def state_vector(self, *, timeout: float = 10.0) -> bytes:
+        """This replica's Yjs state vector (equal vectors mean equal documents)."""
+        return self._call(self._ydoc.get_state, timeout=timeout)
+
+    def apply_update(self, update: bytes, *, timeout: float = 10.0) -> str:
+        """Apply a Yjs update made elsewhere as a local edit (it is published); returns the text.
+
+        Raises ``ValueError`` if the bytes are not a Yjs update.
+        """
+        return self._call(self._apply_local_update_rt, bytes(update), "local", timeout=timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: queued/in-flight/failed local updates, refused payloads, snapshot progress."""
+        return {
+            "outbox": len(self._outbox),
+            "in_flight": self._pending.in_flight,
+            "failed": self._pending.failed,
+            "bad_messages": self.bad_messages,
+            "since_snapshot": self._policy.since_snapshot,
+        }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Leave the channel (our cursor disappears for others) and stop all work (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for unsub in self._unsubs:
+            unsub()
+        self._channel.unobserve(self._on_subscribed_change, names=["is_subscribed"])
+        self._channel.unobserve(self._on_members, names=["members"])
+        self._tasks.cancel_all()
+        self._channel.close(timeout)
+        self._listeners.clear()
+        self._change_callbacks.clear()
+        self.is_subscribed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return (
+            f"<CollabDoc {self.name!r} user={self.user_name!r} chars={len(self.text)} "
+            f"synced={self.synced} peers={len(self.peers)}>"
+        )
+
+    # ------------------------------------------------------------------ hooks for views (runtime thread)
+
+    def add_update_listener(self, listener: UpdateListener) -> Callable[[], None]:
+        """``listener(update, origin)`` on the runtime thread for every change; returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def diff_since(self, state_vector: bytes) -> bytes:
+        """Runtime thread: the update a replica with ``state_vector`` lacks (``ValueError`` if bad)."""
+        cs.decode_state_vector(state_vector)  # clear error for garbage before pycrdt sees it
+        return self._ydoc.get_update(state_vector)
+
+    def apply_view_update(self, update: bytes) -> None:
+        """Runtime thread: apply an edit typed in a browser view (published to the channel)."""
+        self._apply_local_update_rt(update, "view")
+
+    def set_cursor_positions(self, anchor: str | None, head: str | None) -> None:
+        """Runtime thread: set our cursor from base64 Yjs relative positions (from a browser)."""
+        self._set_cursor_encoded(anchor, head)
+
+    # ------------------------------------------------------------------ runtime-thread internals
+
+    def _attach(self) -> None:
+        # Validates the channel name and owns the subscription (resubscribes after reconnects).
+        self._channel = Channel(
+            self.connection,
+            self.name,
+            presence=True,
+            presence_data=self._presence_data(),
+            history=1_000_000,  # everything retained: the snapshot alone may be older than the tail
+            state=True,
+            max_messages=1,
+        )
+        self._unsubs = [self._channel.on_message(self._on_frame), self._channel.on_reset(self._on_reset)]
+        self._channel.observe(self._on_subscribed_change, names=["is_subscribed"])
+        self._channel.observe(self._on_members, names=["members"])
+
+    def _call(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        if self._closed:
+            raise CollabError(f"CollabDoc {self.name!r} is closed")
+        if self._runtime.in_runtime_thread():
+            return fn(*args)
+
+        async def run() -> T:
+            return fn(*args)
+
+        return run_blocking(run(), timeout, f"CollabDoc {self.name!r}")
+
+    def _transact(self, origin: Origin, mutate: Callable[[], None]) -> None:
+        self._captured.clear()
+        with self._ydoc.transaction():
+            mutate()
+        self._after_change(origin)
+
+    def _insert_rt(self, index: int, text: str) -> str:
+        current = str(self._ytext)
+        if not 0 <= index <= len(current):
+            raise IndexError(f"insert index {index} outside 0..{len(current)}")
+        if text:
+            self._transact("local", lambda: self._ytext.insert(cs.utf8_offset(current, index), text))
+        return self.text
+
+    def _delete_rt(self, index: int, length: int) -> str:
+        current = str(self._ytext)
+        if not 0 <= index <= len(current) or index + length > len(current):
+            raise IndexError(f"delete of {length} at {index} outside the text of {len(current)} characters")
+        if length:
+            start = cs.utf8_offset(current, index)
+            stop = cs.utf8_offset(current, index + length)
+            self._transact("local", lambda: self._ytext.__delitem__(slice(start, stop)))
+        return self.text
+
+    def _replace_rt(self, text: str, start: int, end: int | None) -> str:
+        current = str(self._ytext)
+        stop = len(current) if end is None else end
+        if not 0 <= start <= stop <= len(current):
+            raise IndexError(f"replace range {start}..{stop} outside 0..{len(current)}")
+        at, count, insert = cs.minimal_edit(current[start:stop], text)
+        at += start
+        if count or insert:
+            b0, b1 = cs.utf8_offset(current, at), cs.utf8_offset(current, at + count)
+
+            def mutate() -> None:
+                if b1 > b0:
+                    del self._ytext[b0:b1]
+                if insert:
+                    self._ytext.insert(b0, insert)
+
+            self._transact("local", mutate)
+        return self.text
+
+    def _apply_local_update_rt(self, update: bytes, origin: Origin) -> str:
+        self._captured.clear()
+        self._ydoc.apply_update(update)  # ValueError for bytes that are not an update
+        self._after_change(origin)
+        return self.text
+
+    def _apply_remote(self, update: bytes, what: str) -> None:
+        self._captured.clear()
+        try:
+            self._ydoc.apply_update(update)
+        except ValueError as exc:
+            self._refuse(f"{what} is not a valid Yjs update ({exc})")
+            return
+        self._after_change("remote")
+
+    def _after_change(self, origin: Origin) -> None:
+        updates, self._captured = self._captured, []
+        if not updates:
+            return  # nothing new (a duplicate, or an update still waiting for its dependencies)
+        if origin != "remote":
+            self._outbox.extend(updates)
+            self._kick_sender()
+        merged = updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
+        text = str(self._ytext)
+        with self.hold_trait_notifications():
+            self.text = text
+            self.version += 1
+        for listener in list(self._listeners):
+            _safe(listener, merged, origin)
+        change = TextChange(text, origin)
+        for cb in list(self._change_callbacks):
+            _safe(cb, change)
+        if self._my_cursor is not None or self.cursors:
+            self._refresh_cursors()
+
+    # -- publishing
+
+    def _kick_sender(self) -> None:
+        if self._sending or not self._outbox or self._closed:
+            return
+        self._sending = True
+        self._tasks.spawn(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        try:
+            while self._outbox and not self._closed:
+                batch = self._outbox[0] if len(self._outbox) == 1 else pycrdt.merge_updates(*self._outbox)
+                self._outbox.clear()
+                token = self._pending.add(batch)
+                try:
+                    await asyncio.wrap_future(self._channel.publish(cs.update_message(batch), wait=False))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if getattr(exc, "code", None) == "rate_limited":
+                        self._pending.confirm(token)  # not failed: retried right here
+                        self._outbox.insert(0, batch)
+                        await asyncio.sleep(RATE_LIMIT_RETRY_S)
+                        continue
+                    code = getattr(exc, "code", None)
+                    if code in FINAL_PUBLISH_ERRORS:
+                        # Re-sending cannot help. The edit stays in this replica and still reaches
+                        # live peers through the state-vector handshake; say so loudly.
+                        self._pending.confirm(token)
+                        self._set_error(f"an edit could not be published ({exc})")
+                        log.error("collab %r: edit not published: %s", self.name, exc)
+                        continue
+                    self._pending.fail(token)
+                    if self._channel.is_subscribed:
+                        # Failed with the old socket while a new subscription is already up.
+                        failed = self._pending.take_failed()
+                        if failed is not None:
+                            self._outbox.insert(0, failed)
+                        continue
+                    self._set_error(f"publishing an edit failed ({exc}); it is re-sent after reconnecting")
+                    return
+                self._pending.confirm(token)
+        finally:
+            self._sending = False
+        if self._outbox and not self._closed and self._channel.is_subscribed:
+            self._kick_sender()
+
+    def _maybe_snapshot(self) -> None:
+        if not self._policy.due or self._snapshotting or not self._channel.is_subscribed or self._closed:
+            return
+        self._policy.started()
+        self._snapshotting = True
+        self._tasks.spawn(self._publish_snapshot())
+
+    async def _publish_snapshot(self) -> None:
+        try:
+            data = cs.snapshot_message(self._ydoc.get_update())
+            await asyncio.wrap_future(self._channel.publish(data, key=cs.STATE_KEY, wait=False))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # History still holds the updates; a newcomer only needs the snapshot once they roll over.
+            # A dropped connection is routine (the next due snapshot follows); anything else is not.
+            level = logging.INFO if getattr(exc, "code", None) == "connection_closed" else logging.WARNING
+            log.log(level, "collab %r: snapshot not published: %s", self.name, exc)
+            if level == logging.WARNING:
+                self._set_error(f"publishing a snapshot failed ({exc})")
+        finally:
+            self._snapshotting = False
+
+    def _send_ephemeral(self, data: dict[str, Any]) -> None:
+        if not self._channel.is_subscribed or self._closed:
+            return
+
+        async def send() -> None:
+            try:
+                await asyncio.wrap_future(self._channel.publish(data, ephemeral=True, wait=False))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A lost handshake is repaired by the next (re)subscribe; say so, do not crash.
+                log.info("collab %r: %s not delivered: %s", self.name, data.get("t"), exc)
+
+        self._tasks.spawn(send())
+
+    # -- channel input
+
+    def _my_client_id(self) -> str:
+        return self.connection.client.client_id or ""
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        try:
+            msg = cs.parse_doc_message(frame.get("data"))
+        except cs.CollabProtocolError as exc:
+            self._refuse(f"message {frame.get('eventId') or ''} from {frame.get('senderId')!r}: {exc}")
+            return
+        mine = frame.get("clientId") == self._my_client_id()
+        if isinstance(msg, cs.UpdateMessage):
+            self._policy.observe_update()
+            if not mine:
+                self._apply_remote(msg.update, "an update")
+            self._maybe_snapshot()
+        elif isinstance(msg, cs.SnapshotMessage):
+            self._policy.observe_snapshot()
+            if not mine:
+                self._apply_remote(msg.update, "a snapshot")
+        elif isinstance(msg, cs.StateVectorMessage):
+            if not mine:
+                self._on_state_vector(msg)
+        elif isinstance(msg, cs.DiffMessage) and msg.to == self._my_client_id() and not mine:
+            self._apply_remote(msg.update, "a diff")
+
+    def _on_state_vector(self, msg: cs.StateVectorMessage) -> None:
+        me = self._my_client_id()
+        if msg.to is not None and msg.to != me:
+            return  # a reply meant for someone else
+        try:
+            theirs = cs.decode_state_vector(msg.state)
+            diff = self._ydoc.get_update(msg.state)
+        except (cs.CollabProtocolError, ValueError) as exc:
+            self._refuse(f"state vector from {msg.sender!r}: {exc}")
+            return
+        if not cs.is_empty_update(diff):
+            self._send_ephemeral(cs.diff_message(diff, msg.sender))
+        ours = cs.decode_state_vector(self._ydoc.get_state())
+        if msg.to is None and cs.has_unseen(ours, theirs):
+            # The asker has edits we never received (e.g. made while we were both cut off).
+            self._send_ephemeral(cs.state_vector_message(self._ydoc.get_state(), me, to=msg.sender))
+
+    def _on_reset(self, reset: Any) -> None:
+        # Continuity was lost beyond the gateway's history: apply the snapshot and the tail.
+        if self._closed:
+            return
+        state = getattr(reset, "state", None) or {}
+        frame = state.get(cs.STATE_KEY)
+        if isinstance(frame, dict):
+            self._on_frame(frame)
+        for event in getattr(reset, "events", ()):
+            if isinstance(event, dict):
+                self._on_frame(event)
+
+    def _on_subscribed_change(self, change: dict[str, Any]) -> None:
+        on_runtime(self._subscribed_changed, bool(change["new"]))
+
+    def _subscribed_changed(self, subscribed: bool) -> None:
+        if self._closed or subscribed == self._was_subscribed:
+            return
+        self._was_subscribed = subscribed
+        self.is_subscribed = subscribed
+        if not subscribed:
+            return
+        handle = self._channel.handle
+        state = getattr(handle, "state", None) or {}
+        frame = state.get(cs.STATE_KEY)
+        if isinstance(frame, dict):
+            self._on_frame(frame)
+        failed = self._pending.take_failed()
+        if failed is not None:
+            self._outbox.insert(0, failed)
+        self._kick_sender()
+        me = self._my_client_id()
+        if me:
+            self._send_ephemeral(cs.state_vector_message(self._ydoc.get_state(), me))
+        if self._presence_dirty:
+            self._push_presence()
+        self.synced = True
+
+    # -- presence and cursors
+
+    def _presence_data(self) -> dict[str, Any]:
+        return {"name": self.user_name, "color": self.color, "cursor": self._my_cursor}
+
+    def _set_cursor_rt(self, anchor: int, head: int) -> None:
+        current = str(self._ytext)
+        for label, value in (("anchor", anchor), ("head", head)):
+            if not 0 <= value <= len(current):
+                raise IndexError(f"cursor {label} {value} outside 0..{len(current)}")
+
+        def encode(index: int) -> str:
+            if index == len(current):
+                return cs.b64encode(cs.end_position(TEXT_NAME))
+            sticky = pycrdt.StickyIndex.new(self._ytext, cs.utf8_offset(current, index), pycrdt.Assoc.AFTER)
+            return cs.b64encode(sticky.encode())
+
+        self._set_cursor_encoded(encode(anchor), encode(head))
+
+    def _set_cursor_encoded(self, anchor: str | None, head: str | None) -> None:
+        if anchor is None or head is None:
+            cursor = None
+        else:
+            for label, value in (("anchor", anchor), ("head", head)):
+                self._decode_position(cs.b64decode(value, label))  # refuse garbage before sharing it
+            cursor = {"anchor": anchor, "head": head}
+        if cursor == self._my_cursor:
+            return
+        self._my_cursor = cursor
+        self._push_presence()
+
+    def _push_presence(self) -> None:
+        # One presence update in flight at a time; moves made meanwhile collapse into the next one.
+        if self._presence_busy or self._closed:
+            self._presence_dirty = True
+            return
+        self._presence_dirty = False
+        self._presence_busy = True
+        data = self._presence_data()
+
+        async def send() -> None:
+            try:
+                await asyncio.wrap_future(self._channel.update_presence(data, wait=False))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The client keeps presence data across reconnects only once it was accepted.
+                log.info("collab %r: cursor update not sent: %s", self.name, exc)
+                self._presence_dirty = True
+            finally:
+                self._presence_busy = False
+            if self._presence_dirty and self._channel.is_subscribed:
+                self._push_presence()
+
+        self._tasks.spawn(send())
+
+    def _decode_position(self, raw: bytes) -> pycrdt.StickyIndex:
+        try:
+            return pycrdt.StickyIndex.decode(raw, self._ytext)
+        except Exception as exc:  # pycrdt raises several types for undecodable bytes
+            raise cs.CollabProtocolError(f"not a Yjs relative position ({exc})") from None
+
+    def _resolve(self, encoded: Any, current: str) -> int | None:
+        try:
+            offset = self._decode_position(cs.b64decode(encoded, "cursor")).get_index()
+        except (cs.CollabProtocolError, ValueError, RuntimeError):
+            return None
+        return cs.char_index(current, offset)
+
+    def _on_members(self, _change: Any) -> None:
+        on_runtime(self._refresh_cursors)
+
+    def _refresh_cursors(self) -> None:
+        if self._closed:
+            return
+        me = self._my_client_id()
+        current = str(self._ytext)
+        peers: list[dict[str, Any]] = []
+        cursors: list[dict[str, Any]] = []
+        for member in self._channel.members:
+            data = member.get("data") if isinstance(member.get("data"), dict) else {}
+            who = {
+                "clientId": member.get("clientId"),
+                "userId": member.get("userId"),
+                "name": str(data.get("name") or member.get("userId") or "?"),
+                "color": str(data.get("color") or _color_for(str(member.get("userId")))),
+            }
+            peers.append(who)
+            cursor = data.get("cursor")
+            if member.get("clientId") == me or not isinstance(cursor, dict):
+                continue
+            anchor = self._resolve(cursor.get("anchor"), current)
+            head = self._resolve(cursor.get("head"), current)
+            if anchor is None or head is None:
+                continue  # refers to text we have not received yet, or garbage
+            cursors.append(
+                {
+                    **who,
+                    "anchor": anchor,
+                    "head": head,
+                    "anchorPos": cursor["anchor"],
+                    "headPos": cursor["head"],
+                }
+            )
+        with self.hold_trait_notifications():
+            if peers != self.peers:
+                self.peers = peers
+            if cursors != self.cursors:
+                self.cursors = cursors
+
+    # -- errors
+
+    def _refuse(self, reason: str) -> None:
+        self.bad_messages += 1
+        self._set_error(f"refused {reason}")
+        log.warning("collab %r: refused %s", self.name, reason)
+
+    def _set_error(self, message: str) -> None:
+        if self.error != message:
+            self.error = message
+
+
+def _check_int(label: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{label} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise IndexError(f"{label} must be >= 0, got {value}")
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("collab listener %r failed", fn)
+
+
+def _color_for(user: str) -> str:
+    # Same palette and hash as the widgets (stable across kernels); imported lazily because
+    # rtwidgets.widgets pulls in anywidget, which a headless model user may not need.
+    from rtwidgets.widgets._base import color_for
+
+    return color_for(user)

@@ -1,0 +1,112 @@
+"""LiveChart under a high-rate stream: it keeps drawing, and the page stays responsive.
+
+A feeder publishes ~RATE messages per second through the gateway; the kernel's chart
+subscribes to the channel. The test checks that the canvas keeps changing and that clicks
+on the page are handled, and prints how long those took (speed bounds belong to the
+benchmarks, not to asserts).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from playwright.sync_api import expect
+
+from . import cells
+from .conftest import GatewayProcess, Users, copy_to_docs
+from .feeder import Feeder
+
+RATE = 1000.0  # messages per second: ~17 per 60 Hz frame, so the chart must merge
+CLICKS = 5
+FRAMES = 6
+POSITIVE = re.compile(r"^[1-9][0-9]*$")
+
+_CANVAS_CHANGED = """(previous) => {
+  const canvas = document.querySelector('.rtw-widget.rtw-live_chart canvas');
+  if (!canvas || canvas.width === 0) return null;
+  const url = canvas.toDataURL();
+  let h = 0;
+  for (let i = 0; i < url.length; i += 3) h = (h * 31 + url.charCodeAt(i)) | 0;
+  const key = String(h);
+  return key !== previous ? key : null;
+}"""
+
+_PROBES = """() => {
+  const root = document.querySelector('.rtw-widget.rtw-live_chart');
+  window.__rtwClicks = [];
+  // Input delay: from the event's creation to its handler (main-thread congestion shows here).
+  root.addEventListener('click', (e) => window.__rtwClicks.push(performance.now() - e.timeStamp));
+  window.__rtwLongTasks = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) window.__rtwLongTasks.push(entry.duration);
+    }).observe({type: 'longtask'});
+  } catch (e) { /* no long-task API: nothing to report */ }
+}"""
+
+
+def test_live_chart_keeps_rendering_and_page_stays_responsive(
+    users: Users, gateway: GatewayProcess, test_name: str
+) -> None:
+    channel = f"ticks-{users.suffix}"
+    token_file = users.token_file("alice", gateway.token("alice"))
+    notebook = users.notebook(
+        "chart", [cells.connect(gateway.url, token_file), cells.live_chart(channel, "sensor")]
+    )
+    (alice,) = users.open(("alice", notebook))
+    page = alice.page
+    chart = alice.widget("live_chart")
+    expect(chart.locator(".rtw-lc-title")).to_have_text("sensor")
+    expect(alice.widget("connection_status")).to_have_attribute("data-state", "connected")
+
+    feeder = Feeder(gateway.url, gateway.token("feeder", publish=(channel,)), channel, RATE).start()
+    try:
+        # Data arrives and is drawn.
+        expect(chart).to_have_attribute("data-points", POSITIVE)
+        chart.scroll_into_view_if_needed()
+        page.evaluate(_PROBES)
+
+        # It keeps drawing: the canvas changes again and again while the stream runs.
+        stats = chart.locator(".rtw-lc-stats")
+        stats_before = stats.inner_text()
+        started = time.perf_counter()
+        frame = None
+        for _ in range(FRAMES):
+            frame = page.wait_for_function(_CANVAS_CHANGED, arg=frame, polling=50).json_value()
+        frames_seconds = time.perf_counter() - started
+        expect(stats).not_to_have_text(stats_before)
+
+        # It stays responsive: clicks are handled; measure and report how long they take.
+        canvas = chart.locator("canvas")
+        round_trips = []
+        for i in range(CLICKS):
+            t0 = time.perf_counter()
+            canvas.click()
+            page.wait_for_function("(n) => window.__rtwClicks.length >= n", arg=i + 1, polling="raf")
+            round_trips.append((time.perf_counter() - t0) * 1000.0)
+        input_delays = page.evaluate("() => window.__rtwClicks")
+        long_tasks = page.evaluate("() => window.__rtwLongTasks")
+        assert len(input_delays) == CLICKS, input_delays
+
+        copy_to_docs(alice.screenshot(test_name, "live_chart-streaming", chart), "live_chart.png")
+        points = int(chart.get_attribute("data-points") or 0)
+        pressure = chart.get_attribute("data-state")
+        # Still drawing after the clicks.
+        page.wait_for_function(_CANVAS_CHANGED, arg=frame, polling=50)
+    finally:
+        feeder.stop()
+    assert feeder.errors == [], f"the gateway refused some of the stream: {feeder.errors[:3]}"
+    assert feeder.sent > 0
+
+    print(
+        f"\n[e2e] live chart under ~{RATE:g} msg/s ({feeder.sent} sent): "
+        f"{FRAMES} distinct canvas frames observed in {frames_seconds:.2f} s; "
+        f"{points} points shown; pressure {pressure}; stats {stats.inner_text()!r}\n"
+        f"[e2e] click round trip (Playwright click -> handler seen): "
+        f"median {statistics.median(round_trips):.1f} ms, max {max(round_trips):.1f} ms\n"
+        f"[e2e] click input delay (event created -> handler ran): "
+        f"median {statistics.median(input_delays):.1f} ms, max {max(input_delays):.1f} ms\n"
+        f"[e2e] long tasks (> 50 ms) while measuring: {len(long_tasks)}, "
+        f"longest {max(long_tasks, default=0):.0f} ms"
+    )

@@ -1,0 +1,68 @@
+"""Run the demo notebooks under nbval in a subprocess (a real kernel per notebook).
+
+The notebooks are validated with ``--nbval-lax``: every cell must run without error (each
+notebook asserts what it demonstrates), and cells marked ``# NBVAL_CHECK_OUTPUT`` must
+reproduce their stored text output (after ``notebooks/nbval_sanitize.cfg``). The kernel is
+the current interpreter (``--nbval-current-env``), so the venv's rtwidgets is the one tested.
+A subprocess keeps nbval's kernels and event loops out of this test session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+
+@pytest.mark.timeout(600)
+def test_notebooks_run_and_checks_pass(tmp_path: pathlib.Path) -> None:
+    env = dict(os.environ)
+    # Fresh Jupyter/IPython dirs: no user config or history leaks into the run.
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipy"),
+    ):
+        env[var] = str(tmp_path / sub)
+    # One nbval session for all notebooks (a kernel each): pytest's start-up is paid once.
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-cell-timeout=120",
+        "--nbval-sanitize-with",
+        str(ROOT / "notebooks" / "nbval_sanitize.cfg"),
+        *map(str, NOTEBOOKS),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, f"nbval failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}"
+    # Every cell of every notebook ran as an nbval item and passed.
+    cells = sum(
+        sum(1 for c in json.loads(p.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code")
+        for p in NOTEBOOKS
+    )
+    assert f"{cells} passed" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_every_notebook_checks_something() -> None:
+    """A notebook without asserts or checked outputs would pass nbval trivially."""
+    assert len(NOTEBOOKS) == 5, [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+        sources = ["".join(c["source"]) for c in cells]
+        assert any("NBVAL_CHECK_OUTPUT" in s for s in sources), path.name
+        assert sum(s.count("assert ") for s in sources) >= 2, path.name
+        checked = [c for c, s in zip(cells, sources, strict=True) if "NBVAL_CHECK_OUTPUT" in s]
+        assert all(c["outputs"] for c in checked), f"{path.name}: a checked cell has no stored output"

@@ -1,0 +1,224 @@
+"""Unit tests of :class:`rtwidgets.chaos.ChaosProxy` against a plain asyncio echo server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rtwidgets.chaos import ChaosProxy
+
+TIMEOUT = 10.0
+
+pytestmark = pytest.mark.fault
+
+
+class EchoServer:
+    """Echoes every byte back; counts connections."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> EchoServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[EchoServer]:
+    server = await EchoServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def proxy(echo: EchoServer) -> AsyncIterator[ChaosProxy]:
+    p = await ChaosProxy(echo.port, seed=1).start_async()
+    yield p
+    await p.stop_async()
+
+
+async def open_client(proxy: ChaosProxy) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.wait_for(asyncio.open_connection(*proxy.address), TIMEOUT)
+
+
+async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> bytes:
+    writer.write(payload)
+    await writer.drain()
+    return await asyncio.wait_for(reader.readexactly(len(payload)), TIMEOUT)
+
+
+async def test_forwards_bytes_unchanged_and_in_order(proxy: ChaosProxy) -> None:
+    reader, writer = await open_client(proxy)
+    payload = bytes(range(256)) * 2000  # 512 kB, several chunks and buffer refills
+    assert await roundtrip(reader, writer, payload) == payload
+    stats = proxy.stats()
+    assert stats.bytes_up == len(payload) and stats.bytes_down == len(payload)
+    assert stats.connections_active == 1 and stats.connections_total == 1
+    writer.close()
+
+
+async def test_latency_with_jitter_keeps_order(proxy: ChaosProxy) -> None:
+    proxy.latency(0.01, jitter=0.01)
+    reader, writer = await open_client(proxy)
+    sent = b""
+    for i in range(50):  # many small writes, each delayed by a different jitter sample
+        chunk = f"<{i}>".encode()
+        sent += chunk
+        writer.write(chunk)
+        await writer.drain()
+    got = await asyncio.wait_for(reader.readexactly(len(sent)), TIMEOUT)
+    assert got == sent
+    assert proxy.stats().latency == 0.01 and proxy.stats().jitter == 0.01
+    writer.close()
+
+
+async def test_pause_holds_bytes_and_resume_delivers_them(proxy: ChaosProxy) -> None:
+    reader, writer = await open_client(proxy)
+    assert await roundtrip(reader, writer, b"before") == b"before"
+    proxy.pause()
+    assert proxy.stats().paused
+    writer.write(b"during-pause")
+    await writer.drain()
+    # Nothing may come back while partitioned: the read must still be pending after the
+    # bytes were sent (a read that completes here would be a leak through the partition).
+    pending = asyncio.ensure_future(reader.readexactly(len(b"during-pause")))
+    done, _ = await asyncio.wait({pending}, timeout=0.2)
+    assert not done, "bytes crossed a paused proxy"
+    proxy.resume()
+    assert await asyncio.wait_for(pending, TIMEOUT) == b"during-pause"
+    assert proxy.stats().connections_active == 1  # the partition kept the socket open
+    writer.close()
+
+
+async def test_cut_resets_current_connections_and_new_ones_work(proxy: ChaosProxy) -> None:
+    reader, writer = await open_client(proxy)
+    assert await roundtrip(reader, writer, b"x") == b"x"
+    assert proxy.cut() == 1
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError, BrokenPipeError)):
+        # The RST arrives as a reset (or EOF, depending on timing); either way the link is dead.
+        data = await asyncio.wait_for(reader.read(10), TIMEOUT)
+        if data == b"":
+            raise asyncio.IncompleteReadError(b"", 1)
+        writer.write(b"y")
+        await writer.drain()
+    assert proxy.stats().connections_cut == 1
+    reader2, writer2 = await open_client(proxy)
+    assert await roundtrip(reader2, writer2, b"again") == b"again"
+    writer2.close()
+
+
+async def test_drop_new_refuses_connections_until_disabled(proxy: ChaosProxy, echo: EchoServer) -> None:
+    proxy.drop_new(True)
+    reader, writer = await open_client(proxy)  # TCP accept happens; then the proxy resets it
+    data = b""
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        data = await asyncio.wait_for(reader.readexactly(1), TIMEOUT)
+    assert data == b""
+    assert proxy.stats().connections_refused == 1
+    assert echo.connections == 0  # the target never saw it
+    writer.close()
+    proxy.drop_new(False)
+    reader, writer = await open_client(proxy)
+    assert await roundtrip(reader, writer, b"ok") == b"ok"
+    writer.close()
+
+
+async def test_throttle_limits_throughput_without_losing_bytes(proxy: ChaosProxy) -> None:
+    proxy.throttle(200_000)
+    reader, writer = await open_client(proxy)
+    payload = b"z" * 30_000
+    assert await roundtrip(reader, writer, payload) == payload
+    assert proxy.stats().throttle == 200_000
+    proxy.throttle(None)
+    assert proxy.stats().throttle is None
+    writer.close()
+
+
+async def test_round_robin_fails_over_to_a_live_target(echo: EchoServer) -> None:
+    other = await EchoServer().start()
+    dead_port = other.port
+    await other.stop()  # nothing listens there any more
+    async with ChaosProxy(dead_port, echo.port) as p:
+        for _ in range(3):
+            reader, writer = await open_client(p)
+            assert await roundtrip(reader, writer, b"hi") == b"hi"
+            writer.close()
+        assert echo.connections == 3
+        assert p.stats().connections_refused == 0
+
+
+async def test_controls_are_thread_safe_from_plain_threads(proxy: ChaosProxy) -> None:
+    reader, writer = await open_client(proxy)
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            for _ in range(50):
+                proxy.latency(0.0, 0.0)
+                proxy.pause()
+                proxy.resume()
+                proxy.throttle(None)
+                proxy.stats()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    await asyncio.get_running_loop().run_in_executor(None, lambda: [t.join(TIMEOUT) for t in threads])
+    assert errors == []
+    proxy.heal()
+    assert await roundtrip(reader, writer, b"still-works") == b"still-works"
+    writer.close()
+
+
+def test_sync_api_on_the_runtime_and_bad_arguments() -> None:
+    async def make_echo() -> EchoServer:
+        return await EchoServer().start()
+
+    from rtwidgets.runtime import get_runtime
+
+    runtime = get_runtime()
+    server = runtime.run(make_echo())
+    try:
+        with ChaosProxy(server.port) as p:
+            assert p.url.startswith("ws://127.0.0.1:")
+            p.latency(0.01)
+            p.pause()
+            p.resume()
+            assert p.cut() == 0
+            assert "ChaosProxy" in repr(p)
+        with pytest.raises(ValueError, match="latency"):
+            p.latency(-1)
+        with pytest.raises(ValueError, match="bytes_per_sec"):
+            p.throttle(0)
+        with pytest.raises(ValueError, match="at least one target"):
+            ChaosProxy()
+        with pytest.raises(ValueError, match="host:port"):
+            ChaosProxy("nonsense")
+        with pytest.raises(RuntimeError, match="not started"):
+            _ = ChaosProxy(1).url
+    finally:
+        runtime.run(server.stop())

@@ -1,0 +1,473 @@
+"""anywidget widgets without a kernel, against a real gateway on 127.0.0.1.
+
+Browser intents are driven exactly as the comm delivers them: ``w._handle_custom_msg(content,
+buffers)`` (ipywidgets' entry point for ``method: custom`` messages, which runs the
+``on_msg`` callbacks). Trait changes are observed as the browser would receive them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rtwidgets.models import Channel, OptimisticList, Presence
+from rtwidgets.runtime import get_runtime
+from rtwidgets.widgets import (
+    Chat,
+    ConnectionStatus,
+    Inspector,
+    IntentError,
+    LiveChart,
+    PresenceBar,
+    TodoList,
+    _base,
+)
+from rtwidgets.widgets.live_chart import float64_bytes
+from rtwidgets.widgets.presence_bar import group_members
+
+from .conftest import wait_until
+
+
+def intent(widget: Any, **content: Any) -> None:
+    """Deliver a browser intent the way ipywidgets does for a ``custom`` comm message."""
+    widget._handle_custom_msg(content, [])
+
+
+def count_comm_updates(widget: Any) -> list[float]:
+    """Record the time of every state update the widget sends over its comm."""
+    stamps: list[float] = []
+    original = widget._send
+
+    def spy(msg: dict[str, Any], buffers: Any = None) -> None:
+        if msg.get("method") == "update":
+            stamps.append(time.monotonic())
+        original(msg, buffers=buffers)
+
+    widget._send = spy
+    return stamps
+
+
+def max_in_window(stamps: list[float], window: float) -> int:
+    """The largest number of stamps inside any window of ``window`` seconds."""
+    best, start = 0, 0
+    for end, t in enumerate(stamps):
+        while t - stamps[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# ---------------------------------------------------------------------------- base
+
+
+def test_missing_bundle_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, connect: Any) -> None:
+    conn = connect("alice", wait=False)
+    monkeypatch.setattr(_base, "STATIC_DIR", _base.STATIC_DIR / "nowhere")
+    with pytest.raises(_base.BundleMissingError, match=r"scripts/dev.sh setup"):
+        ConnectionStatus(conn)
+
+
+def test_esm_is_the_built_bundle(connect: Any) -> None:
+    w = ConnectionStatus(connect("alice", wait=False))
+    try:
+        assert w._esm == (_base.STATIC_DIR / "connection_status.js").read_text(encoding="utf-8")
+    finally:
+        w.close()
+
+
+def test_bad_intents_are_refused_clearly(connect: Any) -> None:
+    chat = Chat(connect("alice"), "room")
+    try:
+        with pytest.raises(IntentError, match="no action"):
+            chat.handle_intent({"action": "explode"})
+        with pytest.raises(IntentError, match="object"):
+            chat.handle_intent(["send"])
+        with pytest.raises(IntentError, match="'text'"):
+            chat.handle_intent({"action": "send", "text": 3, "localId": "l1"})
+        with pytest.raises(IntentError, match="empty"):
+            chat.handle_intent({"action": "send", "text": "   ", "localId": "l1"})
+        with pytest.raises(IntentError, match="boolean"):
+            chat.handle_intent({"action": "typing", "typing": "yes"})
+        # Through the comm path a bad intent is logged, not raised, and changes nothing.
+        intent(chat, action="explode")
+        assert chat.feed == []
+    finally:
+        chat.close()
+
+
+# ---------------------------------------------------------------------------- ConnectionStatus
+
+
+def test_connection_status_mirrors_and_obeys(connect: Any) -> None:
+    conn = connect("alice")
+    w = ConnectionStatus(conn)
+    try:
+        assert (w.state, w.user_id, w.url) == ("connected", "alice", conn.url)
+        assert w.max_attempts == 10 and w.client_id == conn.client_id
+        intent(w, action="disconnect")
+        wait_until(lambda: w.state == "disconnected", what="disconnect intent")
+        intent(w, action="reconnect")
+        wait_until(lambda: w.state == "connected", what="reconnect intent")
+        assert repr(w) == "<ConnectionStatus state='connected' user='alice'>"
+    finally:
+        w.close()
+
+
+def test_connection_status_shows_reconnecting_with_countdown(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    conn = connect("alice", reconnect=ReconnectConfig(base_delay=2.0, max_delay=2.0, jitter_factor=0.0))
+    w = ConnectionStatus(conn)
+    seen: list[tuple[str, float]] = []
+    w.observe(lambda c: seen.append((w.state, w.retry_at)), names=["state", "retry_at"])
+    try:
+        conn.simulate_drop()
+        wait_until(lambda: any(s == "reconnecting" and r > 0 for s, r in seen), what="countdown shown")
+        retry_at = next(r for s, r in seen if s == "reconnecting" and r > 0)
+        assert retry_at > time.time() * 1000.0 - 1000  # an epoch-ms instant, not a delay
+        intent(w, action="reconnect")  # skip the backoff
+        wait_until(lambda: w.state == "connected", what="reconnected now")
+        assert w.retry_at == 0.0
+    finally:
+        w.close()
+
+
+# ---------------------------------------------------------------------------- Chat
+
+
+def test_chat_pending_then_confirmed_and_seen_by_peer(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    # A long backoff keeps alice offline until we say so: the send stays pending meanwhile.
+    alice = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    bob = connect("bob")
+    chat_a, chat_b = Chat(alice, "room"), Chat(bob, "room")
+    try:
+        chat_a.model.wait_subscribed()
+        chat_b.model.wait_subscribed()
+        alice.simulate_drop()
+        wait_until(lambda: chat_a.state == "reconnecting", what="offline")
+        intent(chat_a, action="send", text="hello bob", localId="L1")
+        wait_until(lambda: chat_a.messages and chat_a.messages[-1]["pending"], what="shown at once, pending")
+        mine = chat_a.messages[-1]
+        assert (mine["id"], mine["user"], mine["text"], mine["failed"]) == ("L1", "alice", "hello bob", False)
+        assert chat_b.messages == []
+        alice.reconnect_now()
+        wait_until(lambda: any(m["text"] == "hello bob" for m in chat_b.messages), what="bob sees it")
+        wait_until(lambda: not chat_a.messages[-1]["pending"], what="confirmed")
+        assert chat_a.messages[-1]["failed"] is False and chat_a.messages[-1]["color"].startswith("#")
+        theirs = chat_b.messages[-1]
+        assert theirs["user"] == "alice" and theirs["pending"] is False and theirs["id"] == "1"
+        # The same intent delivered twice (a re-sent comm message) is shown and sent once.
+        intent(chat_a, action="send", text="hello bob", localId="L1")
+        chat_a.post("second")
+        wait_until(lambda: len(chat_b.messages) == 2, what="second message")
+        assert [m["text"] for m in chat_b.messages] == ["hello bob", "second"]
+        wait_until(lambda: len(chat_a.messages) == 2 and not chat_a.messages[-1]["pending"], what="mine")
+        assert repr(chat_b) == "<Chat channel='room' messages=2>"
+    finally:
+        chat_a.close()
+        chat_b.close()
+
+
+def test_chat_refused_send_is_marked_failed(connect: Any) -> None:
+    chat = Chat(connect("reader", publish=[]), "room")
+    try:
+        chat.model.wait_subscribed()
+        intent(chat, action="send", text="can I?", localId="L9")
+        wait_until(lambda: chat.messages and chat.messages[-1]["failed"], what="failed mark")
+        assert chat.messages[-1]["pending"] is False and chat.messages[-1]["text"] == "can I?"
+    finally:
+        chat.close()
+
+
+def test_chat_typing_excludes_me_and_history_for_late_joiner(connect: Any) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    chat_a = Chat(alice, "room", user_colors={"alice": "#123456"})
+    chat_b = Chat(bob, "room")
+    try:
+        chat_a.model.wait_subscribed()
+        chat_b.model.wait_subscribed()
+        intent(chat_a, action="typing", typing=True)
+        wait_until(lambda: chat_b.typing == ["alice"], what="bob sees alice typing")
+        assert chat_a.typing == []  # never my own
+        intent(chat_a, action="typing", typing=False)
+        wait_until(lambda: chat_b.typing == [], what="typing cleared")
+        chat_a.post("for the record")
+        wait_until(lambda: len(chat_b.messages) == 1, what="delivered")
+        late = Chat(connect("carol"), "room")
+        try:
+            wait_until(lambda: [m["text"] for m in late.messages] == ["for the record"], what="history")
+            assert late.messages[0]["color"] == "#123456" or late.messages[0]["user"] == "alice"
+        finally:
+            late.close()
+        assert chat_a.messages[0]["color"] == "#123456"
+    finally:
+        chat_a.close()
+        chat_b.close()
+
+
+def test_chat_needs_a_name_with_a_connection(connect: Any) -> None:
+    with pytest.raises(ValueError, match="name"):
+        Chat(connect("alice", wait=False))
+    with pytest.raises(TypeError):
+        Chat("room")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- PresenceBar
+
+
+def test_group_members_one_entry_per_user() -> None:
+    members = [
+        {"userId": "alice", "clientId": "a1", "data": {"name": "Alice"}, "joinedAt": 10},
+        {"userId": "bob", "clientId": "b1", "data": {}, "joinedAt": 11},
+        {"userId": "alice", "clientId": "a2", "data": {"name": "Alice", "typing": True}, "joinedAt": 12},
+        {"clientId": "broken"},
+    ]
+    grouped = group_members(members)
+    assert [g["userId"] for g in grouped] == ["alice", "bob"]
+    alice = grouped[0]
+    assert alice["devices"] == 2 and alice["typing"] is True and alice["joinedAt"] == 10
+    assert alice["name"] == "Alice" and grouped[1]["name"] == "bob"
+    assert grouped[1]["color"] == group_members(members[1:2])[0]["color"]  # stable colour
+
+
+def test_presence_bar_members_devices_and_recent(connect: Any) -> None:
+    alice = connect("alice")
+    presence = Presence(alice, "lobby", {"name": "Alice"}).wait_joined()
+    bar = PresenceBar(presence)
+    try:
+        wait_until(lambda: [m["userId"] for m in bar.members] == ["alice"], what="me")
+        assert bar.me == "alice"
+        bob_phone, bob_laptop = connect("bob"), connect("bob")
+        p1 = Presence(bob_phone, "lobby", {"name": "Bob"}).wait_joined()
+        p2 = Presence(bob_laptop, "lobby", {"name": "Bob"}).wait_joined()
+        wait_until(lambda: len(bar.members) == 2 and bar.members[1]["devices"] == 2, what="bob x2")
+        assert bar.recent[0]["kind"] == "join" and bar.recent[0]["name"] == "Bob"
+        p1.close()
+        wait_until(lambda: bar.members[1]["devices"] == 1, what="one device left")
+        p2.close()
+        wait_until(lambda: bar.users == ["alice"], what="bob gone")
+        assert bar.recent[0]["kind"] == "leave" and bar.recent[0]["userId"] == "bob"
+        assert repr(bar) == "<PresenceBar channel='lobby' users=1>"
+    finally:
+        bar.close()
+
+
+def test_presence_bar_refuses_channel_without_presence(connect: Any) -> None:
+    ch = Channel(connect("alice", wait=False), "plain")
+    with pytest.raises(ValueError, match="presence"):
+        PresenceBar(ch)
+
+
+# ---------------------------------------------------------------------------- TodoList
+
+
+def test_todo_list_intents_round_trip(connect: Any) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    todo_a = TodoList(OptimisticList(alice, "todos"))
+    todo_b = TodoList(OptimisticList(bob, "todos"))
+    try:
+        wait_until(lambda: todo_a.model.is_subscribed and todo_b.model.is_subscribed, what="subscribed")
+        intent(todo_a, action="create", text="  buy milk ")
+        wait_until(lambda: len(todo_b.items) == 1, what="bob sees the todo")
+        item_id = todo_b.items[0]["id"]
+        assert todo_b.items[0] == {"id": item_id, "text": "buy milk", "done": False, "pending": False}
+        intent(todo_b, action="toggle", id=item_id)
+        wait_until(lambda: todo_a.items and todo_a.items[0]["done"], what="toggle propagates")
+        intent(todo_a, action="edit", id=item_id, text="buy oat milk")
+        wait_until(lambda: todo_b.items[0]["text"] == "buy oat milk", what="edit propagates")
+        intent(todo_b, action="delete", id=item_id)
+        wait_until(lambda: todo_a.items == [] and todo_b.items == [], what="delete propagates")
+        assert todo_a.pending_count == 0 and todo_a.last_rollback == {}
+        with pytest.raises(IntentError, match="no todo"):
+            todo_a.handle_intent({"action": "toggle", "id": item_id})
+        with pytest.raises(IntentError, match="'text'"):
+            todo_a.handle_intent({"action": "create"})
+    finally:
+        todo_a.close()
+        todo_b.close()
+        todo_a.model.close()
+        todo_b.model.close()
+
+
+def test_todo_list_rollback_with_read_only_token(connect: Any) -> None:
+    model = OptimisticList(connect("reader", publish=[]), "todos")
+    todo = TodoList(model)
+    pending_seen = threading.Event()
+    todo.observe(lambda c: pending_seen.set() if c["new"] else None, names=["pending_count"])
+    try:
+        wait_until(lambda: model.is_subscribed, what="subscribed")
+        intent(todo, action="create", text="not allowed")
+        wait_until(lambda: todo.last_rollback, what="rollback")
+        assert todo.last_rollback["reason"] == "forbidden" and todo.last_rollback["kind"] == "create"
+        assert todo.items == [] and todo.pending_count == 0
+        assert pending_seen.is_set() or model.rollbacks == 1  # shown pending, then rolled back
+    finally:
+        todo.close()
+        model.close()
+
+
+# ---------------------------------------------------------------------------- LiveChart
+
+
+def test_float64_bytes_is_little_endian() -> None:
+    assert float64_bytes([1.5, -2.0]) == struct.pack("<2d", 1.5, -2.0)
+
+
+def test_live_chart_coalesces_a_10khz_stream(connect: Any) -> None:
+    chart = LiveChart(title="10 kHz", window_ms=5000, max_points=500)
+    flushes: list[float] = []
+    chart.observe(lambda _c: flushes.append(time.monotonic()), names=["x"])
+    updates = count_comm_updates(chart)
+    try:
+        # A producer at about 10 kHz for one second, in blocks of 10 every millisecond.
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < 1.0:
+            for _ in range(10):
+                chart.push(math.sin(sent / 100.0))
+                sent += 1
+            time.sleep(0.001)
+        wait_until(lambda: chart.stats.get("received") == sent, what="every sample counted")
+        wait_until(lambda: chart.stats.get("buffered") == 0, what="buffer drained")
+        stats = chart.stats
+        assert stats["received"] == stats["delivered"] + stats["merged"] + stats["dropped"]
+        assert stats["dropped"] > 0  # the buffer shed load (strategy latest, no key) - and said so
+        # The browser saw at most 60 flushes in any second, whatever the input rate.
+        assert len(flushes) >= 2
+        assert max_in_window(flushes, 1.0) <= 61
+        assert max_in_window(updates, 1.0) <= 61
+        x = struct.unpack(f"<{len(chart.x) // 8}d", chart.x)
+        y = struct.unpack(f"<{len(chart.y) // 8}d", chart.y)
+        assert 2 <= len(x) == len(y) <= 500 and list(x) == sorted(x)
+        assert chart.flushes == len(flushes) or chart.flushes >= len(flushes)
+    finally:
+        chart.close()
+
+
+def test_live_chart_from_channel_with_key_merges(connect: Any) -> None:
+    pub, sub = connect("pub"), connect("sub")
+    source = Channel(sub, "sensor").wait_subscribed()
+    chart = LiveChart(source, key="sensor", max_buffer_size=4, batch_interval=0.2)
+    try:
+        producer = Channel(pub, "sensor").wait_subscribed()
+        futures = [producer.publish({"sensor": i % 2, "y": float(i)}, wait=False) for i in range(40)]
+        futures.append(producer.publish({"sensor": 0, "y": "not a number"}, wait=False))
+        for f in futures:
+            f.result(10)
+        wait_until(lambda: chart.stats.get("invalid") == 1, what="invalid sample counted")
+        wait_until(lambda: chart.stats.get("received") == 40 and chart.stats["buffered"] == 0, what="drained")
+        assert chart.stats["merged"] > 0  # same key replaced instead of dropping others
+        assert (
+            chart.stats["received"]
+            == chart.stats["delivered"] + chart.stats["merged"] + chart.stats["dropped"]
+        )
+        ys = struct.unpack(f"<{len(chart.y) // 8}d", chart.y)
+        assert ys[-1] in (38.0, 39.0)  # the newest values survive
+        assert repr(chart) == "<LiveChart channel='sensor' window_ms=10000>"
+    finally:
+        chart.close()
+
+
+def test_live_chart_validates_arguments() -> None:
+    with pytest.raises(ValueError, match="sampling_strategy"):
+        LiveChart(strategy="newest")
+    with pytest.raises(ValueError, match="window_ms"):
+        LiveChart(window_ms=0)
+    with pytest.raises(TypeError, match="Channel"):
+        LiveChart("sensor")  # type: ignore[arg-type]
+
+
+def test_live_chart_nan_limits_serialise_as_null() -> None:
+    chart = LiveChart(y_min=0.0)
+    try:
+        state = chart.get_state(["y_min", "y_max"])
+        assert state == {"y_min": 0.0, "y_max": None}
+    finally:
+        chart.close()
+
+
+# ---------------------------------------------------------------------------- Inspector
+
+
+def test_inspector_snapshot_and_event_log(connect: Any) -> None:
+    conn = connect("alice")
+    inspector = Inspector(conn)
+    try:
+        ch = Channel(conn, "watched").wait_subscribed()
+        ch.publish({"hello": "world"})
+        wait_until(lambda: any(e["type"] == "message" for e in inspector.events), what="message logged")
+        wait_until(
+            lambda: (
+                [(c["name"], c["last_event_id"]) for c in inspector.snapshot.get("channels", [])]
+                == [("watched", "1")]
+            ),
+            what="channel and its position in the snapshot",
+        )
+        snap = inspector.snapshot
+        assert snap["state"] == "connected" and snap["user_id"] == "alice"
+        assert snap["channels"][0]["subscribed"] is True and snap["channels"][0]["epoch"]
+        wait_until(lambda: inspector.snapshot["counters"]["received"] >= 2, what="counters")
+        event = next(e for e in inspector.events if e["type"] == "message")
+        assert event["dir"] == "in" and "hello" in event["summary"]
+        conn.simulate_drop()
+        wait_until(
+            lambda: any(e["type"] == "state" and "reconnecting" in e["summary"] for e in inspector.events)
+        )
+        wait_until(lambda: inspector.snapshot["state"] == "connected", what="back")
+        assert len(inspector.events) <= 100
+    finally:
+        inspector.close()
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def test_close_releases_everything(connect: Any) -> None:
+    alice = connect("alice")
+    chat = Chat(alice, "room")
+    chart = LiveChart(chat.model)
+    inspector = Inspector(alice)
+    chat.model.wait_subscribed()
+    owned = chat.model
+    for w in (chart, inspector, chat):
+        w.close()
+        assert w.closed and w.comm is None
+        w.close()  # idempotent
+    wait_until(lambda: not owned.is_subscribed, what="owned channel unsubscribed")
+    assert "room" not in alice.client.channels
+    assert len(owned._tasks) == 0
+    assert owned._listeners["message"] == []  # the chart's and the chat's listeners are gone
+
+    async def timers_cancelled() -> bool:
+        return not chart._timer.pending and not inspector._timer.pending
+
+    assert get_runtime().run(timers_cancelled())
+    with pytest.raises(IntentError, match="closed"):
+        chat.handle_intent({"action": "send", "text": "late", "localId": "z"})
+
+
+def test_widgets_work_when_created_before_the_connection_is_up(connect: Any) -> None:
+    alice = connect("alice", wait=False)
+    bob = connect("bob")
+    status = ConnectionStatus(alice)
+    chat_a = Chat(alice, "early")
+    chat_b = Chat(bob, "early")
+    try:
+        assert status.state == "disconnected" and chat_a.state == "disconnected"
+        alice.connect(wait=True)
+        wait_until(lambda: status.state == "connected" and chat_a.state == "connected", what="mirrored")
+        chat_a.model.wait_subscribed()
+        chat_b.model.wait_subscribed()
+        chat_a.post("I am here")
+        wait_until(lambda: [m["text"] for m in chat_b.messages] == ["I am here"], what="delivered")
+        assert chat_a.me == "alice"
+    finally:
+        for w in (status, chat_a, chat_b):
+            w.close()
