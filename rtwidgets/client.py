@@ -934,11 +934,11 @@ class RealtimeConnection:
             _, handle = kind_handle
             if handle._sub_op is ev.op:
                 handle._sub_op = None
-            if ev.code == "connection_closed" and self.state not in (
-                ConnectionState.DISCONNECTED,
-                ConnectionState.FAILED,
-            ):
-                return  # the socket dropped mid-subscribe: resubscribed when the next socket opens
+            if ev.code == "connection_closed":
+                # The socket dropped (or the connection ended) mid-subscribe: the channel is
+                # resubscribed when the next socket opens; a subscribe() still waiting is failed
+                # by the state change if the connection ended for good.
+                return
             error = _error_from_failed(ev)
             if not handle._closing:
                 self._dispatch_channel(handle, handle._core.on_subscribe_failed())

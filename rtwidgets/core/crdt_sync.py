@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ import pycrdt
 
 __all__ = [
     "EMPTY_UPDATE",
+    "HeldUpdates",
     "PROTOCOL_VERSION",
     "STATE_KEY",
     "CollabProtocolError",
@@ -311,6 +313,47 @@ class SnapshotPolicy:
     def started(self) -> None:
         """We are publishing one now: do not fire again until it (or another) lands."""
         self.since_snapshot = 0
+
+
+class HeldUpdates:
+    """Remote updates the document could not integrate yet (their dependencies are missing).
+
+    Yjs keeps such updates pending until the dependencies arrive; the yrs version under pycrdt
+    0.14 loses some of them when several are pending at once (e.g. 3 updates of one client
+    applied in the order 1, 3, 2 leave 3 out). So the replica keeps them itself: :meth:`note`
+    after each apply, :meth:`retry` after an apply that made progress. ``apply`` and
+    ``state`` are the document's ``apply_update`` and ``get_state``.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def note(self, update: bytes, doc_state: bytes) -> bool:
+        """Hold ``update`` if the doc (state ``doc_state``) lacks some of it. True if newly incomplete."""
+        missing = has_unseen(decode_state_vector(doc_state), decode_state_vector(pycrdt.get_state(update)))
+        if missing or self._held:
+            # While anything is held, deletions are held too: they may refer to held items.
+            self._held.append(bytes(update))
+        return missing
+
+    def retry(self, apply: Callable[[bytes], None], state: Callable[[], bytes]) -> None:
+        """Re-apply held updates until nothing more integrates; forget those now integrated."""
+        if not self._held:
+            return
+        while True:
+            before = state()
+            for update in self._held:
+                apply(update)
+            after = state()
+            if after == before:
+                break
+        ours = decode_state_vector(after)
+        still = [u for u in self._held if has_unseen(ours, decode_state_vector(pycrdt.get_state(u)))]
+        # Once nothing is missing, every held deletion was just applied with its targets present.
+        self._held = still if still else []
 
 
 class PendingUpdates:

@@ -539,9 +539,10 @@ class Gateway:
             extra = await handler(self, session, msg)
         except ProtocolError as exc:
             msg_id = exc.msg_id if exc.msg_id is not None else _id_of(msg)
-            if msg_id is None and exc.code is ErrorCode.TOO_DEEP and isinstance(raw, str):
-                # protocol.parse_client_frame drops the _id of too-deep frames; recover it
-                # so the sender's pending request is answered (error path only).
+            if msg_id is None and exc.code in _SALVAGE_ID_CODES and isinstance(raw, str):
+                # protocol.parse_client_frame refuses too-deep and oversize frames before it
+                # reads their _id; recover it so the sender's pending request is answered
+                # (error path only; the frame is below hard_max_bytes, so decoding is bounded).
                 msg_id = _salvage_id(raw)
             self._send_error(conn, exc.code, exc.reason, msg_id, _channel_of(msg))
         except BrokerUnavailable as exc:
@@ -940,6 +941,10 @@ def _type_of(msg: dict[str, Any] | None) -> str:
 
 def _id_of(msg: dict[str, Any] | None) -> Any:
     return msg.get("_id") if msg else None
+
+
+# Refusals raised before the frame's _id was read (see _on_frame).
+_SALVAGE_ID_CODES = frozenset({ErrorCode.TOO_DEEP, ErrorCode.TOO_LARGE})
 
 
 def _salvage_id(raw: str) -> Any:

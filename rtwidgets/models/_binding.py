@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -149,6 +150,9 @@ class CoalescedSync:
         self._timer = DeadlineTimer(self._loop, lambda when: self._flush(self._clock(when)))
         self._closed = False
         self.flushes = 0
+        # When each of the last 1000 flushes happened (loop clock, seconds): the coalescer's own
+        # time base, so a rate check over it is exact (no stamping jitter).
+        self.flush_times: deque[float] = deque(maxlen=1000)
 
     def set(self, **values: Any) -> None:
         """Queue trait updates (thread-safe); the latest value per trait wins."""
@@ -169,6 +173,7 @@ class CoalescedSync:
             return
         batch = self._coalescer.poll(now)
         if batch:
+            self.flush_times.append(now)
             self._apply(batch)
         self._timer.schedule(self._coalescer.next_deadline())
 
@@ -193,8 +198,10 @@ class CoalescedSync:
         """Apply whatever is pending immediately (runtime thread only; used on close)."""
         if self._closed:
             return
-        batch = self._coalescer.drain(self._clock())
+        now = self._clock()
+        batch = self._coalescer.drain(now)
         if batch:
+            self.flush_times.append(now)
             self._apply(batch)
 
     def close(self) -> None:

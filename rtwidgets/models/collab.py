@@ -115,6 +115,8 @@ class CollabDoc(HasTraits):
         self._sub = self._ydoc.observe(lambda event: self._captured.append(event.update))
         self._policy = cs.SnapshotPolicy(snapshot_every)
         self._pending = cs.PendingUpdates()
+        self._held = cs.HeldUpdates()
+        self._asked_for_missing = False
         self._outbox: list[bytes] = []
         self._sending = False
         self._snapshotting = False
@@ -246,6 +248,7 @@ class CollabDoc(HasTraits):
             "outbox": len(self._outbox),
             "in_flight": self._pending.in_flight,
             "failed": self._pending.failed,
+            "held": len(self._held),
             "bad_messages": self.bad_messages,
             "since_snapshot": self._policy.since_snapshot,
         }
@@ -368,18 +371,33 @@ class CollabDoc(HasTraits):
 
     def _apply_local_update_rt(self, update: bytes, origin: Origin) -> str:
         self._captured.clear()
-        self._ydoc.apply_update(update)  # ValueError for bytes that are not an update
+        self._integrate(update)  # ValueError for bytes that are not an update
         self._after_change(origin)
         return self.text
 
     def _apply_remote(self, update: bytes, what: str) -> None:
         self._captured.clear()
         try:
-            self._ydoc.apply_update(update)
+            self._integrate(update)
         except ValueError as exc:
             self._refuse(f"{what} is not a valid Yjs update ({exc})")
             return
         self._after_change("remote")
+
+    def _integrate(self, update: bytes) -> None:
+        before = self._ydoc.get_state()
+        self._ydoc.apply_update(update)
+        after = self._ydoc.get_state()
+        if self._held.note(update, after) and not self._asked_for_missing:
+            # Something it builds on never reached us: ask the peers for what we lack.
+            self._asked_for_missing = True
+            me = self._my_client_id()
+            if me:
+                self._send_ephemeral(cs.state_vector_message(after, me))
+        if len(self._held) and after != before:
+            self._held.retry(self._ydoc.apply_update, self._ydoc.get_state)
+        if not len(self._held):
+            self._asked_for_missing = False
 
     def _after_change(self, origin: Origin) -> None:
         updates, self._captured = self._captured, []

@@ -172,6 +172,11 @@ class LiveChart(RealtimeWidget):
         return self._sync.flushes
 
     @property
+    def flush_times(self) -> list[float]:
+        """Loop-clock times (seconds) of the last 1000 flushes, for rate checks."""
+        return list(self._sync.flush_times)
+
+    @property
     def points(self) -> int:
         """Samples retained in the window (before decimation)."""
         return len(self._xs)

@@ -488,3 +488,36 @@ async def test_token_expiry_4002_reconnects_with_fresh_token(
     assert ack is not None and ack["offset"] == 1
     assert a.stats().last_close_code == 4002 and a.stats().reconnects == 1
     assert len(calls) == 2
+
+
+async def test_channels_survive_failed_state_and_resume_on_connect(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    token = gateway.token("alice")
+    provider_down = False
+    errors: list[RealtimeError] = []
+
+    def auth() -> str:
+        if provider_down:
+            raise RuntimeError("identity provider down")
+        return token
+
+    a = await make_client(gateway, auth=auth, reconnect=ReconnectConfig(max_attempts=2, base_delay=0.01))
+    a.on_error(errors.append)
+    b = await make_client(gateway, "bob")
+    ch = await a.subscribe("keep")
+    ch_b = await b.subscribe("keep")
+    await ch_b.publish(1)
+    await ch.wait_for(lambda c: data_of(c) == [1], T)
+    provider_down = True
+    assert a.simulate_drop()
+    await a.wait_for_state(ConnectionState.FAILED, timeout=T)
+    # The drop, then max_attempts (2) failed retries.
+    assert [e.code for e in errors] == ["open_failed", "open_failed", "max_attempts"]
+    assert "keep" in a.channels and ch.status is ChannelState.SUBSCRIBING
+    await ch_b.publish(2)
+    await ch_b.publish(3)
+    provider_down = False
+    await a.connect(timeout=T)
+    await ch.wait_for(lambda c: data_of(c) == [1, 2, 3], T)
+    assert ch.status is ChannelState.SUBSCRIBED

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from rtwidgets.auth import issue_token
 
@@ -57,6 +58,8 @@ CHROMIUM_ARGS = [
 WIDGET_BUNDLES = ("connection_status", "chat", "presence_bar", "todo_list", "live_chart", "inspector")
 # Generous, condition-based: a failing condition is a bug, not a slow machine.
 UI_TIMEOUT_MS = 60_000
+# `expect` has its own default (5 s), separate from the context's: raise it too.
+expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -98,7 +101,9 @@ def artifact_path(test_name: str, name: str) -> Path:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A running JupyterLab serving a temporary copy of ``notebooks/``."""
-    missing = [name for name in WIDGET_BUNDLES if not (ROOT / "rtwidgets" / "static" / f"{name}.js").is_file()]
+    missing = [
+        name for name in WIDGET_BUNDLES if not (ROOT / "rtwidgets" / "static" / f"{name}.js").is_file()
+    ]
     if missing:
         pytest.fail(
             f"widget bundles missing in rtwidgets/static/ ({', '.join(missing)}): "
@@ -201,7 +206,9 @@ def gateway() -> Iterator[GatewayProcess]:
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium (Playwright cannot download browsers here)."""
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: install it with `apt-get install -y chromium` (or set RTW_CHROMIUM)")
+        pytest.fail(
+            f"{CHROMIUM} not found: install it with `apt-get install -y chromium` (or set RTW_CHROMIUM)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -270,7 +277,7 @@ class Users:
         return user
 
     def open(self, *specs: tuple[str, str]) -> list[User]:
-        """Open each ``(name, notebook_path)``, all loading at once, then wait for every kernel and Run All."""
+        """Open each ``(name, notebook_path)`` (all load at once), wait for every kernel, Run All."""
         users = [self.start(name, path) for name, path in specs]
         for user in users:
             user.notebook.wait_kernel()

@@ -78,7 +78,9 @@ def write_notebook(path: Path, cells: list[str], *, markdown: str | None = None)
     """Write an nbformat 4 notebook of code ``cells`` (with a Python 3 kernelspec) to ``path``."""
     nb_cells: list[dict[str, Any]] = []
     if markdown:
-        nb_cells.append({"cell_type": "markdown", "metadata": {}, "source": markdown, "id": uuid.uuid4().hex[:8]})
+        nb_cells.append(
+            {"cell_type": "markdown", "metadata": {}, "source": markdown, "id": uuid.uuid4().hex[:8]}
+        )
     for source in cells:
         nb_cells.append(
             {
@@ -261,34 +263,51 @@ _KERNEL_READY = (
 }"""
 )
 
-_RUN_ALL = (
-    "async (path) => {"
+# Run the code cells [start, stop) (stop null: to the end) with one JupyterLab command:
+# Run All, or "run all above" the cell at ``stop``, or "run all below" from ``start``. Their
+# outputs and execution counts are cleared first, so "finished" below cannot be satisfied
+# by what the notebook stored.
+_RUN = (
+    "async ({path, command, start, stop}) => {"
     + _FIND_PANEL
     + """
   const panel = findPanel(path);
   window.jupyterapp.shell.activateById(panel.id);
   await panel.revealed;
-  await window.jupyterapp.commands.execute('notebook:run-all-cells');
+  const cells = panel.content.widgets;
+  const end = stop === null ? cells.length : stop;
+  for (let i = start; i < end; i++) {
+    if (cells[i].model.type !== 'code') continue;
+    cells[i].model.outputs.clear();
+    cells[i].model.executionCount = null;
+  }
+  if (command !== 'notebook:run-all-cells') {
+    panel.content.activeCellIndex = command === 'notebook:run-all-above' ? end : start;
+  }
+  await window.jupyterapp.commands.execute(command);
   return true;
 }"""
 )
 
-# Finished = every code cell has an execution count and the kernel is idle; or an error
-# output appeared (Run All stops there, later cells never get a count).
+# Finished = every code cell in [start, stop) has an execution count and the kernel is
+# idle; or an error output appeared (Run All stops there, later cells never get a count).
 _RUN_STATE = (
-    "(path) => {"
+    "({path, start, stop}) => {"
     + _FIND_PANEL
     + """
   const panel = findPanel(path);
   if (!panel) return null;
   const errors = [];
   let done = true;
-  for (const cell of panel.content.widgets) {
-    const model = cell.model;
+  const cells = panel.content.widgets;
+  const end = stop === null ? cells.length : stop;
+  for (let i = start; i < end; i++) {
+    const model = cells[i].model;
     if (model.type !== 'code') continue;
     for (const out of model.outputs.toJSON()) {
       if (out.output_type === 'error') {
-        errors.push({ename: out.ename, evalue: out.evalue, traceback: (out.traceback || []).join('\\n')});
+        const traceback = (out.traceback || []).join('\\n');
+        errors.push({cell: i, ename: out.ename, evalue: out.evalue, traceback});
       }
     }
     if (model.executionCount === null || model.executionCount === undefined) done = false;
@@ -297,6 +316,15 @@ _RUN_STATE = (
   const idle = !!kernel && kernel.status === 'idle';
   if (errors.length) return {finished: true, errors};
   return done && idle ? {finished: true, errors} : null;
+}"""
+)
+
+_SOURCES = (
+    "(path) => {"
+    + _FIND_PANEL
+    + """
+  return findPanel(path).content.widgets.map(
+    (cell) => ({type: cell.model.type, source: cell.model.sharedModel.getSource()}));
 }"""
 )
 
@@ -324,12 +352,34 @@ class NotebookPage:
 
     def run_all(self, timeout: float = KERNEL_TIMEOUT) -> None:
         """Run all cells and wait until they finished; fail with the traceback of an error output."""
-        self.page.evaluate(_RUN_ALL, self.path)
-        handle = self.page.wait_for_function(_RUN_STATE, arg=self.path, timeout=timeout * 1000, polling=200)
+        self._run("notebook:run-all-cells", 0, None, timeout)
+
+    def run_above(self, stop: int, timeout: float = KERNEL_TIMEOUT) -> None:
+        """Run the cells before index ``stop`` (see :meth:`run_all`)."""
+        self._run("notebook:run-all-above", 0, stop, timeout)
+
+    def run_from(self, start: int, timeout: float = KERNEL_TIMEOUT) -> None:
+        """Run the cells from index ``start`` to the end (see :meth:`run_all`)."""
+        self._run("notebook:run-all-below", start, None, timeout)
+
+    def cells(self) -> list[dict[str, str]]:
+        """``[{type, source}]`` of every cell, as the page has them."""
+        return list(self.page.evaluate(_SOURCES, self.path))
+
+    def _run(self, command: str, start: int, stop: int | None, timeout: float) -> None:
+        args = {"path": self.path, "command": command, "start": start, "stop": stop}
+        self.page.evaluate(_RUN, args)
+        handle = self.page.wait_for_function(
+            _RUN_STATE,
+            arg={"path": self.path, "start": start, "stop": stop},
+            timeout=timeout * 1000,
+            polling=200,
+        )
         state = handle.json_value()
         if state["errors"]:
             report = "\n\n".join(
-                f"{e['ename']}: {e['evalue']}\n{_ANSI.sub('', e['traceback'])}" for e in state["errors"]
+                f"cell {e['cell']}: {e['ename']}: {e['evalue']}\n{_ANSI.sub('', e['traceback'])}"
+                for e in state["errors"]
             )
             raise AssertionError(f"{self.path}: a cell raised an error:\n{report}")
 

@@ -12,7 +12,9 @@ def _open_pair(users: Users, gateway: GatewayProcess, room: str) -> tuple[User, 
     specs = []
     for name in ("alice", "bob"):
         token_file = users.token_file(name, gateway.token(name))
-        specs.append((name, users.notebook(f"chat-{name}", [cells.connect(gateway.url, token_file), cells.chat(room)])))
+        specs.append(
+            (name, users.notebook(f"chat-{name}", [cells.connect(gateway.url, token_file), cells.chat(room)]))
+        )
     alice, bob = users.open(*specs)
     return alice, bob
 
@@ -35,7 +37,9 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
     a_input.click()
     a_input.press_sequentially("hello from alice")
     expect(b_chat.locator(".rtw-chat-typing")).to_have_text("alice is typing…")
-    expect(bob.widget("presence_bar").locator('.rtw-avatar[data-user-id="alice"] .rtw-typing-dot')).to_be_visible()
+    expect(
+        bob.widget("presence_bar").locator('.rtw-avatar[data-user-id="alice"] .rtw-typing-dot')
+    ).to_be_visible()
 
     # Enter sends: the message appears in both pages, confirmed, and Alice's typing ends.
     a_input.press("Enter")
@@ -63,7 +67,9 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
     expect(b_chat.locator(".rtw-msg .rtw-msg-text")).to_have_text(["hello from alice", "hi alice, bob here"])
     copy_to_docs(alice.screenshot(test_name, "chat-alice", a_chat), "chat.png")
     alice.screenshot(test_name, "chat-bob", b_chat)
-    copy_to_docs(alice.screenshot(test_name, "presence_bar-both", alice.widget("presence_bar")), "presence_bar.png")
+    copy_to_docs(
+        alice.screenshot(test_name, "presence_bar-both", alice.widget("presence_bar")), "presence_bar.png"
+    )
 
     # Bob leaves (his page closes and his session ends): Alice sees him go.
     users.close_user(bob)

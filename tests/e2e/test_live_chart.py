@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+
 from playwright.sync_api import expect
 
 from . import cells
@@ -19,7 +20,8 @@ from .feeder import Feeder
 
 RATE = 1000.0  # messages per second: ~17 per 60 Hz frame, so the chart must merge
 CLICKS = 5
-FRAMES = 6
+FRAMES = 30
+SCREENSHOT_POINTS = 1500  # of at most 2000 drawn (LiveChart.max_points)
 POSITIVE = re.compile(r"^[1-9][0-9]*$")
 
 _CANVAS_CHANGED = """(previous) => {
@@ -89,6 +91,12 @@ def test_live_chart_keeps_rendering_and_page_stays_responsive(
         long_tasks = page.evaluate("() => window.__rtwLongTasks")
         assert len(input_delays) == CLICKS, input_delays
 
+        # A fuller window for the picture: wait until a few seconds of samples are drawn.
+        page.wait_for_function(
+            "(n) => Number(document.querySelector('.rtw-widget.rtw-live_chart').dataset.points) >= n",
+            arg=SCREENSHOT_POINTS,
+            polling=100,
+        )
         copy_to_docs(alice.screenshot(test_name, "live_chart-streaming", chart), "live_chart.png")
         points = int(chart.get_attribute("data-points") or 0)
         pressure = chart.get_attribute("data-state")

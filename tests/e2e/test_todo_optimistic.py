@@ -131,7 +131,9 @@ def test_todos_pending_confirmed_in_both_and_refused_change_rolls_back(
     assert any("rtw-rolled-back" in c and "rtw-done" not in c for c in history[pending_done[0] :]), history
     print(f"[e2e] rollback notice in bob's page: {notice.locator('.rtw-rollback-text').inner_text()!r}")
     # Alice's page never showed Bob's refused change.
-    expect(_todo(alice, 1).locator(".rtw-item", has_text="locked item")).not_to_have_class(has_class("rtw-done"))
+    expect(_todo(alice, 1).locator(".rtw-item", has_text="locked item")).not_to_have_class(
+        has_class("rtw-done")
+    )
     assert all("rtw-done" not in c for c in _history(alice, locked, "locked item")), _history(
         alice, locked, "locked item"
     )

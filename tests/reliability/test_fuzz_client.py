@@ -71,7 +71,7 @@ class ClientUnderTest:
             for ev in self.channels.route(frame):
                 if isinstance(ev, Reset):
                     positions[ev.channel] = (ev.epoch, ev.offset)
-                elif isinstance(ev, ChannelMessage) and isinstance(ev.frame.get("offset"), int):
+                elif isinstance(ev, ChannelMessage) and type(ev.frame.get("offset")) is int:
                     # Offsets only move forward within an epoch, event after event. (A hostile
                     # gateway may switch epochs back and forth; each switch restarts the order.)
                     epoch, last = positions[ev.channel]

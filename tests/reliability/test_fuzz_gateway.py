@@ -43,10 +43,6 @@ MAX_BYTES = 4096  # a small soft limit keeps oversize frames cheap
 TIMEOUT = 10.0
 CODES = {c.value for c in ErrorCode}
 
-# Gateway bug (reported; see test_oversize_frame_error_carries_its_id): ``too_large`` errors
-# lose the frame's ``_id``. Tolerated here only so the fuzzer keeps finding other bugs.
-KNOWN_BUG_TOO_LARGE_NO_ID = True
-
 _counter = [0]
 _sent = [0]
 
@@ -137,8 +133,7 @@ def check_answers(frames: list[str | bytes], answers: list[list[dict[str, Any]]]
             err = got[0]
             assert err["type"] == "error" and err["code"] == expected.value, (shown, err)
             assert isinstance(err.get("reason"), str) and err["reason"], err
-            if not (expected is ErrorCode.TOO_LARGE and KNOWN_BUG_TOO_LARGE_NO_ID):
-                assert err.get("id") == msg_id, f"{shown!r}: error must carry id {msg_id!r}: {err}"
+            assert err.get("id") == msg_id, f"{shown!r}: error must carry id {msg_id!r}: {err}"
         elif msg_id is not None:
             assert len(got) == 1, f"{shown!r}: expected exactly one ack/error, got {got}"
             assert got[0].get("id") == msg_id, (shown, got)
@@ -214,12 +209,6 @@ def test_frame_above_hard_cap_closes_1009_and_gateway_serves_on(
         probe.close()
 
 
-@pytest.mark.xfail(
-    KNOWN_BUG_TOO_LARGE_NO_ID,
-    strict=True,
-    reason="gateway bug: an oversize frame's error has no 'id', so the sender's request is never "
-    "answered (server.py _on_frame salvages the _id only for too_deep)",
-)
 def test_oversize_frame_error_carries_its_id(fuzz_env: tuple[Gateway, Fuzzer, ClientConnection]) -> None:
     _gw, fuzzer, _guard = fuzz_env
     raw = json.dumps({"type": "publish", "channel": "fz:a", "_id": "big-1", "data": "d" * MAX_BYTES})

@@ -1,0 +1,86 @@
+"""Smoke test of the benchmark command: it runs end to end on a tiny load and writes its JSON.
+
+Benchmarks are not tests: nothing here checks a speed. It checks that every server under
+test starts, that the load generator reaches it and measures something, and that the
+results document has the shape BENCHMARKS.md describes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("rtwidgets", "raw", "socketio")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B2,B4,B8", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"benchmark command failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc, json.loads(out.read_text())
+
+
+@pytest.mark.timeout(120)
+def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None:
+    _, doc = quick_run
+    assert doc["quick"] is True
+    assert list(doc["rows"]) == ["B2", "B4", "B8"]
+    b2 = doc["rows"]["B2"]["metrics"]
+    for server in SERVERS:
+        assert b2["deliveries_per_s"][server] > 0
+        assert b2["server_cpu_per_delivery"][server] > 0
+    assert b2["deliveries_per_s"]["rtwidgets_vs_raw"] > 0
+    assert b2["deliveries_per_s"]["rtwidgets_vs_socketio"] > 0
+    b4 = doc["rows"]["B4"]
+    for server in SERVERS:
+        assert b4["metrics"]["p99"][server] >= b4["metrics"]["p50"][server] > 0
+        # Every delivery arrived: the latency run saw all subscribers get all messages.
+        detail = b4["details"][server]
+        assert detail["complete"] is True
+        assert detail["received_deliveries"] == detail["expected_deliveries"] > 0
+    b8 = doc["rows"]["B8"]["metrics"]
+    assert b8["msgs_total"]["rtwidgets"] > 0
+    assert b8["cpu_per_update"]["rtwidgets"] > 0
+    assert doc["rows"]["B8"]["details"]["coalesced"]["updates_never_shown"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_document_records_machine_and_prints_table(quick_run: tuple) -> None:
+    proc, doc = quick_run
+    machine = doc["machine"]
+    assert machine["cpu_model"]
+    assert machine["versions"]["websockets"] and machine["versions"]["python-socketio"]
+    assert machine["servers_event_loop"] in ("asyncio", "uvloop")
+    assert "off" in machine["compression"]["rtwidgets"]
+    assert len(doc["loadavg_start"]) == 3
+    for row in doc["rows"].values():
+        assert row["passed"] in (True, False, None)
+        assert len(row["loadavg_1_5_15"]) == 3
+    # The table goes to stdout, one line per metric.
+    assert "B2 fan-out" in proc.stdout and "deliveries_per_s" in proc.stdout
+    assert doc["table_markdown"].startswith("| row | metric | rtwidgets | raw ws | socketio |")
+
+
+@pytest.mark.timeout(60)
+def test_unknown_row_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 2
+    assert "B9" in proc.stderr
