@@ -1,3 +1,89 @@
-"""rtwidgets: reactive realtime widgets for Jupyter."""
+"""rtwidgets: reactive realtime widgets for Jupyter.
+
+Public names are imported lazily, so ``python -m rtwidgets gateway`` does not pay for
+ipywidgets/anywidget, and importing the package never starts a thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # gateway and auth
+    "Gateway": "rtwidgets.gateway",
+    "GatewayConfig": "rtwidgets.gateway",
+    "issue_token": "rtwidgets.auth",
+    # asyncio client and sync facade
+    "RealtimeConnection": "rtwidgets.client",
+    "connect": "rtwidgets.sync_client",
+    # models (the article's hooks)
+    "Connection": "rtwidgets.models",
+    "Channel": "rtwidgets.models",
+    "Presence": "rtwidgets.models",
+    "OptimisticList": "rtwidgets.models",
+    "OperationRolledBack": "rtwidgets.models.optimistic",
+    "CollabDoc": "rtwidgets.models.collab",
+    # widgets
+    "ConnectionStatus": "rtwidgets.widgets",
+    "Chat": "rtwidgets.widgets",
+    "PresenceBar": "rtwidgets.widgets",
+    "TodoList": "rtwidgets.widgets",
+    "LiveChart": "rtwidgets.widgets",
+    "Inspector": "rtwidgets.widgets",
+    "CollabText": "rtwidgets.widgets.collab_text",
+    # fault injection
+    "ChaosProxy": "rtwidgets.chaos",
+}
+
+__all__ = [
+    "Channel",
+    "ChaosProxy",
+    "Chat",
+    "CollabDoc",
+    "CollabText",
+    "Connection",
+    "ConnectionStatus",
+    "Gateway",
+    "GatewayConfig",
+    "Inspector",
+    "LiveChart",
+    "OperationRolledBack",
+    "OptimisticList",
+    "Presence",
+    "PresenceBar",
+    "RealtimeConnection",
+    "TodoList",
+    "__version__",
+    "connect",
+    "issue_token",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtwidgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from rtwidgets.auth import issue_token
+    from rtwidgets.chaos import ChaosProxy
+    from rtwidgets.client import RealtimeConnection
+    from rtwidgets.gateway import Gateway, GatewayConfig
+    from rtwidgets.models import Channel, Connection, OptimisticList, Presence
+    from rtwidgets.models.collab import CollabDoc
+    from rtwidgets.models.optimistic import OperationRolledBack
+    from rtwidgets.sync_client import connect
+    from rtwidgets.widgets import Chat, ConnectionStatus, Inspector, LiveChart, PresenceBar, TodoList
+    from rtwidgets.widgets.collab_text import CollabText

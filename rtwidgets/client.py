@@ -23,6 +23,7 @@ import asyncio
 import inspect
 import logging
 import random
+import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from rtwidgets.core.channel import (
     ChannelMessage,
     ChannelOptions,
     ChannelState,
+    EpochChanged,
     Reset,
     SyncReceived,
 )
@@ -80,6 +82,31 @@ __all__ = [
 ]
 
 log = logging.getLogger("rtwidgets.client")
+
+_RESYNC_ATTEMPTS = 10  # sync retries (0.1 s doubling to 2 s) after an epoch change
+
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+
+
+class _RedactFilter(logging.Filter):
+    """Scrub bearer tokens and ``token=`` values from websockets' own DEBUG lines (it logs the
+    request headers, ``Authorization`` included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return True
+        cleaned = _BEARER.sub(r"\1***", redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+# The websockets library logs through this logger (not "websockets.client"), so tokens are redacted.
+_ws_log = logging.getLogger("rtwidgets.client.websockets")
+if not any(isinstance(f, _RedactFilter) for f in _ws_log.filters):
+    _ws_log.addFilter(_RedactFilter())
 
 AuthCallback = Callable[[], "str | Awaitable[str]"]
 Unsubscribe = Callable[[], None]
@@ -768,7 +795,9 @@ class RealtimeConnection:
         try:
             token = await self._token_now()
             headers = {"Authorization": f"Bearer {token}"} if token else None
-            ws = await ws_connect(self.url, additional_headers=headers, open_timeout=None, max_size=None)
+            ws = await ws_connect(
+                self.url, additional_headers=headers, open_timeout=None, max_size=None, logger=_ws_log
+            )
         except asyncio.CancelledError:
             raise
         except InvalidStatus as exc:
@@ -971,4 +1000,27 @@ class RealtimeConnection:
                 _call(handle._on_presence, ev)
             elif isinstance(ev, SyncReceived):
                 handle._last_sync = ev.frame
+            elif isinstance(ev, EpochChanged):
+                # The channel's history was replaced under us: fetch the new epoch's snapshot.
+                self._spawn(self._resync(handle, ev))
         handle._notify()
+
+    async def _resync(self, handle: ChannelHandle, ev: EpochChanged) -> None:
+        log.warning("channel %r moved to a new epoch (history lost); re-syncing", handle.name)
+        delay = 0.1
+        for attempt in range(_RESYNC_ATTEMPTS):
+            if not handle._core.resyncing:
+                return  # overtaken (reconnect + resubscribe, unsubscribe): nothing left to do
+            try:
+                await handle.sync()
+                return
+            except RealtimeError as exc:
+                # 'unavailable': the broker (e.g. a Redis that just restarted) is coming back.
+                if exc.code != "unavailable" or attempt == _RESYNC_ATTEMPTS - 1:
+                    # Deliver what was held rather than hold it forever; the error tells the
+                    # application that continuity is not guaranteed.
+                    self._dispatch_channel(handle, handle._core.on_resync_failed())
+                    _call(handle._on_error, exc)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

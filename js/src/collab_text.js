@@ -99,6 +99,7 @@ export function createCollabEditor({ model, el }) {
   ydoc.on("update", onUpdate);
   scope.add(() => ydoc.off("update", onUpdate));
 
+  let lastError = "";
   // Kernel -> view. Bad buffers are reported on the status line, never thrown into the editor.
   scope.onModel("msg:custom", (msg, buffers) => {
     if (!msg || (msg.type !== "update" && msg.type !== "sync")) return;
@@ -106,7 +107,7 @@ export function createCollabEditor({ model, el }) {
       for (const buffer of list(buffers)) Y.applyUpdate(ydoc, toBytes(buffer), KERNEL);
       if (msg.type === "sync") root.dataset.synced = "true";
     } catch (err) {
-      setText(status, `could not apply an update: ${err.message}`);
+      lastError = `could not apply an update from the kernel (${err.message})`;
       console.error("rtwidgets collab_text: bad update from the kernel", err);
     }
     renderStatus();
@@ -154,7 +155,7 @@ export function createCollabEditor({ model, el }) {
   function renderStatus() {
     const state = str(model.get("status"), "connecting");
     const count = list(model.get("peers")).length;
-    setText(status, `${state} · ${count} editing`);
+    setText(status, `${state} · ${count} editing${lastError ? ` · ${lastError}` : ""}`);
     root.dataset.status = state;
   }
 

@@ -15,6 +15,10 @@ Rules of this module:
   yields one :class:`Reset` carrying the gateway's keyed ``state`` and the recent events; the
   application rebuilds from it. Its events are *not* also reported as :class:`ChannelMessage`.
 * Our own publishes get a per-channel FIFO ``seq`` (1, 2, 3, ...).
+* A live stored message from another epoch than the channel's (its history was replaced, e.g.
+  Redis restarted empty while we stayed connected) is never delivered as if nothing happened:
+  :class:`EpochChanged` asks the I/O layer to send :meth:`ChannelCore.sync_frame`; live frames
+  wait until the ``sync_response`` snapshot produced a :class:`Reset`, then follow it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "ChannelOptions",
     "ChannelState",
     "Duplicate",
+    "EpochChanged",
     "Gap",
     "Reset",
     "SubscriptionChanged",
@@ -104,6 +109,17 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class EpochChanged:
+    """A live message came from a new epoch: the history we resumed from is gone. The I/O layer
+    must send :meth:`ChannelCore.sync_frame` (its snapshot answer yields a :class:`Reset`), or call
+    :meth:`ChannelCore.on_resync_failed` if that cannot be done. Live frames wait meanwhile."""
+
+    channel: str
+    previous: str
+    current: str
+
+
+@dataclass(frozen=True)
 class Reset:
     """Continuity was lost: rebuild from ``state`` (key -> latest frame) and ``events``."""
 
@@ -131,7 +147,16 @@ class SyncReceived:
     frame: dict[str, Any]
 
 
-ChannelEvent = ChannelMessage | Duplicate | Gap | Reset | SubscriptionChanged | SyncReceived | PresenceEvent
+ChannelEvent = (
+    ChannelMessage
+    | Duplicate
+    | EpochChanged
+    | Gap
+    | Reset
+    | SubscriptionChanged
+    | SyncReceived
+    | PresenceEvent
+)
 
 
 def _event_id(frame: dict[str, Any]) -> str | None:
@@ -165,6 +190,7 @@ class ChannelCore:
         self._acked = False
         self._awaiting_history = False
         self._resuming = False
+        self._resyncing = False  # an EpochChanged is waiting for its sync_response
         self.delivered = 0
         self.duplicates = 0
         self.gaps = 0
@@ -205,6 +231,7 @@ class ChannelCore:
             options["history"] = RESUME_ALL_HISTORY
             self._resuming = True
         self._buffer.clear()
+        self._resyncing = False
         self._buffering = True
         self._acked = False
         self._awaiting_history = self._resuming or self.options.history > 0
@@ -282,6 +309,7 @@ class ChannelCore:
     def on_subscribe_failed(self) -> list[ChannelEvent]:
         events: list[ChannelEvent] = []
         self._buffer.clear()
+        self._resyncing = False
         self._buffering = False
         self._set_state(ChannelState.UNSUBSCRIBED, events)
         return events
@@ -299,6 +327,7 @@ class ChannelCore:
         UI does not flicker through an empty room on every reconnect."""
         events: list[ChannelEvent] = []
         self._buffer.clear()
+        self._resyncing = False
         # A subscribe still queued was built for this position: its live frames must again wait
         # for its ack/catch-up. (A fresh subscribe_frame() resets all of this anyway.)
         self._buffering = self._state in (ChannelState.SUBSCRIBED, ChannelState.SUBSCRIBING)
@@ -319,6 +348,10 @@ class ChannelCore:
                 return events  # late frames after we left: not for the application
             if self._buffering:
                 self._buffer.append(frame)
+            elif self._epoch_changed(frame):
+                self._resyncing = self._buffering = True
+                self._buffer.append(frame)
+                events.append(EpochChanged(self.name, str(self.epoch), frame["epoch"]))
             else:
                 self._deliver(frame, events, replayed=False)
         elif ftype == "history":
@@ -329,10 +362,33 @@ class ChannelCore:
             events.extend(self.presence.on_frame(frame))
         return events
 
+    @property
+    def resyncing(self) -> bool:
+        """True while an :class:`EpochChanged` waits for its ``sync_response``."""
+        return self._resyncing
+
+    def on_resync_failed(self) -> list[ChannelEvent]:
+        """The sync asked for by :class:`EpochChanged` could not be done: deliver what was held."""
+        events: list[ChannelEvent] = []
+        if self._resyncing:
+            self._resyncing = False
+            self._flush_buffer(events)
+        return events
+
     # ------------------------------------------------------------------ internals
 
+    def _epoch_changed(self, frame: dict[str, Any]) -> bool:
+        epoch = frame.get("epoch")
+        return (
+            self._state is ChannelState.SUBSCRIBED
+            and isinstance(epoch, str)
+            and self.epoch is not None
+            and epoch != self.epoch
+            and _offset(frame) is not None
+        )
+
     def _flush_buffer(self, events: list[ChannelEvent]) -> None:
-        self._buffering = False
+        self._buffering = self._resyncing = False
         buffered, self._buffer = self._buffer, []
         for frame in buffered:
             self._deliver(frame, events, replayed=False)
@@ -440,6 +496,10 @@ class ChannelCore:
                 if isinstance(item, dict):
                     self._deliver(item, events, replayed=True)
         events.append(SyncReceived(self.name, frame))
+        if self._resyncing:
+            # The snapshot of the new epoch is applied; held live frames follow (older ones drop).
+            self._resyncing = False
+            self._flush_buffer(events)
 
 
 class ChannelManager:

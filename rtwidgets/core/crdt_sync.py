@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,12 +35,12 @@ import pycrdt
 
 __all__ = [
     "EMPTY_UPDATE",
-    "HeldUpdates",
     "PROTOCOL_VERSION",
     "STATE_KEY",
     "CollabProtocolError",
     "DiffMessage",
     "DocMessage",
+    "HeldUpdates",
     "PendingUpdates",
     "SnapshotMessage",
     "SnapshotPolicy",
@@ -51,15 +51,20 @@ __all__ = [
     "char_index",
     "decode_state_vector",
     "diff_message",
+    "encode_item_position",
     "end_position",
     "has_unseen",
     "is_empty_update",
     "minimal_edit",
+    "not_integrated",
     "parse_doc_message",
+    "resolve_position",
     "snapshot_message",
     "state_vector_message",
+    "sticky_position",
     "update_message",
     "utf8_offset",
+    "utf16_length",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -67,6 +72,9 @@ STATE_KEY: Final = "doc"  # the channel's keyed-state slot holding the latest sn
 # What Yjs/yrs encode for "no structs, no deletions": a diff with nothing to send.
 EMPTY_UPDATE: Final = b"\x00\x00"
 MAX_CLIENT_ID_LENGTH: Final = 128
+# How far position corrections scan inside one item (bounds the cost on huge pasted items;
+# beyond it a cursor after non-ASCII text may be off by a few characters).
+MAX_RUN_SCAN: Final = 2048
 
 
 class CollabProtocolError(ValueError):
@@ -143,7 +151,9 @@ def parse_doc_message(data: Any) -> DocMessage:
     kind = data.get("t")
     version = data.get("v", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
-        raise CollabProtocolError(f"unsupported doc protocol version {version!r} (this is {PROTOCOL_VERSION})")
+        raise CollabProtocolError(
+            f"unsupported doc protocol version {version!r} (this is {PROTOCOL_VERSION})"
+        )
     if kind == "update":
         return UpdateMessage(b64decode(data.get("u"), "u"))
     if kind == "snapshot":
@@ -255,6 +265,158 @@ def char_index(text: str, offset: int) -> int:
     return len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
 
 
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units (what Yjs clocks and browser indexes count)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _write_var_int(value: int) -> bytes:
+    # lib0 signed varint: first byte holds 6 bits + sign bit (0x40) + continuation (0x80).
+    negative = value < 0
+    value = abs(value)
+    first = (value & 0x3F) | (0x40 if negative else 0)
+    value >>= 6
+    out = bytearray([first | (0x80 if value else 0)])
+    while value:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+    return bytes(out)
+
+
+def encode_item_position(client: int, clock: int, assoc: int = 0) -> bytes:
+    """Encode a Yjs relative position pointing at item ``(client, clock)`` (``Y.encodeRelativePosition``)."""
+    return b"\x00" + _write_var_uint(client) + _write_var_uint(clock) + _write_var_int(assoc)
+
+
+def _yrs_item(text: pycrdt.Text, current: str, index: int) -> tuple[int, int]:
+    item = pycrdt.StickyIndex.new(text, utf8_offset(current, index), pycrdt.Assoc.AFTER).to_json()["item"]
+    return int(item["client"]), int(item["clock"])
+
+
+def sticky_position(text: pycrdt.Text, type_name: str, index: int) -> bytes:
+    """An encoded Yjs relative position for Python character ``index`` of ``text``, valid in yjs.
+
+    pycrdt 0.14 (yrs, UTF-8 offsets) adds the *byte* offset inside an item to the item's clock,
+    while Yjs clocks count UTF-16 units, so its positions after non-ASCII characters point at
+    the wrong (or a missing) character in a browser. Here the item start is found by walking
+    back while the clocks move in step with the bytes, and the clock is recomputed in UTF-16.
+    ``index == len(text)`` gives :func:`end_position` (pycrdt has no item to stick to there).
+    """
+    current = str(text)
+    if not 0 <= index <= len(current):
+        raise IndexError(f"position {index} outside 0..{len(current)}")
+    if index == len(current):
+        return end_position(type_name)
+    client, clock = _yrs_item(text, current, index)
+    start = _run_start(text, current, index, client, clock)
+    if current[start:index].isascii():
+        return encode_item_position(client, clock)
+    true_clock = clock
+    for at, true_clock in _true_clocks(text, current, start, client):  # noqa: B007
+        if at == index:
+            break
+    return encode_item_position(client, true_clock)
+
+
+def _run_start(text: pycrdt.Text, current: str, index: int, client: int, clock: int) -> int:
+    # Walk back while pycrdt's clocks advance in step with UTF-8 bytes. Inside one item they
+    # always do, so the result is an item start; it may also swallow earlier items of the same
+    # client whose clocks happen to line up in bytes (told apart by _true_clocks).
+    start = index
+    while start > 0 and index - start < MAX_RUN_SCAN:
+        prev_client, prev_clock = _yrs_item(text, current, start - 1)
+        if prev_client != client or prev_clock != clock - len(current[start - 1 : index].encode("utf-8")):
+            break
+        start -= 1
+    return start
+
+
+def _true_clocks(text: pycrdt.Text, current: str, start: int, client: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(index, Yjs clock)`` for the characters from item start ``start`` while they stay
+    on ``client``'s run. At an item start pycrdt's clock is exact; after that a character either
+    continues the item (previous clock + its UTF-16 length) or starts another item (pycrdt's
+    clock is exact again). When the two differ, pycrdt's resolver — which finds items by their
+    true clock ranges — says whether the continued clock lies in the current item."""
+    item_start = start
+    _, clock = _yrs_item(text, current, start)
+    yield start, clock
+    for index in range(start + 1, min(len(current), start + MAX_RUN_SCAN)):
+        item_client, yrs_clock = _yrs_item(text, current, index)
+        if item_client != client:
+            return
+        continued = clock + utf16_length(current[index - 1])
+        if yrs_clock != continued:
+            found = pycrdt.StickyIndex.decode(encode_item_position(client, continued), text).get_index()
+            if not utf8_offset(current, item_start) <= found <= utf8_offset(current, index):
+                item_start, continued = index, yrs_clock
+        clock = continued
+        yield index, clock
+
+
+def _read_position(raw: bytes) -> tuple[str, Any, int]:
+    kind, pos = _read_var_uint(raw, 0)
+    if kind == 0:
+        client, pos = _read_var_uint(raw, pos)
+        clock, pos = _read_var_uint(raw, pos)
+        target: Any = (client, clock)
+    elif kind == 1:
+        length, pos = _read_var_uint(raw, pos)
+        target = raw[pos : pos + length].decode("utf-8", errors="replace")
+        pos += length
+    else:
+        raise CollabProtocolError(f"relative position of kind {kind} (nested types) is not supported")
+    assoc = 0
+    if pos < len(raw):
+        first = raw[pos]
+        value, shift, pos = first & 0x3F, 6, pos + 1
+        more = first & 0x80
+        while more:
+            if pos >= len(raw):
+                raise CollabProtocolError("relative position ends in the middle of a number")
+            byte = raw[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            more = byte & 0x80
+        assoc = -value if first & 0x40 else value
+    return ("item" if kind == 0 else "type"), target, assoc
+
+
+def resolve_position(text: pycrdt.Text, type_name: str, raw: bytes) -> int | None:
+    """The Python character index of an encoded Yjs relative position (from yjs or pycrdt).
+
+    ``None`` when it refers to another type. Corrects pycrdt's byte-offset reading of clocks
+    (see :func:`sticky_position`); pycrdt's answer can only be too small.
+    Raises :class:`CollabProtocolError` for bytes that are not a relative position.
+    """
+    kind, target, assoc = _read_position(raw)
+    current = str(text)
+    if kind == "type":
+        if target != type_name:
+            return None
+        return len(current) if assoc >= 0 else 0
+    try:
+        offset = pycrdt.StickyIndex.decode(raw, text).get_index()
+    except Exception as exc:  # yrs raises several types for undecodable or unknown positions
+        raise CollabProtocolError(f"not a Yjs relative position ({exc})") from None
+    approx = char_index(current, offset)
+    if current.isascii() or assoc < 0 or approx >= len(current):
+        return approx
+    client, clock = _yrs_item(text, current, approx)
+    want_client, want_clock = target
+    if client != want_client:
+        return approx
+    # pycrdt read the UTF-16 clock offset as bytes, so the answer is at or after ``approx``, in the
+    # same item: scan the item's true clocks.
+    start = _run_start(text, current, approx, client, clock)
+    for index, true_clock in _true_clocks(text, current, start, client):
+        if true_clock == want_clock and index >= approx:
+            return index
+        if true_clock > want_clock and index > approx:
+            return index - 1  # inside a surrogate pair: the character holding it
+    return approx
+
+
 def minimal_edit(old: str, new: str) -> tuple[int, int, str]:
     """The single splice turning ``old`` into ``new``: ``(start, delete_count, insert_text)``.
 
@@ -285,7 +447,9 @@ class SnapshotPolicy:
     ``every`` stays well below the gateway's ``history_size``.
     """
 
-    def __init__(self, every: int = 50, *, spread: int | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, every: int = 50, *, spread: int | None = None, rng: random.Random | None = None
+    ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"snapshot interval must be an int >= 1, got {every!r}")
         self.every = every
@@ -315,6 +479,16 @@ class SnapshotPolicy:
         self.since_snapshot = 0
 
 
+def not_integrated(update: bytes, doc_state: bytes) -> bool:
+    """True when a document with state vector ``doc_state`` lacks some of ``update``'s insertions.
+
+    The part of ``update`` not covered by the state is computed; a v1 update starts with the
+    number of clients that still have structs, so a leading 0 means "all of it is there".
+    (``pycrdt.get_state(update)`` cannot tell: it only counts structs contiguous from clock 0.)
+    """
+    return pycrdt.get_update(update, doc_state)[:1] != b"\x00"
+
+
 class HeldUpdates:
     """Remote updates the document could not integrate yet (their dependencies are missing).
 
@@ -333,7 +507,7 @@ class HeldUpdates:
 
     def note(self, update: bytes, doc_state: bytes) -> bool:
         """Hold ``update`` if the doc (state ``doc_state``) lacks some of it. True if newly incomplete."""
-        missing = has_unseen(decode_state_vector(doc_state), decode_state_vector(pycrdt.get_state(update)))
+        missing = not_integrated(update, doc_state)
         if missing or self._held:
             # While anything is held, deletions are held too: they may refer to held items.
             self._held.append(bytes(update))
@@ -350,8 +524,7 @@ class HeldUpdates:
             after = state()
             if after == before:
                 break
-        ours = decode_state_vector(after)
-        still = [u for u in self._held if has_unseen(ours, decode_state_vector(pycrdt.get_state(u)))]
+        still = [u for u in self._held if not_integrated(u, after)]
         # Once nothing is missing, every held deletion was just applied with its targets present.
         self._held = still if still else []
 

@@ -850,10 +850,11 @@ class Gateway:
                     "version": snap.offset,
                     "epoch": snap.epoch,
                 }
-        else:
-            snap = await self.broker.snapshot(
-                channel, last_event_id=None, epoch=None, history=self.config.history_size, want_state=True
-            )
+        # Not resumable (or no position given): a snapshot, which must carry the keyed state, so
+        # it is read with want_state (the resume attempt above did not ask for it).
+        snap = await self.broker.snapshot(
+            channel, last_event_id=None, epoch=None, history=self.config.history_size, want_state=True
+        )
         return {
             "type": "sync_response",
             "channel": channel,

@@ -18,6 +18,7 @@ from typing import Any
 
 from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
+from rtwidgets.client import ServerError
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
 from rtwidgets.models.connection import Connection
@@ -267,9 +268,9 @@ class Channel(HasTraits):
         except Exception as exc:
             self._subscribing = False
             self._set(error=f"subscribe refused: {exc}")
-            code = getattr(exc, "code", None)
-            if code not in (None, "connection_closed") and self._ready is not None and not self._ready.done():
-                # Refused by the gateway (e.g. forbidden): final. Lost connections retry on connect.
+            if isinstance(exc, ServerError) and self._ready is not None and not self._ready.done():
+                # Refused by the gateway (e.g. forbidden): final. Anything else (connection lost,
+                # ack timeout) is retried on the next connect.
                 self._ready.set_exception(exc)
                 self._ready.exception()  # retrieved: waiters re-raise it, nothing logs "never retrieved"
             return

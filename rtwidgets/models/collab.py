@@ -600,10 +600,7 @@ class CollabDoc(HasTraits):
                 raise IndexError(f"cursor {label} {value} outside 0..{len(current)}")
 
         def encode(index: int) -> str:
-            if index == len(current):
-                return cs.b64encode(cs.end_position(TEXT_NAME))
-            sticky = pycrdt.StickyIndex.new(self._ytext, cs.utf8_offset(current, index), pycrdt.Assoc.AFTER)
-            return cs.b64encode(sticky.encode())
+            return cs.b64encode(cs.sticky_position(self._ytext, TEXT_NAME, index))
 
         self._set_cursor_encoded(encode(anchor), encode(head))
 
@@ -644,18 +641,19 @@ class CollabDoc(HasTraits):
 
         self._tasks.spawn(send())
 
-    def _decode_position(self, raw: bytes) -> pycrdt.StickyIndex:
+    def _decode_position(self, raw: bytes) -> int | None:
         try:
-            return pycrdt.StickyIndex.decode(raw, self._ytext)
+            return cs.resolve_position(self._ytext, TEXT_NAME, raw)
+        except cs.CollabProtocolError:
+            raise
         except Exception as exc:  # pycrdt raises several types for undecodable bytes
             raise cs.CollabProtocolError(f"not a Yjs relative position ({exc})") from None
 
-    def _resolve(self, encoded: Any, current: str) -> int | None:
+    def _resolve(self, encoded: Any) -> int | None:
         try:
-            offset = self._decode_position(cs.b64decode(encoded, "cursor")).get_index()
-        except (cs.CollabProtocolError, ValueError, RuntimeError):
+            return self._decode_position(cs.b64decode(encoded, "cursor"))
+        except cs.CollabProtocolError:
             return None
-        return cs.char_index(current, offset)
 
     def _on_members(self, _change: Any) -> None:
         on_runtime(self._refresh_cursors)
@@ -664,7 +662,6 @@ class CollabDoc(HasTraits):
         if self._closed:
             return
         me = self._my_client_id()
-        current = str(self._ytext)
         peers: list[dict[str, Any]] = []
         cursors: list[dict[str, Any]] = []
         for member in self._channel.members:
@@ -679,8 +676,8 @@ class CollabDoc(HasTraits):
             cursor = data.get("cursor")
             if member.get("clientId") == me or not isinstance(cursor, dict):
                 continue
-            anchor = self._resolve(cursor.get("anchor"), current)
-            head = self._resolve(cursor.get("head"), current)
+            anchor = self._resolve(cursor.get("anchor"))
+            head = self._resolve(cursor.get("head"))
             if anchor is None or head is None:
                 continue  # refers to text we have not received yet, or garbage
             cursors.append(

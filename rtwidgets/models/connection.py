@@ -8,6 +8,7 @@ by-default non-blocking methods for notebook cells and widget handlers.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -106,15 +107,19 @@ class Connection(HasTraits):
         future = self._connect_future
         if future is None or (future.done() and self.state in ("disconnected", "failed")):
             future = self._connect_future = submit(self._connect())
-        if wait:
-            if get_runtime().in_runtime_thread():
-                raise RuntimeError("Connection.connect(wait=True) cannot block on the runtime thread")
-            try:
-                future.result(timeout)
-            except concurrent.futures.TimeoutError:
-                raise TimeoutError(
-                    f"not connected to {self.url} within {timeout} s (state {self.state!r})"
-                ) from None
+        if not wait:
+            return self
+        if get_runtime().in_runtime_thread():
+            raise RuntimeError("Connection.connect(wait=True) cannot block on the runtime thread")
+        if future.done() and not self.is_connected:
+            # Connected once, now reconnecting by itself: wait for that instead of skipping its backoff.
+            return self.wait_connected(timeout)
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"not connected to {self.url} within {timeout} s (state {self.state!r})"
+            ) from None
         return self
 
     def wait_connected(self, timeout: float = 30.0) -> Connection:
@@ -125,8 +130,6 @@ class Connection(HasTraits):
         self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
     ) -> Connection:
         """Block until ``predicate()`` is true, re-checked on every trait change (and every 50 ms)."""
-        import threading
-
         changed = threading.Event()
 
         def poke(_change: Any) -> None:

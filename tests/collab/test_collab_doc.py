@@ -141,7 +141,7 @@ def test_bad_payload_on_the_channel_is_refused_and_reported(replicas: Replicas) 
 def test_bad_arguments_raise_clear_errors(replicas: Replicas) -> None:
     doc = replicas.doc("alice", fresh_channel())
     doc.insert(0, "abc")
-    with pytest.raises(IndexError, match="outside 0..3"):
+    with pytest.raises(IndexError, match=r"outside 0\.\.3"):
         doc.insert(4, "x")
     with pytest.raises(IndexError):
         doc.delete(2, 5)

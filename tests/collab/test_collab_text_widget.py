@@ -83,7 +83,7 @@ def test_view_syncs_types_and_sees_remote_edits(pair: Any) -> None:
     wait_until(lambda: view.text == ">> hello world", what="remote edit in the view")
     assert "update" in view.messages
     wait_until(lambda: widget.status == "live", what="status live")
-    assert repr(widget) == "<CollabText '%s' user='alice'>" % alice.name
+    assert repr(widget) == f"<CollabText '{alice.name}' user='alice'>"
 
 
 def test_view_cursor_is_shared_and_remote_cursors_are_mirrored(pair: Any) -> None:

@@ -25,7 +25,9 @@ def test_messages_round_trip() -> None:
     update = b"\x01\x02\x00\xff"
     assert cs.parse_doc_message(cs.update_message(update)) == cs.UpdateMessage(update)
     assert cs.parse_doc_message(cs.snapshot_message(update)) == cs.SnapshotMessage(update)
-    assert cs.parse_doc_message(cs.state_vector_message(b"\x00", "c1")) == cs.StateVectorMessage(b"\x00", "c1")
+    assert cs.parse_doc_message(cs.state_vector_message(b"\x00", "c1")) == cs.StateVectorMessage(
+        b"\x00", "c1"
+    )
     assert cs.parse_doc_message(cs.state_vector_message(b"\x00", "c1", to="c2")).to == "c2"
     assert cs.parse_doc_message(cs.diff_message(update, "c9")) == cs.DiffMessage(update, "c9")
     assert cs.update_message(update) == {"t": "update", "v": 1, "u": "AQIA/w=="}
@@ -50,8 +52,8 @@ def test_bad_messages_are_refused_with_a_reason(data: object, match: str) -> Non
 
 
 def test_state_vectors_decode_like_pycrdt_encodes_them() -> None:
-    doc_a, text_a = text_doc("hello")
-    doc_b, text_b = text_doc("x" * 300)  # a clock above 127 needs a multi-byte varint
+    doc_a, _text_a = text_doc("hello")
+    doc_b, _text_b = text_doc("x" * 300)  # a clock above 127 needs a multi-byte varint
     doc_a.apply_update(doc_b.get_update())
     vector = cs.decode_state_vector(doc_a.get_state())
     assert vector == {doc_a.client_id: 5, doc_b.client_id: 300}
@@ -97,7 +99,7 @@ def test_minimal_edit_keeps_common_prefix_and_suffix() -> None:
 
 
 def test_end_position_resolves_to_the_end_of_the_text() -> None:
-    doc, text = text_doc()
+    _doc, text = text_doc()
     position = pycrdt.StickyIndex.decode(cs.end_position("text"), text)
     assert position.get_index() == 0
     text.insert(0, "grows")
@@ -165,7 +167,9 @@ def deliver(replica: pycrdt.Doc, held: cs.HeldUpdates, update: bytes) -> None:
 
 @settings(max_examples=25)
 @given(
-    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50), st.text("xyz", min_size=1, max_size=3)), max_size=15),
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 50), st.text("xyz", min_size=1, max_size=3)), max_size=15
+    ),
     st.randoms(use_true_random=False),
 )
 def test_in_memory_replicas_converge_whatever_the_delivery_order(

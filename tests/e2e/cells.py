@@ -6,7 +6,7 @@ its output, a screenshot or a saved notebook.
 
 from __future__ import annotations
 
-__all__ = ["chat", "collab_text", "connect", "live_chart", "todo_lists"]
+__all__ = ["chat", "collab_text", "connect", "inspector", "live_chart", "todo_lists"]
 
 
 def connect(url: str, token_file: str) -> str:
@@ -64,3 +64,8 @@ def collab_text(channel: str) -> str:
         f"doc = CollabDoc(conn, {channel!r})\n"
         "CollabText(doc, height=160)"
     )
+
+
+def inspector() -> str:
+    """A cell showing an Inspector of ``conn``."""
+    return "from rtwidgets.widgets import Inspector\n\nInspector(conn)"

@@ -1,8 +1,8 @@
 """Fixtures of the real-browser tests: JupyterLab, a gateway, Chromium, users, a flaky network.
 
-* ``lab`` (session): ``python -m jupyterlab`` on a free port, serving a temporary folder
-  that holds a copy of ``notebooks/`` and the notebooks the tests write.
-* ``gateway`` (session): ``python -m rtwidgets gateway --port 0`` as a subprocess; the
+* ``lab`` (package: one for all e2e tests): ``python -m jupyterlab`` on a free port,
+  serving a temporary folder holding a copy of ``notebooks/`` and the notebooks the tests write.
+* ``gateway`` (package): ``python -m rtwidgets gateway --port 0`` as a subprocess; the
   tests mint tokens with its secret (passed by environment, never on a command line).
 * ``browser`` (module): headless Debian Chromium through a **module**-scoped
   ``sync_playwright()`` (a live sync Playwright keeps an asyncio loop in the main thread;
@@ -12,8 +12,8 @@
   after the test. On failure a full-page screenshot of every open page is saved.
 * ``make_proxy``: a :class:`~tests.e2e.proxy.TcpProxy` to cut or slow a kernel's link.
 
-Screenshots go to ``test-artifacts/e2e/`` (gitignored); ``docs/screenshots/`` holds a
-few of them copied by hand.
+Screenshots go to ``test-artifacts/e2e/<test>/`` (gitignored) on every run;
+``RTW_UPDATE_SCREENSHOTS=1`` also refreshes the few kept in ``docs/screenshots/``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from rtwidgets.auth import issue_token
 
 from .lab import LabServer, NotebookPage, copy_tree, write_notebook
 from .proxy import TcpProxy
-
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -98,7 +96,7 @@ def artifact_path(test_name: str, name: str) -> Path:
 # ----------------------------------------------------------------------------- servers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A running JupyterLab serving a temporary copy of ``notebooks/``."""
     missing = [
@@ -149,7 +147,7 @@ class GatewayProcess:
         return issue_token(self.secret, user, channels, publish=publish, presence=presence, ttl=3600)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway() -> Iterator[GatewayProcess]:
     """``python -m rtwidgets gateway --port 0`` (fast publishers allowed: the chart test streams)."""
     secret = secrets.token_urlsafe(32)
@@ -217,6 +215,23 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+_RECORD = """([name, expression]) => {
+  const read = new Function(`return (${expression});`);
+  const values = [];
+  (window.__rtwRecords ||= {})[name] = values;
+  const record = () => {
+    const value = JSON.stringify(read());
+    if (values.length === 0 || JSON.stringify(values[values.length - 1]) !== value) {
+      values.push(JSON.parse(value));
+    }
+  };
+  new MutationObserver(record).observe(document.body, {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+  record();
+}"""
+
+
 @dataclass
 class User:
     """A user at a browser: one context (own storage), one page, one notebook and kernel."""
@@ -233,6 +248,18 @@ class User:
     def widget(self, name: str) -> Any:
         """Locator of the (first) rendered widget root ``.rtw-widget.rtw-<name>``."""
         return self.page.locator(f".rtw-widget.rtw-{name}").first
+
+    def record(self, name: str, expression: str) -> None:
+        """Start recording every distinct value of the JS ``expression`` (re-evaluated on each
+        DOM change) under ``name``; :meth:`recorded` returns them in order.
+
+        For states that last only a moment (a typing line, a "left" notice that fades): they
+        are checked from the record afterwards instead of being raced by polling.
+        """
+        self.page.evaluate(_RECORD, [name, expression])
+
+    def recorded(self, name: str) -> list[Any]:
+        return list(self.page.evaluate("(name) => window.__rtwRecords[name].slice()", name))
 
     def screenshot(self, test_name: str, name: str, target: Any = None) -> Path:
         """Save a PNG of ``target`` (a locator; default the whole page) as a test artefact."""

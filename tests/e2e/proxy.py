@@ -61,10 +61,17 @@ class TcpProxy:
             if self._server is not None:
                 self._server.close()
             self._abort_all()
+            # Let every forwarding task finish (they see the aborted transports), so none is
+            # destroyed pending when the loop stops.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         self._call(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def cut(self) -> None:
         """Drop every open connection (no close handshake) and refuse new ones."""

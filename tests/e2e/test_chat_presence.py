@@ -31,15 +31,18 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
         expect(bar.locator(f'.rtw-avatar[data-user-id="{other.name}"]')).to_be_visible()
         expect(me.widget("chat")).to_have_attribute("data-state", "connected")
 
-    # Alice types: Bob sees her typing before she sends.
+    # Alice types: Bob sees her typing before she sends. (The line goes away 2 s after the last
+    # keystroke, so it is recorded rather than raced.)
     a_chat, b_chat = alice.widget("chat"), bob.widget("chat")
+    bob.record("typing", "document.querySelector('.rtw-chat .rtw-chat-typing').textContent")
+    bob.record(
+        "typing-dot", """!!document.querySelector('.rtw-avatar[data-user-id="alice"] .rtw-typing-dot')"""
+    )
     a_input = a_chat.locator(".rtw-chat-input")
     a_input.click()
     a_input.press_sequentially("hello from alice")
-    expect(b_chat.locator(".rtw-chat-typing")).to_have_text("alice is typing…")
-    expect(
-        bob.widget("presence_bar").locator('.rtw-avatar[data-user-id="alice"] .rtw-typing-dot')
-    ).to_be_visible()
+    bob.page.wait_for_function("() => window.__rtwRecords.typing.includes('alice is typing…')")
+    bob.page.wait_for_function("() => window.__rtwRecords['typing-dot'].includes(true)")
 
     # Enter sends: the message appears in both pages, confirmed, and Alice's typing ends.
     a_input.press("Enter")
@@ -71,11 +74,16 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
         alice.screenshot(test_name, "presence_bar-both", alice.widget("presence_bar")), "presence_bar.png"
     )
 
-    # Bob leaves (his page closes and his session ends): Alice sees him go.
-    users.close_user(bob)
+    # Bob leaves (his page closes and his session ends): Alice sees him go. The "bob left"
+    # line fades after 5 s, so it is recorded.
     a_bar = alice.widget("presence_bar")
+    alice.record(
+        "left",
+        "[...document.querySelectorAll('.rtw-presence_bar .rtw-recent-leave')].map((e) => e.textContent)",
+    )
+    users.close_user(bob)
     expect(a_bar).to_have_attribute("data-count", "1")
     expect(a_bar.locator('.rtw-avatar[data-user-id="bob"]')).to_have_count(0)
     expect(a_bar.locator('.rtw-avatar[data-user-id="alice"]')).to_be_visible()
-    expect(a_bar.locator(".rtw-recent-leave")).to_have_text("bob left")
+    alice.page.wait_for_function("() => window.__rtwRecords.left.some((lines) => lines.includes('bob left'))")
     alice.screenshot(test_name, "presence_bar-bob-left", a_bar)

@@ -1,4 +1,5 @@
-"""ConnectionStatus in a real page: reconnecting while the link is cut, connected again after."""
+"""ConnectionStatus (and an Inspector) in a real page: reconnecting while the link is cut,
+connected again after; the Disconnect and Reconnect buttons work."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ def test_connection_status_shows_reconnecting_then_connected(
 ) -> None:
     proxy = make_proxy(gateway.port)
     token_file = users.token_file("alice", gateway.token("alice"))
-    notebook = users.notebook("status", [cells.connect(proxy.url, token_file)])
+    notebook = users.notebook("status", [cells.connect(proxy.url, token_file), cells.inspector()])
     (alice,) = users.open(("alice", notebook))
 
     status = alice.widget("connection_status")
     expect(status).to_have_attribute("data-state", "connected")
     expect(status.locator(".rtw-cs-user")).to_have_text("alice")
     expect(status.locator(".rtw-cs-disconnect")).to_be_enabled()
+    inspector = alice.widget("inspector")
+    expect(inspector).to_have_attribute("data-state", "connected")
     copy_to_docs(alice.screenshot(test_name, "connection_status-connected", status), "connection_status.png")
 
     # The network goes away: open sockets are reset and new ones refused.
@@ -29,6 +32,7 @@ def test_connection_status_shows_reconnecting_then_connected(
     expect(status).to_have_attribute("data-state", "reconnecting")
     expect(status.locator(".rtw-badge")).to_have_text("reconnecting")
     expect(status.locator(".rtw-cs-reconnect")).to_be_enabled()
+    expect(inspector).to_have_attribute("data-state", "reconnecting")
     alice.screenshot(test_name, "connection_status-reconnecting", status)
 
     # The network comes back: the client's next attempt gets through.
@@ -36,4 +40,16 @@ def test_connection_status_shows_reconnecting_then_connected(
     expect(status).to_have_attribute("data-state", "connected", timeout=90_000)
     expect(status.locator(".rtw-badge")).to_have_text("connected")
     assert proxy.accepted >= 2, "the kernel should have opened a second connection through the proxy"
+    expect(inspector).to_have_attribute("data-state", "connected")
+    # The inspector logged what happened since it was shown (the drop and the recovery).
+    expect(inspector.locator(".rtw-ev").first).to_be_visible()
     alice.screenshot(test_name, "connection_status-reconnected", status)
+    copy_to_docs(alice.screenshot(test_name, "inspector", inspector), "inspector.png")
+
+    # The buttons are intents to the kernel: Disconnect closes on purpose (no automatic retry),
+    # Reconnect connects again.
+    status.locator(".rtw-cs-disconnect").click()
+    expect(status).to_have_attribute("data-state", "disconnected")
+    expect(status.locator(".rtw-cs-disconnect")).to_be_disabled()
+    status.locator(".rtw-cs-reconnect").click()
+    expect(status).to_have_attribute("data-state", "connected")

@@ -56,7 +56,7 @@ BAD_FRAMES: list[tuple[str, str | bytes, str, Any]] = [
     ("ping t not number", frame(type="ping", t="now", _id=13), "invalid_field", 13),
     ("pendingOps not strings", frame(type="sync", pendingOps=[1], _id=14), "invalid_field", 14),
     ("too deep", '{"type":"publish","channel":"room","_id":15,"data":' + DEEP + "}", "too_deep", 15),
-    ("oversize", frame(type="publish", channel="room", data="x" * 70_000, _id=16), "too_large", None),
+    ("oversize", frame(type="publish", channel="room", data="x" * 70_000, _id=16), "too_large", 16),
     ("subscribe forbidden", frame(type="subscribe", channel="secret", _id=17), "forbidden", 17),
     ("publish forbidden", frame(type="publish", channel="secret", data=1, _id=18), "forbidden", 18),
     (

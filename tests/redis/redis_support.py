@@ -70,6 +70,11 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode} on port {self.port}")
             try:
                 if redis_command(self.port, "PING", timeout=0.5).startswith(b"+PONG"):
+                    # Make sure it is *our* server answering: after a stop, another test run
+                    # may have picked the freed port for its own redis-server.
+                    if self.proc.poll() is not None or self.pid_on_port() != self.proc.pid:
+                        self.stop()
+                        raise RuntimeError(f"port {self.port} was taken by another redis-server")
                     return
             except OSError:
                 pass
@@ -83,6 +88,10 @@ class RedisServer:
         self.proc.kill()  # like a crash: no persistence, no goodbye to clients
         self.proc.wait(timeout=10)
         self.proc = None
+
+    def pid_on_port(self) -> int:
+        info = self.command("INFO", "server").decode()
+        return int(next(line for line in info.splitlines() if line.startswith("process_id:")).split(":")[1])
 
     def command(self, *args: str) -> bytes:
         return redis_command(self.port, *args)

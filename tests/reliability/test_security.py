@@ -298,12 +298,6 @@ async def test_tokens_never_appear_in_gateway_logs(
     assert _leaks(caplog, secrets, ("rtwidgets",)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: RealtimeConnection opens its socket with websockets' default 'websockets.client' "
-    "logger, which logs the request headers at DEBUG, 'Authorization: Bearer <token>' included "
-    "(fix: pass logger= a logger with a redacting filter in client._socket_main)",
-)
 async def test_tokens_never_appear_in_client_logs(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     good = gateway.token("alice")

@@ -261,3 +261,37 @@ def test_blocking_calls_refuse_the_runtime_thread(connect: Any) -> None:
 
 async def _publish_nowait(ch: Channel) -> Any:
     return ch.publish({"x": 2}, wait=False)
+
+
+def test_connect_wait_during_automatic_reconnect_does_not_skip_backoff(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    conn = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    conn.simulate_drop()
+    wait_until(lambda: conn.state == "reconnecting", what="reconnecting")
+    with pytest.raises(TimeoutError, match="connected"):
+        conn.connect(wait=True, timeout=0.3)  # waits for the scheduled attempt, does not force one
+    assert conn.state == "reconnecting" and conn.retry_at > 0
+    conn.reconnect_now()  # the explicit way to skip the wait
+    conn.wait_connected(10)
+    assert conn.attempt == 0 and conn.retry_at == 0.0
+
+
+def test_optimistic_list_rolls_back_on_ack_timeout_then_converges(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    # A long backoff keeps the writer offline, so no ack can come before the store's timeout.
+    conn = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    lst = OptimisticList(conn, "slow", ack_timeout=0.2)
+    wait_until(lambda: lst.is_subscribed, what="subscribed")
+    conn.simulate_drop()
+    wait_until(lambda: conn.state == "reconnecting", what="offline")
+    with pytest.raises(OperationRolledBack, match="timeout"):
+        lst.create({"id": "late", "text": "sent while offline", "done": False}, wait=True)
+    assert lst.data == [] and lst.last_rollback["reason"] == "timeout"
+    # The publish was still queued: once back online the server stores it, and its echo
+    # brings the list to the server's state (the rollback was only local).
+    conn.reconnect_now()
+    wait_until(lambda: [i["id"] for i in lst.data] == ["late"], what="converged to the server's list")
+    observer = OptimisticList(connect("bob"), "slow")
+    wait_until(lambda: observer.data == lst.data, what="the server really has it")

@@ -1,0 +1,151 @@
+"""Fault injection with Redis (markers ``fault``, ``redis``): a gateway of a Redis-backed pair is
+SIGKILLed while 50 clients publish and consume through a round-robin chaos proxy, and Redis
+itself is restarted (empty) mid-stream.
+
+With Redis the history survives a gateway crash, so the expected outcome is strict: every
+client reconnects (to the surviving gateway), resumes, and has received every message exactly
+once and in order. An empty Redis restart loses the history, and then every client must be
+told so (``recovered: false`` + snapshot), never left with a silent gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from peers import Peer, check_stream, segments
+from support import GatewayProcess, eventually, free_port
+from test_fault_gateway import read_stream
+
+from rtwidgets.auth import issue_token
+from rtwidgets.chaos import ChaosProxy
+from rtwidgets.core.connection import ConnectionState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "redis"))
+from redis_support import REDIS_SERVER, RedisServer
+
+pytestmark = [pytest.mark.fault, pytest.mark.redis]
+
+CHANNEL = "room"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def secret() -> str:
+    return secrets.token_hex(32)
+
+
+@pytest.fixture
+async def spawn(
+    tmp_path: Path, secret: str, redis_server: RedisServer
+) -> AsyncIterator[Callable[[], GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def factory() -> GatewayProcess:
+        gw = GatewayProcess(tmp_path, free_port(), secret, "--redis", redis_server.url, "--history", "100000")
+        gw.start()
+        started.append(gw)
+        return gw
+
+    yield factory
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[list[Peer]]:
+    made: list[Peer] = []
+    yield made
+    await asyncio.gather(*(p.close() for p in made), return_exceptions=True)
+
+
+async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once(
+    spawn: Callable[[], GatewayProcess], secret: str, peers: list[Peer]
+) -> None:
+    a, b = await asyncio.gather(asyncio.to_thread(spawn), asyncio.to_thread(spawn))
+    balancer = await ChaosProxy(a.port, b.port).start_async()  # round robin, skips dead targets
+    try:
+        peers.extend(Peer(f"p{i}", balancer.url, issue_token(secret, f"p{i}")) for i in range(50))
+        await asyncio.gather(*(p.start(CHANNEL) for p in peers))
+        publishers = peers[:10]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(publishers)]
+        await eventually(lambda: all(len(p.acks) >= 5 for p in publishers), "acks before the crash")
+
+        await asyncio.to_thread(a.kill9)
+        lost = await eventually(
+            lambda: [p for p in peers if p.state is not ConnectionState.CONNECTED], "its clients"
+        )
+        await eventually(lambda: all(p.state is ConnectionState.CONNECTED for p in peers), "failover", 60)
+        await asyncio.to_thread(a.start)  # the crashed gateway comes back; the others carried on
+        count = sum(len(p.acks) for p in publishers)
+        await eventually(lambda: sum(len(p.acks) for p in publishers) >= count + 50, "acks after failover")
+        stop.set()
+        await asyncio.gather(*tasks)
+
+        _, stream = await read_stream(b.url, secret)
+        await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
+        moved = [p for p in peers if p.connections >= 2]
+        assert len(moved) >= len(lost) > 0
+        for p in peers:
+            assert p.resets == [], f"{p.name}: Redis kept the history, yet it was reset"
+            [seg] = segments(p)
+            check_stream(p.name, seg, stream)
+        datas = [json.dumps(d, sort_keys=True) for d in stream.values()]
+        assert len(set(datas)) == len(datas), "a retried publish was stored twice"
+        for p in publishers:
+            assert not p.refused, p.refused[:3]
+            for ack in p.acks:
+                assert stream[ack.offset] == ack.data
+    finally:
+        await balancer.stop_async()
+
+
+async def test_redis_restart_mid_stream_is_reported_never_a_silent_gap(
+    spawn: Callable[[], GatewayProcess], secret: str, peers: list[Peer], redis_server: RedisServer
+) -> None:
+    gw = await asyncio.to_thread(spawn)
+    peers.extend(Peer(f"p{i}", gw.url, issue_token(secret, f"p{i}")) for i in range(12))
+    await asyncio.gather(*(p.start(CHANNEL) for p in peers))
+    publishers = peers[:3]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(publishers)]
+    await eventually(lambda: all(len(p.acks) >= 5 for p in publishers), "acks before the restart")
+
+    await asyncio.to_thread(redis_server.stop)
+    await eventually(lambda: any(p.refused for p in publishers), "publishes refused while Redis is down")
+    await asyncio.to_thread(redis_server.start)
+    count = sum(len(p.acks) for p in publishers)
+    await eventually(lambda: sum(len(p.acks) for p in publishers) >= count + 30, "acks after the restart", 60)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    # Refused publishes were refused explicitly (and are not in any stream).
+    codes = {code for p in publishers for _, code in p.refused}
+    assert codes <= {"unavailable"}, codes
+    epoch, stream = await read_stream(gw.url, secret)
+    await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
+    for p in peers:
+        segs = segments(p)
+        # The old history is gone: the client must have been told (a reset to the new epoch),
+        # and from then on it has the new stream exactly once, in order.
+        assert len(segs) >= 2, f"{p.name}: the epoch changed under it without a reset (silent gap)"
+        check_stream(p.name, segs[-1], stream)
+        assert p.resets[-1].epoch == epoch
+        assert p.errors == [], f"{p.name}: {p.errors}"  # the re-sync itself succeeded
