@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -57,7 +58,7 @@ def percentiles(values: list[int], points: Iterable[float] = (50, 99)) -> dict[s
     ordered = sorted(values)
     n = len(ordered)
     for p in points:
-        rank = max(0, min(n - 1, int(round(p / 100 * n + 0.5)) - 1))
+        rank = max(0, min(n - 1, math.ceil(p / 100 * n) - 1))  # nearest rank
         out[f"p{p:g}_ms"] = ordered[rank] / 1e6
     out["max_ms"] = ordered[-1] / 1e6
     out["samples"] = n
@@ -201,7 +202,9 @@ async def connect_all(peers: list[Peer], limit: int = 100) -> float:
     return len(peers) / max(time.perf_counter() - start, 1e-9)
 
 
-async def subscribe_all(peers: list[Peer], channels_of: Callable[[Peer], list[str]], limit: int = 200) -> None:
+async def subscribe_all(
+    peers: list[Peer], channels_of: Callable[[Peer], list[str]], limit: int = 200
+) -> None:
     async def sub(peer: Peer) -> None:
         await asyncio.wait_for(asyncio.gather(*(peer.subscribe(c) for c in channels_of(peer))), 60)
 
@@ -272,7 +275,9 @@ async def scenario_throughput(ctx: Context) -> dict[str, Any]:
     peers = [ctx.peer(i, sink) for i in range(subscribers)]
     connect_rate = await connect_all(peers)
     stride = channels // per_client if per_client > 1 else 0
-    await subscribe_all(peers, lambda q: [f"ch{(q.index + k * stride) % channels}" for k in range(per_client)])
+    await subscribe_all(
+        peers, lambda q: [f"ch{(q.index + k * stride) % channels}" for k in range(per_client)]
+    )
     publisher = ctx.peer(-1, sink, ctx.urls[0])
     await publisher.connect()
 
@@ -305,7 +310,7 @@ async def scenario_throughput(ctx: Context) -> dict[str, Any]:
     t1, r1, d1, c1, g1 = marks["end"]
     elapsed = t1 - t0
     deliveries = r1 - r0
-    close_all(peers + [publisher])
+    close_all([*peers, publisher])
     return {
         "subscribers": subscribers,
         "channels": channels,
@@ -319,32 +324,53 @@ async def scenario_throughput(ctx: Context) -> dict[str, Any]:
         "loadgen_cpu_share": (g1 - g0) / elapsed,
         "connect_rate_per_s": connect_rate,
         "stalled": stalled,
-        "errors": peer_errors(peers + [publisher]),
+        "errors": peer_errors([*peers, publisher]),
     }
 
 
 async def scenario_latency(ctx: Context) -> dict[str, Any]:
-    """B4/B5/B6: open-loop publishing at ``rate`` messages/s; latency of every delivery."""
+    """B4/B5/B6: open-loop publishing at ``rate`` messages/s; latency of every delivery.
+
+    ``slow_fractions`` (default ``[0]``) runs one phase per entry on the same connections:
+    in a phase with fraction f > 0, that share of the subscribers stops reading for the
+    rest of the run (B5 follows B4 this way, so B5's baseline is measured alongside it).
+    """
     p = ctx.params
     subscribers = int(p["subscribers"])
-    rate = float(p["rate"])
-    duration = float(p["duration"])
-    slow_fraction = float(p.get("slow_fraction", 0.0))
     sink = LatencySink()
     peers = [ctx.peer(i, sink) for i in range(subscribers)]
     await connect_all(peers)
     await subscribe_all(peers, lambda q: ["lat"])
-    n_slow = int(round(subscribers * slow_fraction))
+    publisher = ctx.peer(-1, sink, ctx.urls[0])
+    await publisher.connect()
+    phases = []
+    seq = 0
+    for fraction in p.get("slow_fractions", [0.0]):
+        result = await _latency_phase(ctx, peers, publisher, sink, seq, float(fraction))
+        seq += result["messages"]
+        phases.append(result)
+    close_all([*peers, publisher])
+    if len(phases) == 1:
+        return phases[0]
+    return {"phases": phases, "errors": peer_errors([*peers, publisher])}
+
+
+async def _latency_phase(
+    ctx: Context, peers: list[Peer], publisher: Peer, sink: LatencySink, first_seq: int, slow_fraction: float
+) -> dict[str, Any]:
+    p = ctx.params
+    rate = float(p["rate"])
+    duration = float(p["duration"])
+    subscribers = len(peers)
+    n_slow = round(subscribers * slow_fraction)
     # Spread the slow ones evenly over the subscriber list (and over the servers).
     slow = peers[:: max(1, subscribers // n_slow)][:n_slow] if n_slow else []
     for peer in slow:
         peer.slow = True
         peer.ws.stop_reading()
-    publisher = ctx.peer(-1, sink, ctx.urls[0])
-    await publisher.connect()
+    sink.latencies, sink.by_url, sink.received = [], {}, 0
     redis_port = ctx.spec.get("redis_port")
     publish_before = redis_publish_calls(redis_port) if redis_port else None
-
     loop = asyncio.get_running_loop()
     rss_samples: list[int] = []
     rss_start = ctx.rss()
@@ -353,7 +379,7 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
     interval = 1.0 / rate
     next_at = loop.time()
     next_rss = next_at
-    for seq in range(count):
+    for seq in range(first_seq, first_seq + count):
         delay = next_at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -362,7 +388,7 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
         if loop.time() >= next_rss:
             rss_samples.append(ctx.rss())
             next_rss += 0.25
-    fast = subscribers - len(slow)
+    fast = sum(1 for q in peers if not q.slow)
     expected = count * fast
     complete = await wait_until(lambda: sink.received >= expected, 5.0)
     cpu1 = ctx.server_cpu()
@@ -372,10 +398,10 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
     if redis_port:
         await asyncio.sleep(0.2)
         publishes = redis_publish_calls(redis_port) - publish_before
-    slow_closed = sum(1 for peer in slow if peer.ws.closed.done())
+    slow_closed = sum(1 for peer in peers if peer.slow and peer.ws.closed.done())
     result: dict[str, Any] = {
         "subscribers": subscribers,
-        "slow_subscribers": len(slow),
+        "slow_subscribers": sum(1 for q in peers if q.slow),
         "messages": count,
         "deliveries_per_s_offered": rate * fast,
         "expected_deliveries": expected,
@@ -390,12 +416,11 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
         "rss_end_bytes": rss_end,
         "slow_closed_by_server": slow_closed,
         "server_cpu_share": (cpu1 - cpu0) / duration,
-        "errors": peer_errors(peers + [publisher]),
+        "errors": peer_errors([*peers, publisher]),
     }
     if publishes is not None:
         result["redis_publish_commands"] = publishes
         result["redis_publish_per_message"] = publishes / count
-    close_all(peers + [publisher])
     return result
 
 
@@ -459,7 +484,10 @@ async def scenario_storm(ctx: Context) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
 
     rejoined_at = time.monotonic()
-    await gather_limited(((lambda q=q: rejoin(q)) for q in peers), 200)
+    try:
+        await asyncio.wait_for(gather_limited(((lambda q=q: rejoin(q)) for q in peers), 200), timeout)
+    except asyncio.TimeoutError:
+        reconnect_errors.append(f"not every client reconnected within {timeout:g} s")
     reconnect_s = time.monotonic() - rejoined_at
 
     # Back on the live stream first; then, where the server can recover, complete as well.
@@ -482,11 +510,12 @@ async def scenario_storm(ctx: Context) -> dict[str, Any]:
         dups += st.dups
     caught = [q.state.caught_up_at for q in peers if q.state.caught_up_at is not None]
     live = [q.state.live_at for q in peers if q.state.live_at is not None]
-    close_all(peers + [publisher])
+    close_all([*peers, publisher])
     return {
         "subscribers": subscribers,
         "messages": final + 1,
         "recovery": "history (lastEventId + epoch)" if resume else "none (server has no history)",
+        "reconnected": sum(1 for q in peers if q.state.target is not None),
         "reconnect_all_s": reconnect_s,
         "all_caught_up": len(caught) == subscribers,
         "caught_up_peers": len(caught),
@@ -496,7 +525,7 @@ async def scenario_storm(ctx: Context) -> dict[str, Any]:
         "peers_with_gaps": peers_with_gaps,
         "duplicates": dups,
         "reconnect_errors": reconnect_errors[:5],
-        "errors": peer_errors(peers + [publisher]),
+        "errors": peer_errors([*peers, publisher]),
     }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import struct
 import sys
 import threading
@@ -104,7 +105,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     n = len(ordered)
 
     def rank(p: float) -> float:
-        return ordered[max(0, min(n - 1, int(round(p / 100 * n + 0.5)) - 1))] * 1000
+        return ordered[max(0, min(n - 1, math.ceil(p / 100 * n) - 1))] * 1000  # nearest rank
 
     return {"p50_ms": rank(50), "p99_ms": rank(99), "max_ms": ordered[-1] * 1000, "samples": n}
 

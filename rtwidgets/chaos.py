@@ -217,6 +217,12 @@ class ChaosProxy:
         loop = self._loop
         if self._server is None or loop is None:
             return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("ChaosProxy.stop() called on the proxy's own event loop; await stop_async()")
         asyncio.run_coroutine_threadsafe(self._stop_here(), loop).result(timeout)
 
     async def __aenter__(self) -> ChaosProxy:

@@ -2,8 +2,9 @@
 
 Rules of this module:
 
-* No I/O, no clock, no threads: functions map bytes/dicts to bytes/dicts/events; the two
-  small state holders (:class:`SnapshotPolicy`, :class:`PendingUpdates`) are fed explicitly.
+* No I/O, no clock, no threads: functions map bytes/dicts to bytes/dicts/events; the small
+  state holders (:class:`SnapshotPolicy`, :class:`PendingUpdates`, :class:`HeldUpdates`) are
+  fed explicitly. The position helpers read an in-memory ``pycrdt.Text`` (never mutate it).
 * Yjs updates are opaque bytes here (produced and applied by ``pycrdt`` in Python and
   ``yjs`` in the browser). Updates are idempotent and commutative, which is what lets every
   path below (history replay, snapshot, peer diff, resend) overlap without harm.
@@ -16,10 +17,14 @@ Channel payloads (the ``data`` of a ``message`` frame; binary travels as standar
 ``{"t":"update","v":1,"u":B64}``           one local transaction; stored (history)
 ``{"t":"snapshot","v":1,"u":B64}``         whole document state; stored with ``key:"doc"``
 ``{"t":"sv","v":1,"sv":B64,"from":CID}``   ephemeral: "here is my state vector, send what I lack"
-``{"t":"sv",...,"to":CID}``                ephemeral reply: the asker lacks nothing we could tell,
-                                           but *we* lack something it has
+``{"t":"sv",...,"to":CID}``                ephemeral reply to one ``sv``: *we* lack something the
+                                           asker has (it answers with a ``diff``)
 ``{"t":"diff","v":1,"u":B64,"to":CID}``    ephemeral: what ``to`` lacks, answering its ``sv``
 =========================================  =======================================================
+
+Cursors are Yjs relative positions (``Y.encodeRelativePosition``), base64 in presence data.
+Python indexes are code points; pycrdt's ``Text`` counts UTF-8 bytes and yjs UTF-16 units, so
+every conversion goes through the helpers below (never raw ``pycrdt.StickyIndex``).
 """
 
 from __future__ import annotations

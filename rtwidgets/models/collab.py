@@ -104,6 +104,10 @@ class CollabDoc(HasTraits):
         super().__init__()
         self.set_trait("name", name)
         self.connection = connection
+        # Without an explicit name/colour, follow the gateway's user id once it is known (the
+        # connection may still be connecting): see _on_user_id.
+        self._auto_name = not user_name
+        self._auto_color = not color
         self.user_name = user_name or connection.user_id or "anonymous"
         self.color = color or _color_for(self.user_name)
         self._runtime = get_runtime()
@@ -175,6 +179,24 @@ class CollabDoc(HasTraits):
         if len(text.encode("utf-8")) > MAX_INSERT_BYTES:
             raise ValueError(f"replacement of more than {MAX_INSERT_BYTES} UTF-8 bytes: split it")
         return self._call(self._replace_rt, text, start, end, timeout=timeout)
+
+    def edit(self, fn: Callable[[pycrdt.Doc], T], *, timeout: float = 10.0) -> T:
+        """Run ``fn(ydoc)`` in one transaction on the runtime thread and share what it changed.
+
+        For structured state next to the text: ``doc.edit(lambda d: d.get("meta",
+        type=pycrdt.Map).__setitem__("title", "Notes"))``; a Y.Map / Y.Array lives in the same
+        Yjs document, so it syncs, merges and catches up exactly like the text. ``fn`` must not
+        keep references to the document's objects (they belong to the runtime thread).
+        """
+        if not callable(fn):
+            raise TypeError("edit() needs a callable taking the pycrdt Doc")
+        return self._call(self._edit_rt, fn, timeout=timeout)
+
+    def read(self, fn: Callable[[pycrdt.Doc], T], *, timeout: float = 10.0) -> T:
+        """Return ``fn(ydoc)`` computed on the runtime thread (convert to plain Python inside ``fn``)."""
+        if not callable(fn):
+            raise TypeError("read() needs a callable taking the pycrdt Doc")
+        return self._call(fn, self._ydoc, timeout=timeout)
 
     def on_change(self, callback: Callable[[TextChange], None]) -> Callable[[], None]:
         """Call ``callback(TextChange)`` on the runtime thread after every change; returns an unsubscribe.
@@ -314,6 +336,9 @@ class CollabDoc(HasTraits):
         self._unsubs = [self._channel.on_message(self._on_frame), self._channel.on_reset(self._on_reset)]
         self._channel.observe(self._on_subscribed_change, names=["is_subscribed"])
         self._channel.observe(self._on_members, names=["members"])
+        if self._auto_name or self._auto_color:
+            self.connection.observe(self._on_user_id, names=["user_id"])
+            self._unsubs.append(lambda: self.connection.unobserve(self._on_user_id, names=["user_id"]))
 
     def _call(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         if self._closed:
@@ -328,9 +353,17 @@ class CollabDoc(HasTraits):
 
     def _transact(self, origin: Origin, mutate: Callable[[], None]) -> None:
         self._captured.clear()
-        with self._ydoc.transaction():
-            mutate()
-        self._after_change(origin)
+        try:
+            with self._ydoc.transaction():
+                mutate()
+        finally:
+            # Yjs cannot roll back: if ``mutate`` raised half-way, what it did is shared anyway.
+            self._after_change(origin)
+
+    def _edit_rt(self, fn: Callable[[pycrdt.Doc], T]) -> T:
+        result: list[T] = []
+        self._transact("local", lambda: result.append(fn(self._ydoc)))
+        return result[0]
 
     def _insert_rt(self, index: int, text: str) -> str:
         current = str(self._ytext)
@@ -445,11 +478,15 @@ class CollabDoc(HasTraits):
                         continue
                     code = getattr(exc, "code", None)
                     if code in FINAL_PUBLISH_ERRORS:
-                        # Re-sending cannot help. The edit stays in this replica and still reaches
-                        # live peers through the state-vector handshake; say so loudly.
+                        # Re-sending cannot help. The edit stays in this replica; announcing our
+                        # state vector lets live peers ask for it (a diff, if that one fits).
                         self._pending.confirm(token)
                         self._set_error(f"an edit could not be published ({exc})")
                         log.error("collab %r: edit not published: %s", self.name, exc)
+                        if self._my_client_id():
+                            self._send_ephemeral(
+                                cs.state_vector_message(self._ydoc.get_state(), self._my_client_id())
+                            )
                         continue
                     self._pending.fail(token)
                     if self._channel.is_subscribed:
@@ -654,6 +691,19 @@ class CollabDoc(HasTraits):
             return self._decode_position(cs.b64decode(encoded, "cursor"))
         except cs.CollabProtocolError:
             return None
+
+    def _on_user_id(self, change: dict[str, Any]) -> None:
+        on_runtime(self._adopt_user_id, str(change["new"] or ""))
+
+    def _adopt_user_id(self, user_id: str) -> None:
+        if self._closed or not user_id:
+            return
+        name = user_id if self._auto_name else self.user_name
+        color = _color_for(name) if self._auto_color else self.color
+        if (name, color) == (self.user_name, self.color):
+            return
+        self.user_name, self.color = name, color
+        self._push_presence()
 
     def _on_members(self, _change: Any) -> None:
         on_runtime(self._refresh_cursors)

@@ -47,10 +47,13 @@ def test_replace_touches_only_the_difference(replicas: Replicas) -> None:
     bob.wait_for_text("one two three", TIMEOUT)
     changes: list[str] = []
     unsubscribe = alice.on_change(lambda change: changes.append(change.origin))
-    # Concurrently: bob edits the start while alice replaces the end.
+    # Concurrently (alice is cut off, so she cannot have seen it): bob edits the start while
+    # alice replaces her whole text by one that differs only at the end.
+    alice.connection.disconnect()
     bob.insert(0, ">> ")
     alice.replace("one two four")
     unsubscribe()
+    alice.connection.connect(wait=True)
     wait_until(lambda: converged([alice, bob]), what="convergence")
     assert alice.text == bob.text == ">> one two four"
     assert "local" in changes
@@ -96,7 +99,6 @@ def test_late_joiner_after_history_rolled_over_uses_the_snapshot() -> None:
         alice.close()  # nobody is left to answer a state-vector handshake: only the channel counts
         late = made.doc("carol", name)
         assert late.wait_for_text(expected, TIMEOUT) == expected
-        assert gw.broker is not None
     finally:
         made.close()
         gw.stop()
@@ -160,3 +162,86 @@ def test_bad_arguments_raise_clear_errors(replicas: Replicas) -> None:
     doc.close()
     with pytest.raises(CollabError, match="closed"):
         doc.insert(0, "x")
+
+
+def test_document_made_before_connecting_takes_the_user_id_as_name(replicas: Replicas) -> None:
+    from rtwidgets.models import Connection
+
+    from .conftest import FAST_RECONNECT
+
+    name = fresh_channel()
+    bob = replicas.doc("bob", name)
+    conn = Connection(replicas.gateway.url, token=replicas.gateway.token("alice"), reconnect=FAST_RECONNECT)
+    replicas.connections.append(conn)
+    alice = CollabDoc(conn, name)  # not connected yet: the user id is unknown
+    replicas.docs.append(alice)
+    assert alice.user_name == "anonymous"
+    conn.connect(wait=True)
+    alice.wait_synced(TIMEOUT)
+    alice.set_cursor(0)
+    wait_until(lambda: [c["name"] for c in bob.cursors] == ["alice"], what="alice named after her user id")
+    assert alice.user_name == "alice" and alice.color == bob.cursors[0]["color"]
+
+
+def test_edit_refused_by_the_gateway_is_reported_not_retried_forever(replicas: Replicas) -> None:
+    from rtwidgets.models import Connection
+
+    from .conftest import FAST_RECONNECT
+
+    name = fresh_channel()
+    token = replicas.gateway.token("reader", publish=[])  # may read, may not publish
+    conn = Connection(replicas.gateway.url, token=token, reconnect=FAST_RECONNECT).connect(wait=True)
+    replicas.connections.append(conn)
+    reader = CollabDoc(conn, name).wait_synced(TIMEOUT)
+    replicas.docs.append(reader)
+    reader.insert(0, "local only")
+    wait_until(lambda: "could not be published" in reader.error, what="refusal reported")
+    assert "forbidden" in reader.error
+    wait_until(lambda: reader.stats()["in_flight"] == 0, what="nothing left in flight")
+    assert reader.stats()["failed"] == 0 and reader.text == "local only"
+
+
+def test_structured_state_in_the_same_document_syncs_too(replicas: Replicas) -> None:
+    import pycrdt
+
+    name = fresh_channel()
+    alice = replicas.doc("alice", name)
+    bob = replicas.doc("bob", name)
+
+    def add_task(doc: pycrdt.Doc) -> int:
+        tasks = doc.get("tasks", type=pycrdt.Array)
+        tasks.append("write notes")
+        doc.get("meta", type=pycrdt.Map)["title"] = "Meeting"
+        return len(tasks)
+
+    assert alice.edit(add_task) == 1
+    alice.insert(0, "text too")
+
+    def snapshot(doc: pycrdt.Doc) -> tuple[list[str], dict[str, str]]:
+        return doc.get("tasks", type=pycrdt.Array).to_py(), doc.get("meta", type=pycrdt.Map).to_py()
+
+    bob.wait_for_text("text too", TIMEOUT)
+    wait_until(lambda: bob.read(snapshot) == (["write notes"], {"title": "Meeting"}), what="structured state")
+    bob.edit(lambda d: d.get("tasks", type=pycrdt.Array).append("review"))
+    wait_until(lambda: alice.read(snapshot)[0] == ["write notes", "review"], what="bob's task at alice")
+    with pytest.raises(TypeError):
+        alice.edit("not callable")  # type: ignore[arg-type]
+
+
+def test_a_failing_edit_still_shares_what_it_changed(replicas: Replicas) -> None:
+    import pycrdt
+
+    name = fresh_channel()
+    alice = replicas.doc("alice", name)
+    bob = replicas.doc("bob", name)
+
+    def half_done(doc: pycrdt.Doc) -> None:
+        doc.get("meta", type=pycrdt.Map)["step"] = 1
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        alice.edit(half_done)
+    wait_until(
+        lambda: bob.read(lambda d: d.get("meta", type=pycrdt.Map).to_py()) == {"step": 1}, what="shared"
+    )
+    wait_until(lambda: converged([alice, bob]), what="convergence")

@@ -63,7 +63,7 @@ expect.set_options(timeout=UI_TIMEOUT_MS)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+        if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.e2e)
             # Kernel starts and page loads on a busy 2-core machine: allow minutes, not seconds.
             item.add_marker(pytest.mark.timeout(600))
@@ -85,10 +85,14 @@ def has_class(name: str) -> re.Pattern[str]:
     return re.compile(rf"(^|\s){re.escape(name)}(\s|$)")
 
 
+def artifact_dir(test_name: str) -> Path:
+    """``test-artifacts/e2e/<test>/`` (not created)."""
+    return ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
+
+
 def artifact_path(test_name: str, name: str) -> Path:
     """``test-artifacts/e2e/<test>/<name>`` (parents created)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
-    path = ARTIFACTS / safe / name
+    path = artifact_dir(test_name) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -251,15 +255,18 @@ class User:
 
     def record(self, name: str, expression: str) -> None:
         """Start recording every distinct value of the JS ``expression`` (re-evaluated on each
-        DOM change) under ``name``; :meth:`recorded` returns them in order.
+        DOM change) under ``name``, in order.
 
         For states that last only a moment (a typing line, a "left" notice that fades): they
-        are checked from the record afterwards instead of being raced by polling.
+        are checked from the record (:meth:`wait_recorded`) instead of being raced by polling.
         """
         self.page.evaluate(_RECORD, [name, expression])
 
-    def recorded(self, name: str) -> list[Any]:
-        return list(self.page.evaluate("(name) => window.__rtwRecords[name].slice()", name))
+    def wait_recorded(self, name: str, predicate: str) -> None:
+        """Wait until the JS ``predicate`` (a function of the list of recorded values) is true."""
+        self.page.wait_for_function(
+            f"(name) => ({predicate})(window.__rtwRecords[name])", arg=name, polling=100
+        )
 
     def screenshot(self, test_name: str, name: str, target: Any = None) -> Path:
         """Save a PNG of ``target`` (a locator; default the whole page) as a test artefact."""
@@ -277,11 +284,13 @@ class Users:
         self.test_name = test_name
         self.opened: list[User] = []
         self.suffix = uuid.uuid4().hex[:8]
+        # This run's pictures only: a stale one from an earlier run would mislead.
+        shutil.rmtree(artifact_dir(test_name), ignore_errors=True)
 
-    def notebook(self, name: str, cells: list[str], *, markdown: str | None = None) -> str:
-        """Write ``e2e-<name>-<suffix>.ipynb`` into the server root; return its path there."""
+    def notebook(self, name: str, cells: list[str]) -> str:
+        """Write ``e2e-<name>-<suffix>.ipynb`` of code ``cells`` into the server root; return its path."""
         rel = f"e2e-{name}-{self.suffix}.ipynb"
-        write_notebook(self.lab.root / rel, cells, markdown=markdown)
+        write_notebook(self.lab.root / rel, cells)
         return rel
 
     def token_file(self, name: str, token: str) -> str:
@@ -293,11 +302,12 @@ class Users:
         return rel
 
     def start(self, name: str, notebook_path: str) -> User:
-        """Open ``notebook_path`` as ``name`` (loading only; call :meth:`ready` to wait for the kernel)."""
+        """Open ``notebook_path`` as ``name`` (loading only: ``user.notebook.wait_kernel()`` follows)."""
         context = self.browser.new_context(viewport={"width": 1280, "height": 1000})
         context.set_default_timeout(UI_TIMEOUT_MS)
         page = context.new_page()
-        user = User(name, NotebookPage(page, self.lab, notebook_path, f"e2e-{name}-{self.suffix}"), context)
+        notebook = NotebookPage(page, self.lab, notebook_path, f"e2e-{name}-{self.suffix}")
+        user = User(name, notebook, context)
         page.on("pageerror", lambda exc: user.page_errors.append(str(exc)))
         self.opened.append(user)
         user.notebook.goto()
@@ -317,27 +327,38 @@ class Users:
         user.context.close()
         self.lab.shutdown_session(user.notebook.path)
 
-    def teardown(self, failed: bool) -> None:
+    def teardown(self, failed: bool) -> list[str]:
+        """Close every page and end every session; return the pages' uncaught errors."""
+        errors = []
         for user in self.opened:
             if failed and not user.page.is_closed():
                 with contextlib.suppress(Exception):
                     path = artifact_path(self.test_name, f"FAILED-{user.name}.png")
                     user.page.screenshot(path=str(path), full_page=True)
-            if user.page_errors:
-                print(f"[e2e] uncaught errors in {user.name}'s page: {user.page_errors}")
+            errors += [f"{user.name}'s page: {e}" for e in user.page_errors if not _benign(e)]
             with contextlib.suppress(Exception):
                 user.context.close()
-        with contextlib.suppress(Exception):
-            for user in self.opened:
+        for user in self.opened:
+            with contextlib.suppress(Exception):
                 self.lab.shutdown_session(user.notebook.path, timeout=60)
+        return errors
+
+
+def _benign(error: str) -> bool:
+    # Chromium reports this when a layout change outruns ResizeObserver callbacks: not a bug.
+    return "ResizeObserver loop" in error
 
 
 @pytest.fixture
 def users(lab: LabServer, browser: Any, request: pytest.FixtureRequest) -> Iterator[Users]:
+    """The test's :class:`Users`; afterwards every page is closed, every kernel shut down, and an
+    uncaught exception in any page fails the test."""
     factory = Users(lab, browser, request.node.name)
     yield factory
     report = getattr(request.node, "rep_call", None)
-    factory.teardown(failed=report is None or report.failed)
+    errors = factory.teardown(failed=report is None or report.failed)
+    # An exception escaping a widget's code in the browser is a bug even if the test's checks passed.
+    assert not errors, f"uncaught errors in the browser: {errors}"
 
 
 @pytest.fixture

@@ -33,7 +33,15 @@ from typing import Any, TypeVar
 
 from playwright.sync_api import Page
 
-__all__ = ["KERNEL_TIMEOUT", "LabServer", "NotebookPage", "wait_until", "write_notebook"]
+__all__ = [
+    "KERNEL_TIMEOUT",
+    "GiveUp",
+    "LabServer",
+    "NotebookPage",
+    "copy_tree",
+    "wait_until",
+    "write_notebook",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +61,10 @@ USER_SETTINGS = {
 }
 
 
+class GiveUp(RuntimeError):
+    """Raised by a :func:`wait_until` predicate when waiting longer cannot help (a process died)."""
+
+
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``predicate`` until it returns a truthy value (returned); fail with ``what`` after ``timeout``.
 
@@ -66,6 +78,8 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
             value = predicate()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as exc:  # e.g. connection refused while a server starts
             last_error = exc
         if time.monotonic() >= deadline:
@@ -74,13 +88,9 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         time.sleep(interval)  # polling interval of a condition, not a synchronisation sleep
 
 
-def write_notebook(path: Path, cells: list[str], *, markdown: str | None = None) -> Path:
+def write_notebook(path: Path, cells: list[str]) -> Path:
     """Write an nbformat 4 notebook of code ``cells`` (with a Python 3 kernelspec) to ``path``."""
     nb_cells: list[dict[str, Any]] = []
-    if markdown:
-        nb_cells.append(
-            {"cell_type": "markdown", "metadata": {}, "source": markdown, "id": uuid.uuid4().hex[:8]}
-        )
     for source in cells:
         nb_cells.append(
             {
@@ -158,21 +168,24 @@ class LabServer:
         self.process = subprocess.Popen(
             cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
         )
-        info_file = wait_until(
-            lambda: self._server_info(runtime), START_TIMEOUT, f"JupyterLab to start (log: {self.log_path})"
+        self.port = wait_until(
+            lambda: self._server_port(runtime), START_TIMEOUT, f"JupyterLab to start (log: {self.log_path})"
         )
-        self.port = int(json.loads(info_file.read_text())["port"])
         wait_until(
             lambda: self.api("GET", "/api/status") is not None, START_TIMEOUT, "JupyterLab's /api/status"
         )
         return self
 
-    def _server_info(self, runtime: Path) -> Path | None:
+    def _server_port(self, runtime: Path) -> int | None:
+        """The port from the server's info file (written once it listens), or None if not yet."""
         assert self.process is not None
         if self.process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {self.process.returncode}: {self.log_tail()}")
-        found = sorted(runtime.glob(f"jpserver-{self.process.pid}.json"))
-        return found[0] if found and found[0].stat().st_size > 0 else None
+            raise GiveUp(f"JupyterLab exited with {self.process.returncode}: {self.log_tail()}")
+        info = runtime / f"jpserver-{self.process.pid}.json"
+        try:
+            return int(json.loads(info.read_text())["port"])
+        except (OSError, ValueError, KeyError):
+            return None  # not written yet, or written half-way
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """Call the Jupyter REST API; return the decoded JSON (``True`` for an empty answer)."""

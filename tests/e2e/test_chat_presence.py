@@ -1,27 +1,47 @@
-"""Two browser pages as two users on one gateway: chat, typing, presence join and leave."""
+"""Two browser pages as two users on one gateway: chat, typing, presence join and leave.
+
+Alice's kernel reaches the gateway through a proxy adding latency, so her message's
+"sending" state lasts long enough to be painted (and is recorded, not raced).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from playwright.sync_api import expect
 
 from . import cells
 from .conftest import GatewayProcess, User, Users, copy_to_docs, has_class
 
+LATENCY = 0.25  # one way, on Alice's link only
 
-def _open_pair(users: Users, gateway: GatewayProcess, room: str) -> tuple[User, User]:
+# Alice's message rows as [{text, pending}], re-read on every DOM change.
+_ROWS = """[...document.querySelectorAll('.rtw-chat .rtw-msg')].map((row) => ({
+  text: row.querySelector('.rtw-msg-text').textContent, pending: row.classList.contains('rtw-pending'),
+}))"""
+_PENDING_THEN_SENT = """(snapshots) => {
+  const has = (rows, pending) => rows.some((r) => r.text === 'hello from alice' && r.pending === pending);
+  const first = snapshots.findIndex((rows) => has(rows, true));
+  return first >= 0 && snapshots.slice(first + 1).some((rows) => has(rows, false));
+}"""
+
+
+def _open_pair(users: Users, gateway: GatewayProcess, room: str, alice_url: str) -> tuple[User, User]:
     specs = []
-    for name in ("alice", "bob"):
+    for name, url in (("alice", alice_url), ("bob", gateway.url)):
         token_file = users.token_file(name, gateway.token(name))
         specs.append(
-            (name, users.notebook(f"chat-{name}", [cells.connect(gateway.url, token_file), cells.chat(room)]))
+            (name, users.notebook(f"chat-{name}", [cells.connect(url, token_file), cells.chat(room)]))
         )
     alice, bob = users.open(*specs)
     return alice, bob
 
 
-def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProcess, test_name: str) -> None:
+def test_chat_and_presence_between_two_pages(
+    users: Users, gateway: GatewayProcess, make_proxy: Any, test_name: str
+) -> None:
     room = f"room-{users.suffix}"
-    alice, bob = _open_pair(users, gateway, room)
+    alice, bob = _open_pair(users, gateway, room, make_proxy(gateway.port, delay=LATENCY).url)
 
     # Presence: each page shows both users, its own avatar ringed as "me".
     for me, other in ((alice, bob), (bob, alice)):
@@ -41,10 +61,12 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
     a_input = a_chat.locator(".rtw-chat-input")
     a_input.click()
     a_input.press_sequentially("hello from alice")
-    bob.page.wait_for_function("() => window.__rtwRecords.typing.includes('alice is typing…')")
-    bob.page.wait_for_function("() => window.__rtwRecords['typing-dot'].includes(true)")
+    bob.wait_recorded("typing", "(texts) => texts.includes('alice is typing…')")
+    bob.wait_recorded("typing-dot", "(shown) => shown.includes(true)")
 
-    # Enter sends: the message appears in both pages, confirmed, and Alice's typing ends.
+    # Enter sends: the message shows at once as sending in Alice's page, then appears in both
+    # pages, confirmed, and Alice's typing ends.
+    alice.record("rows", _ROWS)
     a_input.press("Enter")
     expect(a_input).to_have_value("")
     for page_chat in (a_chat, b_chat):
@@ -54,6 +76,7 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
         expect(row).not_to_have_class(has_class("rtw-pending"))
         expect(row).not_to_have_class(has_class("rtw-failed"))
     expect(a_chat.locator(".rtw-msg", has_text="hello from alice")).to_have_class(has_class("rtw-mine"))
+    alice.wait_recorded("rows", _PENDING_THEN_SENT)
     expect(b_chat.locator(".rtw-chat-typing")).to_have_text("")
 
     # Bob answers with the Send button.
@@ -85,5 +108,5 @@ def test_chat_and_presence_between_two_pages(users: Users, gateway: GatewayProce
     expect(a_bar).to_have_attribute("data-count", "1")
     expect(a_bar.locator('.rtw-avatar[data-user-id="bob"]')).to_have_count(0)
     expect(a_bar.locator('.rtw-avatar[data-user-id="alice"]')).to_be_visible()
-    alice.page.wait_for_function("() => window.__rtwRecords.left.some((lines) => lines.includes('bob left'))")
+    alice.wait_recorded("left", "(seen) => seen.some((lines) => lines.includes('bob left'))")
     alice.screenshot(test_name, "presence_bar-bob-left", a_bar)

@@ -14,7 +14,7 @@ from .conftest import Users, copy_to_docs, has_class
 NOTEBOOK = "notebooks/01_quickstart.ipynb"
 
 
-def _cleanup_index(cells: list[dict[str, str]]) -> int | None:
+def cleanup_index(cells: list[dict[str, str]]) -> int | None:
     """Index of the last code cell if it is the clean-up (it closes things), else None."""
     code = [i for i, cell in enumerate(cells) if cell["type"] == "code"]
     if code and ".close()" in cells[code[-1]]["source"]:
@@ -27,7 +27,7 @@ def test_quickstart_widgets_render_and_work(users: Users, test_name: str) -> Non
     notebook = reader.notebook
     notebook.wait_kernel()
     page = reader.page
-    cleanup = _cleanup_index(notebook.cells())
+    cleanup = cleanup_index(notebook.cells())
     if cleanup is None:
         notebook.run_all()
     else:

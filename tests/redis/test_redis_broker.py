@@ -398,3 +398,22 @@ async def test_lua_splice_keeps_any_json_exact(redis_server: RedisServer, prefix
         assert snap.events == sent[-broker.history_size :]
     finally:
         await broker.close()
+
+
+async def test_sweep_spares_a_gateway_that_came_back(make_broker: Any, redis_server: RedisServer) -> None:
+    owner, _ = await make_broker(presence_ttl=30)
+    sweeper, ls = await make_broker(presence_ttl=30)
+    await sweeper.attach("room")
+    await owner.presence_set("room", {"clientId": "o1", "userId": "olga"})
+    # the sweeper's liveness check and its removal are one atomic step: a live owner keeps its member
+    assert await sweeper._remove_member("room", "o1", owner.gateway_id, only_if_dead=True) is None
+    assert [m["clientId"] for m in await sweeper.presence_members("room")] == ["o1"]
+
+    # the owner stalls past its TTL and is swept...
+    redis_server.command("DEL", f"{owner.key_prefix}:gw:{owner.gateway_id}")
+    assert [m["clientId"] for m in await sweeper.presence_members("room")] == []
+    await ls.wait(lambda: len(ls.of("room", "presence_leave")) == 1, "leave")
+    # ...then its next refresh notices the lost key and puts its member back, announcing it
+    await owner._heartbeat()
+    assert [m["clientId"] for m in await sweeper.presence_members("room")] == ["o1"]
+    await ls.wait(lambda: len(ls.of("room", "presence_join")) == 1, "join after restore")

@@ -23,7 +23,7 @@ Pair = list[tuple[RedisBroker, Collector]]
 async def pair(restartable_redis: RedisServer, prefix: str) -> AsyncIterator[Pair]:
     out: list[tuple[RedisBroker, Collector]] = []
     for _ in range(2):
-        broker = RedisBroker(restartable_redis.url, key_prefix=prefix, presence_ttl=0.9, connect_timeout=1.0)
+        broker = RedisBroker(restartable_redis.url, key_prefix=prefix, presence_ttl=3.0, connect_timeout=1.0)
         listener = Collector()
         broker.set_listener(listener)
         await broker.start()

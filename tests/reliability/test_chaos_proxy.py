@@ -194,6 +194,12 @@ async def test_controls_are_thread_safe_from_plain_threads(proxy: ChaosProxy) ->
     writer.close()
 
 
+async def test_sync_stop_on_the_proxys_own_loop_is_refused(proxy: ChaosProxy) -> None:
+    with pytest.raises(RuntimeError, match="own event loop"):
+        proxy.stop()
+    assert proxy.stats().connections_total == 0  # still running, untouched
+
+
 def test_sync_api_on_the_runtime_and_bad_arguments() -> None:
     async def make_echo() -> EchoServer:
         return await EchoServer().start()

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.fault
 
 
 def msg(offset: int, epoch: str, data: Any = None, key: str | None = None) -> dict[str, Any]:
-    frame = {"type": "message", "channel": "c", "offset": offset, "epoch": epoch, "eventId": f"{epoch}-{offset}"}
+    frame = {"type": "message", "channel": "c", "offset": offset, "epoch": epoch}
+    frame["eventId"] = f"{epoch}-{offset}"
     frame["data"] = data if data is not None else offset
     if key is not None:
         frame["key"] = key
@@ -83,7 +84,8 @@ async def test_sync_snapshot_after_lost_position_carries_the_keyed_state(make_ga
     client = await connect(gw, "alice")
     await client.publish("doc", {"title": "T"}, key="title")
     await client.publish("doc", "plain")
-    answer, frames = await client.request({"type": "sync", "channel": "doc", "lastEventId": "1", "epoch": "gone"})
+    stale = {"type": "sync", "channel": "doc", "lastEventId": "1", "epoch": "gone"}
+    answer, frames = await client.request(stale)
     assert answer["type"] == "ack"
     [response] = [f for f in frames if f["type"] == "sync_response"]
     assert response["syncType"] == "snapshot"

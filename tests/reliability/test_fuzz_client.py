@@ -111,7 +111,7 @@ def test_parse_server_frame_raises_only_protocol_error(raw: str | bytes) -> None
 
 
 @SETTINGS
-@given(frames=st.lists(server_frames(CHANNELS), min_size=1, max_size=6))
+@given(frames=st.lists(server_frames(CHANNELS), min_size=1, max_size=4))
 def test_cores_accept_any_decoded_server_frame(frames: list[dict[str, Any]]) -> None:
     client = ClientUnderTest()
     for frame in frames:

@@ -193,17 +193,29 @@ return t
 """
 
 # KEYS: presence hash
-# ARGV: clientId, required owner gateway ('' = any), pair, key prefix
+# ARGV: clientId, required owner gateway ('' = any), pair, key prefix, only if owner dead ('1'/'0')
 # Returns the removed record, or false. HDEL happens once, so only one caller (of many
 # gateways sweeping the same dead member) gets the record and broadcasts the leave.
+# A sweep re-checks the owner's liveness key here, atomically: an owner that came back
+# (and put its members back) between the sweeper's check and this call keeps them.
 _PRESENCE_REMOVE_LUA = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return false end
 local gw = string.match(v, '^([^\\n]*)\\n')
 if ARGV[2] ~= '' and gw ~= ARGV[2] then return false end
+if ARGV[5] == '1' and gw and redis.call('EXISTS', ARGV[4] .. ':gw:' .. gw) == 1 then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 if gw then redis.call('SREM', ARGV[4] .. ':gw:' .. gw .. ':owned', ARGV[3]) end
 return v
+"""
+
+# KEYS: liveness key of the dead gateway, its owned set, the gateways set; ARGV: gateway id
+# Forget a swept gateway, unless it came back meanwhile.
+_FORGET_GATEWAY_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
 """
 
 
@@ -397,6 +409,7 @@ class RedisBroker(Broker):
         self._snapshot_script = self._redis.register_script(_SNAPSHOT_LUA)
         self._presence_set_script = self._redis.register_script(_PRESENCE_SET_LUA)
         self._presence_remove_script = self._redis.register_script(_PRESENCE_REMOVE_LUA)
+        self._forget_gateway_script = self._redis.register_script(_FORGET_GATEWAY_LUA)
         self._started = True
         ready = asyncio.get_running_loop().create_future()
         self._tasks = [
@@ -779,11 +792,13 @@ class RedisBroker(Broker):
         self._pending_removals.discard((channel, client_id))
         return removed
 
-    async def _remove_member(self, channel: str, client_id: str, owner: str) -> dict[str, Any] | None:
+    async def _remove_member(
+        self, channel: str, client_id: str, owner: str, *, only_if_dead: bool = False
+    ) -> dict[str, Any] | None:
         async with self._guard("presence remove"):
             value = await self._presence_remove_script(
                 keys=[self._k(channel, "presence")],
-                args=[client_id, owner, _pair(channel, client_id), self.key_prefix],
+                args=[client_id, owner, _pair(channel, client_id), self.key_prefix, int(only_if_dead)],
             )
         if not value:
             return None
@@ -826,7 +841,7 @@ class RedisBroker(Broker):
         return [gw for gw, ok in zip(ids, alive, strict=True) if not ok]
 
     async def _sweep_member(self, channel: str, client_id: str, gateway_id: str) -> None:
-        removed = await self._remove_member(channel, client_id, gateway_id)
+        removed = await self._remove_member(channel, client_id, gateway_id, only_if_dead=True)
         if removed is not None:
             self._stats["presence_swept"] += 1
             await self._broadcast_raw(channel, _presence_frame("presence_leave", channel, removed))
@@ -869,11 +884,10 @@ class RedisBroker(Broker):
                 except (orjson.JSONDecodeError, ValueError):
                     continue
                 await self._sweep_member(channel, client_id, gw)
-            async with self._guard("sweep", 2):
-                pipe = redis_.pipeline(transaction=False)
-                pipe.delete(self._owned_key(gw))
-                pipe.srem(self._gateways_key, gw)
-                await pipe.execute()
+            async with self._guard("sweep"):
+                await self._forget_gateway_script(
+                    keys=[self._gw_key(gw), self._owned_key(gw), self._gateways_key], args=[gw]
+                )
 
     async def _housekeeping(self) -> None:
         """Refresh liveness at least every ``presence_ttl / 3``; sweep every ``sweep_interval``."""
