@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Presence": "rtwidgets.models",
     "OptimisticList": "rtwidgets.models",
     "OperationRolledBack": "rtwidgets.models.optimistic",
-    "CollabDoc": "rtwidgets.models.collab",
+    "CollabDoc": "rtwidgets.models",
     # widgets
     "ConnectionStatus": "rtwidgets.widgets",
     "Chat": "rtwidgets.widgets",
@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "TodoList": "rtwidgets.widgets",
     "LiveChart": "rtwidgets.widgets",
     "Inspector": "rtwidgets.widgets",
-    "CollabText": "rtwidgets.widgets.collab_text",
+    "CollabText": "rtwidgets.widgets",
     # fault injection
     "ChaosProxy": "rtwidgets.chaos",
 }

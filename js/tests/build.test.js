@@ -20,7 +20,7 @@ describe("build", () => {
   it("bundles every widget as standalone ESM that renders and cleans up", async () => {
     const script = join(HERE, "..", "build.mjs");
     execFileSync(process.execPath, [script, outdir], { stdio: "pipe" });
-    const names = ["chat", "connection_status", "inspector", "live_chart", "presence_bar", "todo_list"];
+    const names = ["chat", "collab_text", "connection_status", "inspector", "live_chart", "presence_bar", "todo_list"];
     const files = readdirSync(outdir).sort().map((f) => join(outdir, f));
     expect(files.map((f) => basename(f))).toEqual(names.map((n) => `${n}.js`));
     for (const file of files) {

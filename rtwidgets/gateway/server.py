@@ -40,7 +40,7 @@ from rtwidgets.auth import AuthError, issue_token, redact, verify_token
 from rtwidgets.protocol import CloseCode, ErrorCode, ProtocolError
 from rtwidgets.runtime import get_runtime
 
-from .brokers.base import Broker, BrokerUnavailable, SnapshotResult
+from .brokers.base import Broker, BrokerUnavailable, SnapshotResult, StateFull
 from .brokers.memory import MemoryBroker
 from .config import GatewayConfig
 from .metrics import CONTENT_TYPE, GatewayMetrics
@@ -601,6 +601,11 @@ class Gateway:
         sub.held = []
         sub.held_bytes = 0
         route.catching[sub] = conn
+        # All-or-nothing: every broker call happens before anything is sent to the client, and
+        # a failure undoes what this call did (see _abort_subscribe). These record what to undo.
+        stored: dict[str, Any] | None = None  # presence member this call added (maybe stored)
+        join_sent = False  # its presence_join was (maybe) broadcast
+        members: list[dict[str, Any]] | None = None
         try:
             await asyncio.shield(route.attaching)
             snap = await self.broker.snapshot(
@@ -610,22 +615,41 @@ class Gateway:
                 history=options.get("history") or 0,
                 want_state=bool(options.get("state")),
             )
-        except BaseException:
-            route.catching.pop(sub, None)
-            sub.held = None
-            attaching = route.attaching
-            attach_failed = (
-                attaching.done() and not attaching.cancelled() and attaching.exception() is not None
-            )
-            if attach_failed and self._routes.get(channel) is route:
-                # The broker refused the channel: forget the route so the next subscribe retries.
-                del self._routes[channel]
-            if is_new:
-                session.subscriptions.pop(channel, None)
-                self._release_route(channel, route)
-            elif not session.closing:
-                route.live.add(conn)
+            if want_presence:
+                if sub.member is None:
+                    member = {
+                        "userId": session.user_id,
+                        "clientId": session.client_id,
+                        "data": presence_data,
+                        "joinedAt": _now_ms(),
+                    }
+                    stored = member  # before the await: a failed call may still have stored it
+                    await self.broker.presence_set(channel, member)
+                    sub.member = member
+                    join_sent = True
+                    await self.broker.broadcast(
+                        channel, {"type": "presence_join", "channel": channel, "member": member}
+                    )
+                elif options.get("presenceData") is not None and sub.member["data"] != presence_data:
+                    # Re-subscribing with new presenceData is a presence update.
+                    member = {**sub.member, "data": presence_data}
+                    await self.broker.presence_set(channel, member)
+                    sub.member = member
+                    await self.broker.broadcast(
+                        channel, {"type": "presence_update", "channel": channel, "member": member}
+                    )
+                members = await self.broker.presence_members(channel)
+        except BaseException as exc:
+            self._abort_subscribe(session, sub, route, is_new=is_new, joined=stored is not None)
+            if stored is not None:
+                undo = self._undo_join(channel, session.client_id, join_sent)
+                if isinstance(exc, Exception):
+                    await undo
+                else:
+                    # Cancelled (the gateway is stopping): do not await here; undo in the background.
+                    self._spawn(undo)
             raise
+        # Every broker call succeeded: from here on only synchronous writes, in order.
         if options.get("history") or options.get("lastEventId") is not None or options.get("state"):
             self._send(conn, _history_frame(snap))
         held, sub.held = sub.held, None
@@ -637,28 +661,7 @@ class Gateway:
                 broadcast((conn,), data, text=True)
         if not session.closing:
             route.live.add(conn)
-        if want_presence:
-            if sub.member is None:
-                member = {
-                    "userId": session.user_id,
-                    "clientId": session.client_id,
-                    "data": presence_data,
-                    "joinedAt": _now_ms(),
-                }
-                await self.broker.presence_set(channel, member)
-                sub.member = member
-                await self.broker.broadcast(
-                    channel, {"type": "presence_join", "channel": channel, "member": member}
-                )
-            elif options.get("presenceData") is not None and sub.member["data"] != presence_data:
-                # Re-subscribing with new presenceData is a presence update.
-                member = {**sub.member, "data": presence_data}
-                await self.broker.presence_set(channel, member)
-                sub.member = member
-                await self.broker.broadcast(
-                    channel, {"type": "presence_update", "channel": channel, "member": member}
-                )
-            members = await self.broker.presence_members(channel)
+        if members is not None:
             self._send(conn, {"type": "presence_sync", "channel": channel, "members": members})
         extra: dict[str, Any] = {
             "channel": channel,
@@ -669,6 +672,56 @@ class Gateway:
         if snap.recovered is not None:
             extra["recovered"] = snap.recovered
         return extra
+
+    def _abort_subscribe(
+        self, session: Session, sub: Subscription, route: _Route, *, is_new: bool, joined: bool
+    ) -> None:
+        """Undo the local side of a failed subscribe, leaving the connection as it was before.
+
+        A new subscription is forgotten (and the channel detached if nobody else here uses
+        it); an existing one gets the live frames parked meanwhile and goes live again.
+        ``joined``: the failed call added a presence member, which the caller removes with
+        :meth:`_undo_join`. Synchronous, so it completes for a cancelled subscribe too.
+        """
+        channel = sub.channel
+        conn = session.conn
+        route.catching.pop(sub, None)
+        held, sub.held = sub.held, None
+        sub.held_bytes = 0
+        if joined:
+            sub.member = None
+        attaching = route.attaching
+        attach_failed = attaching.done() and not attaching.cancelled() and attaching.exception() is not None
+        if attach_failed and self._routes.get(channel) is route:
+            # The broker refused the channel: forget the route so the next subscribe retries.
+            del self._routes[channel]
+        if is_new:
+            if session.subscriptions.get(channel) is sub:
+                del session.subscriptions[channel]
+            route.live.discard(conn)
+            self._release_route(channel, route)
+        elif not session.closing:
+            # The earlier subscription stays: it must not miss what was parked for it.
+            for _frame, data in held or ():
+                if conn.protocol.state is State.OPEN:
+                    broadcast((conn,), data, text=True)
+            route.live.add(conn)
+
+    async def _undo_join(self, channel: str, client_id: str, join_sent: bool) -> None:
+        """Remove the presence member a failed subscribe added; ``presence_leave`` if its join
+        went out (and it was still there). Broker errors are logged, not raised: the caller
+        answers the original error."""
+        try:
+            removed = await self.broker.presence_remove(channel, client_id)
+            if removed is not None and join_sent:
+                await self.broker.broadcast(
+                    channel, {"type": "presence_leave", "channel": channel, "member": removed}
+                )
+        except Exception:
+            # RedisBroker retries a failed removal itself (and then broadcasts the leave).
+            log.warning(
+                "undoing the presence join of client %s on %r failed", client_id, channel, exc_info=True
+            )
 
     def _route_for(self, channel: str) -> _Route:
         route = self._routes.get(channel)
@@ -716,12 +769,13 @@ class Gateway:
             route.catching.pop(sub, None)
         try:
             if sub.member is not None:
-                removed = await self.broker.presence_remove(channel, session.client_id)
-                member = removed if removed is not None else sub.member
                 sub.member = None
-                await self.broker.broadcast(
-                    channel, {"type": "presence_leave", "channel": channel, "member": member}
-                )
+                removed = await self.broker.presence_remove(channel, session.client_id)
+                # None: someone else already removed it (a Redis sweeper) and broadcast its leave.
+                if removed is not None:
+                    await self.broker.broadcast(
+                        channel, {"type": "presence_leave", "channel": channel, "member": removed}
+                    )
         finally:
             if route is not None:
                 self._release_route(channel, route)
@@ -772,7 +826,7 @@ class Gateway:
             return {"channel": channel, "ephemeral": True}
         try:
             out = await self.broker.publish(channel, frame, key=key, msg_id=msg.get("msgId"))
-        except ValueError as exc:  # brokers raise ValueError only for the state-key bound
+        except StateFull as exc:  # any other error is a bug: answered ``internal`` by _on_frame
             raise ProtocolError(ErrorCode.STATE_FULL, str(exc), msg_id) from None
         extra: dict[str, Any] = {
             "channel": channel,

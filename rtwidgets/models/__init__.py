@@ -1,13 +1,15 @@
 """Traitlets models: the design article's React hooks, observable from Python.
 
 ``Connection`` <- useRealtimeConnection, ``Channel`` <- useChannel, ``Presence`` <-
-usePresence, ``OptimisticList`` <- useOptimisticRealtime. Network events update their
-traits on the rtwidgets runtime thread; their public methods are thread-safe.
+usePresence, ``OptimisticList`` <- useOptimisticRealtime; ``CollabDoc`` is a shared CRDT
+text. Network events update their traits on the rtwidgets runtime thread; their public
+methods are thread-safe.
 """
 
 from rtwidgets.models.channel import Channel
+from rtwidgets.models.collab import CollabDoc
 from rtwidgets.models.connection import Connection
 from rtwidgets.models.optimistic import OptimisticList
 from rtwidgets.models.presence import Presence
 
-__all__ = ["Channel", "Connection", "OptimisticList", "Presence"]
+__all__ = ["Channel", "CollabDoc", "Connection", "OptimisticList", "Presence"]

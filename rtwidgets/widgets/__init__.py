@@ -6,6 +6,7 @@ without it raises :class:`BundleMissingError` saying how to build it.
 
 from rtwidgets.widgets._base import BundleMissingError, IntentError
 from rtwidgets.widgets.chat import Chat
+from rtwidgets.widgets.collab_text import CollabText
 from rtwidgets.widgets.connection_status import ConnectionStatus
 from rtwidgets.widgets.inspector import Inspector
 from rtwidgets.widgets.live_chart import LiveChart
@@ -15,6 +16,7 @@ from rtwidgets.widgets.todo_list import TodoList
 __all__ = [
     "BundleMissingError",
     "Chat",
+    "CollabText",
     "ConnectionStatus",
     "Inspector",
     "IntentError",

@@ -110,7 +110,9 @@ class TcpProxy:
     """An asyncio TCP proxy on 127.0.0.1 in front of Redis, to cut the network on demand.
 
     ``cut()`` drops every open connection and refuses new ones until ``restore()``;
-    Redis itself keeps running with its data (unlike a restart).
+    Redis itself keeps running with its data (unlike a restart). ``break_on(marker, n)``
+    makes the next ``n`` client chunks containing ``marker`` kill their connection instead
+    of reaching Redis: a socket that looks alive in a pool but dies on first use.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -119,6 +121,13 @@ class TcpProxy:
         self.open = True
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._break_marker = b""
+        self._break_left = 0
+        self.broken = 0  # connections killed by break_on
+
+    def break_on(self, marker: bytes, times: int) -> None:
+        """Kill the connection of each of the next ``times`` client chunks containing ``marker``."""
+        self._break_marker, self._break_left = marker, times
 
     @property
     def url(self) -> str:
@@ -142,6 +151,12 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if dst is up_writer and self._break_left and self._break_marker in data:
+                        self._break_left -= 1
+                        self.broken += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):

@@ -176,3 +176,48 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
     finally:
         await cut_off.close()
         await other.close()
+
+
+async def test_idempotent_reads_retry_once_on_dead_pooled_connections(
+    proxy: TcpProxy, prefix: str
+) -> None:
+    # Right after a Redis restart, pooled sockets can look alive and die on first use. Two such
+    # failures in a row used to exhaust redis-py's single retry: snapshot raised unavailable.
+    broker = RedisBroker(proxy.url, key_prefix=prefix, presence_ttl=30, connect_timeout=1.0)
+    await broker.start()
+    try:
+        stored = await broker.publish("room", msg("kept"))
+        await broker.presence_set("room", {"clientId": "c1", "userId": "cat"})
+        snapshot_sha = broker._snapshot_script.sha.encode()
+
+        proxy.break_on(snapshot_sha, 2)
+        snap = await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
+        assert proxy.broken == 2
+        assert [e["id"] for e in snap.events] == [stored["id"]] and snap.epoch == stored["epoch"]
+
+        proxy.break_on(b"HGETALL", 2)
+        members = await broker.presence_members("room")
+        assert proxy.broken == 4
+        assert [m["clientId"] for m in members] == ["c1"]
+
+        # Bounded: one retry only, then the caller hears unavailable.
+        proxy.break_on(snapshot_sha, 100)
+        with pytest.raises(BrokerUnavailable, match="snapshot"):
+            await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
+        proxy.break_on(b"", 0)
+
+        # A single dead socket is redis-py's own retry (it silently never retried before).
+        publish_sha = broker._publish_script.sha.encode()
+        proxy.break_on(publish_sha, 1)
+        again = await broker.publish("room", msg("again"))
+        assert proxy.broken >= 5 and again["offset"] == stored["offset"] + 1
+
+        # A publish is a write and is not retried by the broker: it may have been stored already.
+        proxy.break_on(publish_sha, 2)
+        with pytest.raises(BrokerUnavailable, match="publish"):
+            await broker.publish("room", msg("refused"))
+        snap = await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
+        assert [e["data"] for e in snap.events] == ["kept", "again"]  # nothing half-stored
+    finally:
+        proxy.break_on(b"", 0)
+        await broker.close()

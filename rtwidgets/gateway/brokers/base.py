@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Broker", "BrokerUnavailable", "FrameListener", "SnapshotResult"]
+__all__ = ["Broker", "BrokerUnavailable", "FrameListener", "SnapshotResult", "StateFull"]
 
 # listener(channel, frame, encoded): ``encoded`` is the frame already serialised with
 # ``protocol.encode`` so a gateway encodes each fan-out frame once, not per subscriber.
@@ -33,6 +33,15 @@ FrameListener = Callable[[str, dict[str, Any], str], None]
 
 class BrokerUnavailable(Exception):
     """The backing store cannot be reached (the gateway answers ``unavailable``)."""
+
+
+class StateFull(ValueError):
+    """A keyed publish would grow a channel's state beyond the broker's ``state_max_keys``.
+
+    Raised by :meth:`Broker.publish` before anything is stored; the gateway answers it
+    (and only it) with ``error state_full``. A ``ValueError`` for compatibility with
+    callers that caught the bound that way.
+    """
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class Broker(ABC):
         and ``timestamp`` (ms) if absent. With ``key`` it also updates the keyed state.
         With ``msg_id`` already seen on this channel (within history), nothing is stored
         or sent again and the earlier frame is returned with ``"duplicate": True``.
+        Raises :class:`StateFull` (nothing stored) when a new key would exceed the state bound.
         """
 
     @abstractmethod

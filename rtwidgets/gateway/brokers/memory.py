@@ -18,17 +18,10 @@ from typing import Any
 
 from rtwidgets.protocol import encode
 
-from .base import Broker, SnapshotResult
+# StateFull lives in .base (shared by every broker); re-exported here for older imports.
+from .base import Broker, SnapshotResult, StateFull
 
 __all__ = ["MemoryBroker", "StateFull"]
-
-
-class StateFull(ValueError):
-    """A keyed publish would grow a channel's state beyond ``state_max_keys``.
-
-    The gateway answers any ``ValueError`` from ``Broker.publish`` with
-    ``error state_full``; brokers raise it for nothing else.
-    """
 
 
 class _Channel:

@@ -35,6 +35,8 @@ Rules of this module:
   broadcasts its ``presence_leave``. If its own key was lost (stall, empty restart) a
   gateway puts its members back and broadcasts ``presence_join`` for them.
 * Redis errors surface as :class:`BrokerUnavailable`; nothing is dropped silently.
+  Idempotent reads (``snapshot``, ``presence_members``) are retried once on a broken
+  connection first (stale pooled sockets right after a Redis restart); writes are not.
   Ephemeral broadcasts (not stored) published while a gateway's pub/sub connection is
   down are not refilled: they are at-most-once by design.
 * One Redis server (or a primary with replicas behind one URL). The presence scripts
@@ -49,24 +51,21 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from ...protocol import encode
-from .base import Broker, BrokerUnavailable, SnapshotResult
-
-# Shared with MemoryBroker so the gateway maps both brokers' bound to ``state_full`` alike.
-from .memory import StateFull
+from .base import Broker, BrokerUnavailable, SnapshotResult, StateFull
 
 __all__ = ["RedisBroker", "safe_redis_url"]
 
@@ -80,6 +79,13 @@ _SERVER_FIELDS = ("id", "eventId", "offset", "epoch")
 # by default), so a small history would never be trimmed: trim exactly below this size.
 _EXACT_TRIM_BELOW = 1000
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+# Worth one more try for an idempotent read: the socket broke (e.g. a pooled connection
+# that died with a restarted server). Timeouts are not retried: Redis may be hung, and a
+# retry would double the wait before the client hears ``unavailable``.
+_RETRYABLE_ERRORS = (RedisConnectionError, OSError)
+_NOT_RETRYABLE_ERRORS = (RedisTimeoutError, TimeoutError)
+
+_T = TypeVar("_T")
 
 # KEYS: offset, epoch, events, state, msgids, msgq
 # ARGV: new_epoch, body (frame JSON without server fields), pubsub channel, history_size,
@@ -249,7 +255,7 @@ class RedisBroker(Broker):
     """A :class:`Broker` over one Redis server (``redis://[:password@]host:port/db``).
 
     Contract beyond :class:`Broker`: ``publish`` raises :class:`BrokerUnavailable` while
-    Redis is unreachable and :class:`StateFull` (a ``ValueError``) when a new key would take the
+    Redis is unreachable and :class:`~.base.StateFull` when a new key would take the
     channel's state over ``state_max_keys``. Members of a gateway that stops refreshing
     its liveness key (crash, ``kill -9``) leave everyone's presence within about
     ``presence_ttl + sweep_interval`` (``sweep_interval`` defaults to ``presence_ttl / 3``).
@@ -372,13 +378,38 @@ class RedisBroker(Broker):
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable during {what}: {exc}") from None
 
+    async def _read(self, what: str, call: Callable[[], Awaitable[_T]], commands: int = 1) -> _T:
+        """Run an idempotent read; after a connection error retry it once before raising
+        :class:`BrokerUnavailable`.
+
+        redis-py already retries a command once on the same connection; right after a Redis
+        restart that is not always enough (several pooled sockets can be dead), and a read
+        may safely run twice. Writes never come through here: a publish that may have
+        reached Redis must not be stored twice.
+        """
+        self._stats["commands"] += commands
+        try:
+            return await call()
+        except _CONNECTION_ERRORS as exc:
+            if not isinstance(exc, _RETRYABLE_ERRORS) or isinstance(exc, _NOT_RETRYABLE_ERRORS):
+                raise BrokerUnavailable(
+                    f"Redis at {self.safe_url} unavailable during {what}: {exc}"
+                ) from None
+            log.info("RedisBroker %s: %s failed (%s); retrying once", self.gateway_id, what, exc)
+        async with self._guard(what, commands):
+            return await call()
+
     def _make_client(self, socket_timeout: float | None, retries: int) -> aioredis.Redis:
+        # The asyncio Retry: redis-py's sync ``redis.retry.Retry`` given to an asyncio client
+        # returns the un-awaited coroutine from its loop, so it silently never retries.
+        # ``retries=0`` also catches nothing, so redis-py never reconnects inside a failed call.
+        errors: tuple[type[Exception], ...] = (RedisConnectionError,) if retries else ()
         return aioredis.Redis.from_url(
             self.url,
             decode_responses=True,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
+            retry=Retry(NoBackoff(), retries, supported_errors=errors),
         )
 
     async def start(self) -> None:
@@ -735,8 +766,8 @@ class RedisBroker(Broker):
         keys = [self._k(channel, w) for w in ("offset", "epoch", "events", "state")]
         # A malformed id cannot be retained: ask with a valid id that matches nothing.
         args = [secrets.token_hex(8), lid or ("0-0" if asked else ""), epoch or "", history, int(want_state)]
-        async with self._guard("snapshot"):
-            out = await self._snapshot_script(keys=keys, args=args)
+        # Idempotent (the script only creates a missing epoch), so retried on a broken connection.
+        out = await self._read("snapshot", lambda: self._snapshot_script(keys=keys, args=args))
         cur_epoch, offset, latest, recovered_s, n = out[0], int(out[1]), out[2], out[3], int(out[4])
         events = [orjson.loads(raw) for raw in out[5 : 5 + n]]
         rest = out[5 + n :]
@@ -808,8 +839,7 @@ class RedisBroker(Broker):
         """Live members in join order. Members of gateways whose liveness key expired are
         removed here (and their ``presence_leave`` broadcast, once across all gateways)."""
         redis_ = self._client()
-        async with self._guard("presence members"):
-            raw = await redis_.hgetall(self._k(channel, "presence"))
+        raw = await self._read("presence members", lambda: redis_.hgetall(self._k(channel, "presence")))
         records: list[tuple[int, str, str, dict[str, Any]]] = []
         for client_id, value in raw.items():
             try:
@@ -833,11 +863,14 @@ class RedisBroker(Broker):
         ids = list(gateway_ids)
         if not ids:
             return []
-        async with self._guard("gateway liveness", len(ids)):
+
+        async def check() -> list[Any]:
             pipe = self._client_unchecked().pipeline(transaction=False)
             for gw in ids:
                 pipe.exists(self._gw_key(gw))
-            alive = await pipe.execute()
+            return await pipe.execute()
+
+        alive = await self._read("gateway liveness", check, len(ids))
         return [gw for gw, ok in zip(ids, alive, strict=True) if not ok]
 
     async def _sweep_member(self, channel: str, client_id: str, gateway_id: str) -> None:
