@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "B1": {"connections": 2000, "channels": 100},
-        "B2": {"subscribers": 1000, "channels": 1, "window": 32, "warmup": 0.5, "duration": 3.0},
+        "B2": {"subscribers": 1000, "channels": 1, "window": 64, "warmup": 0.5, "duration": 3.0},
         "B3": {
             "subscribers": 1000,
             "channels": 1000,
             "channels_per_client": 5,
-            "window": 400,
+            "window": 2000,
             "warmup": 0.5,
             "duration": 3.0,
         },

@@ -35,8 +35,9 @@ Rules of this module:
   broadcasts its ``presence_leave``. If its own key was lost (stall, empty restart) a
   gateway puts its members back and broadcasts ``presence_join`` for them.
 * Redis errors surface as :class:`BrokerUnavailable`; nothing is dropped silently.
-  Idempotent reads (``snapshot``, ``presence_members``) are retried once on a broken
-  connection first (stale pooled sockets right after a Redis restart); writes are not.
+  Every command gets redis-py's one reconnect-and-retry on a broken connection (a pooled
+  socket that died with a restarted server); idempotent reads (``snapshot``,
+  ``presence_members``) get one more round of that before giving up; writes do not.
   Ephemeral broadcasts (not stored) published while a gateway's pub/sub connection is
   down are not refilled: they are at-most-once by design.
 * One Redis server (or a primary with replicas behind one URL). The presence scripts
@@ -382,10 +383,10 @@ class RedisBroker(Broker):
         """Run an idempotent read; after a connection error retry it once before raising
         :class:`BrokerUnavailable`.
 
-        redis-py already retries a command once on the same connection; right after a Redis
-        restart that is not always enough (several pooled sockets can be dead), and a read
-        may safely run twice. Writes never come through here: a publish that may have
-        reached Redis must not be stored twice.
+        redis-py already retries every command once, reconnecting (see ``_make_client``);
+        right after a Redis restart that is not always enough (several pooled sockets can be
+        dead), and a read may safely run again. Writes never get this second round: a publish
+        whose fate is unknown is answered ``unavailable`` and the client retries with its msgId.
         """
         self._stats["commands"] += commands
         try:
