@@ -111,7 +111,9 @@ class Connection(HasTraits):
             return self
         if get_runtime().in_runtime_thread():
             raise RuntimeError("Connection.connect(wait=True) cannot block on the runtime thread")
-        if future.done() and not self.is_connected:
+        # A future that already failed (e.g. a refused token answered before we got here)
+        # must raise its error below, not wait for a connection that will never come.
+        if future.done() and not future.cancelled() and future.exception() is None and not self.is_connected:
             # Connected once, now reconnecting by itself: wait for that instead of skipping its backoff.
             return self.wait_connected(timeout)
         try:
