@@ -20,6 +20,7 @@ log them (``redact`` helps when a URL must be logged).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,16 @@ from typing import Any, Literal
 
 import jwt
 
-__all__ = ["ACTIONS", "AuthError", "Claims", "issue_token", "redact", "verify_token"]
+__all__ = [
+    "ACTIONS",
+    "AuthError",
+    "Claims",
+    "RedactingFilter",
+    "install_redacting_filter",
+    "issue_token",
+    "redact",
+    "verify_token",
+]
 
 Action = Literal["subscribe", "publish", "presence"]
 ACTIONS: tuple[Action, ...] = ("subscribe", "publish", "presence")
@@ -145,3 +155,36 @@ def verify_token(
 def redact(url_or_text: str) -> str:
     """Replace any ``token=...`` query value with ``token=***`` (for logs)."""
     return re.sub(r"(token=)[^&\s#]*", r"\1***", url_or_text)
+
+
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrub ``token=...`` query values and ``Bearer`` tokens from log records.
+
+    Meant for the loggers handed to websockets, which logs request lines and headers
+    (``Authorization`` included) at DEBUG. The filter rewrites the record's message in place
+    and never drops a record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return True
+        cleaned = _BEARER.sub(r"\1***", redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_redacting_filter(logger: logging.Logger | str) -> logging.Logger:
+    """Add a :class:`RedactingFilter` to ``logger`` (a logger or its name) unless it has one.
+
+    Idempotent, so modules may call it at import time. Returns the logger.
+    """
+    log = logging.getLogger(logger) if isinstance(logger, str) else logger
+    if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        log.addFilter(RedactingFilter())
+    return log

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from rtwidgets.runtime import get_runtime
+from rtwidgets.runtime import await_on_loop, get_runtime, stop_on_loop
 
 __all__ = ["ChaosProxy", "ProxyStats"]
 
@@ -188,10 +188,7 @@ class ChaosProxy:
         loop, server = self._loop, self._server
         if server is None or loop is None:
             return
-        if asyncio.get_running_loop() is not loop:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), loop))
-            return
-        await self._stop_here()
+        await await_on_loop(loop, self._stop_here)
 
     async def _stop_here(self) -> None:
         server, self._server = self._server, None
@@ -217,13 +214,8 @@ class ChaosProxy:
         loop = self._loop
         if self._server is None or loop is None:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            raise RuntimeError("ChaosProxy.stop() called on the proxy's own event loop; await stop_async()")
-        asyncio.run_coroutine_threadsafe(self._stop_here(), loop).result(timeout)
+        if not stop_on_loop(loop, self._stop_here, timeout, owner="ChaosProxy"):
+            self._server = None  # its loop no longer runs: nothing can be awaited there
 
     async def __aenter__(self) -> ChaosProxy:
         return await self.start_async()

@@ -23,7 +23,6 @@ import asyncio
 import inspect
 import logging
 import random
-import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from rtwidgets.auth import redact
+from rtwidgets.auth import install_redacting_filter, redact
 from rtwidgets.core.channel import (
     ChannelCore,
     ChannelEvent,
@@ -85,28 +84,8 @@ log = logging.getLogger("rtwidgets.client")
 
 _RESYNC_ATTEMPTS = 10  # sync retries (0.1 s doubling to 2 s) after an epoch change
 
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
-
-
-class _RedactFilter(logging.Filter):
-    """Scrub bearer tokens and ``token=`` values from websockets' own DEBUG lines (it logs the
-    request headers, ``Authorization`` included)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's problem, not ours
-            return True
-        cleaned = _BEARER.sub(r"\1***", redact(message))
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
 # The websockets library logs through this logger (not "websockets.client"), so tokens are redacted.
-_ws_log = logging.getLogger("rtwidgets.client.websockets")
-if not any(isinstance(f, _RedactFilter) for f in _ws_log.filters):
-    _ws_log.addFilter(_RedactFilter())
+_ws_log = install_redacting_filter("rtwidgets.client.websockets")
 
 AuthCallback = Callable[[], "str | Awaitable[str]"]
 Unsubscribe = Callable[[], None]

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Runtime", "get_runtime"]
+__all__ = ["Runtime", "await_on_loop", "get_runtime", "stop_on_loop"]
 
 T = TypeVar("T")
 
@@ -103,6 +103,45 @@ class Runtime:
         if thread.is_alive():
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
+
+
+async def await_on_loop(loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Await ``make()`` on ``loop``: directly when it is the running loop, else thread-safely there.
+
+    For objects bound to the loop they started on (e.g. a gateway started on the runtime thread
+    and stopped from another loop). ``loop`` must be running.
+    """
+    if asyncio.get_running_loop() is loop:
+        return await make()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
+
+
+def stop_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    make: Callable[[], Coroutine[Any, Any, Any]],
+    timeout: float | None,
+    *,
+    owner: str,
+) -> bool:
+    """The synchronous ``stop()`` of an object bound to ``loop``: run ``make()`` (its stop
+    coroutine) there from another thread and block until it is done.
+
+    Returns False, without calling ``make``, when ``loop`` no longer runs (nothing can be
+    awaited there; the caller should just forget its loop-bound state). Raises RuntimeError
+    when called on ``loop`` itself, where blocking would deadlock (``owner`` names the object in
+    the message, e.g. ``"Gateway"``), and ``TimeoutError`` after ``timeout`` seconds (the stop
+    then goes on in the background).
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        raise RuntimeError(f"{owner}.stop() called on the {owner}'s own event loop; await stop_async()")
+    if loop.is_closed() or not loop.is_running():
+        return False
+    asyncio.run_coroutine_threadsafe(make(), loop).result(timeout)
+    return True
 
 
 _runtime: Runtime | None = None

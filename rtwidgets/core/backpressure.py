@@ -36,6 +36,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from ._clock import MonotonicNow
+
 __all__ = [
     "BackpressureBuffer",
     "BackpressureConfig",
@@ -152,7 +154,7 @@ class BackpressureBuffer(Generic[T]):
         self.config = config if config is not None else BackpressureConfig()
         self._handler = handler
         self._key = key
-        self._clock = clock
+        self._now = MonotonicNow(clock)
         # A fixed seed keeps 'sample' reproducible when the caller does not inject an RNG.
         self._rng = rng if rng is not None else random.Random(0)
         self._buffer: deque[_Slot[T]] = deque()
@@ -160,7 +162,6 @@ class BackpressureBuffer(Generic[T]):
         self._pressure: PressureLevel = self._level_for(0)
         self._last_flush: float | None = None
         self._pending_since: float | None = None
-        self._last_now: float | None = None
         self._pushed = 0
         self._delivered = 0
         self._dropped = 0
@@ -178,7 +179,7 @@ class BackpressureBuffer(Generic[T]):
 
     def push(self, item: T, now: float | None = None) -> None:
         """Accept one item. At capacity, the sampling strategy decides what is shed."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         key = self._key(item) if self._key is not None else None
         self._pushed += 1
         if len(self._buffer) >= self.config.max_buffer_size:
@@ -195,7 +196,7 @@ class BackpressureBuffer(Generic[T]):
         The first batch is due as soon as anything is buffered. The batch size depends on
         the pressure level before the batch is taken.
         """
-        now = self._observe(now)
+        now = self._now.observe(now)
         if not self._buffer or not self._interval_elapsed(now):
             return None
         size = min(len(self._buffer), self._batch_size(self._pressure))
@@ -244,14 +245,6 @@ class BackpressureBuffer(Generic[T]):
         return items
 
     # ------------------------------------------------------------------ internals
-
-    def _observe(self, now: float | None) -> float:
-        if now is None:
-            now = self._clock()
-        if self._last_now is not None and now < self._last_now:
-            raise ValueError(f"time went backwards: now={now} < previous now={self._last_now}")
-        self._last_now = now
-        return now
 
     def _interval_elapsed(self, now: float) -> bool:
         # Compared as ``now >= last + interval`` (not ``now - last >= interval``) so that

@@ -25,6 +25,8 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._clock import MonotonicNow
+
 __all__ = ["Coalescer", "CoalescerStats"]
 
 
@@ -49,11 +51,10 @@ class Coalescer:
             raise ValueError(f"max_rate must be a finite number of flushes per second > 0, got {max_rate}")
         self.max_rate = float(max_rate)
         self.min_interval = 1.0 / self.max_rate
-        self._clock = clock
+        self._now = MonotonicNow(clock)
         self._pending: dict[Hashable, Any] = {}
         self._pending_since: float | None = None
         self._last_flush: float | None = None
-        self._last_now: float | None = None
         self._updates = 0
         self._flushes = 0
         self._merged = 0
@@ -61,7 +62,7 @@ class Coalescer:
 
     def update(self, key: Hashable, value: Any, now: float | None = None) -> None:
         """Record ``key = value``; a pending value for the same key is replaced (merged)."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         self._updates += 1
         if key in self._pending:
             self._merged += 1
@@ -71,13 +72,13 @@ class Coalescer:
 
     def update_many(self, values: Mapping[Hashable, Any], now: float | None = None) -> None:
         """Record several updates at once (same semantics as calling :meth:`update` for each)."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         for key, value in values.items():
             self.update(key, value, now)
 
     def poll(self, now: float | None = None) -> dict[Hashable, Any] | None:
         """Return the merged pending updates if a flush is due, else None."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         if not self._pending:
             return None
         # ``now < last + interval`` (not ``now - last < interval``): polling exactly at
@@ -88,7 +89,7 @@ class Coalescer:
 
     def drain(self, now: float | None = None) -> dict[Hashable, Any] | None:
         """Flush whatever is pending regardless of the rate (teardown/close); None if nothing is pending."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         return self._take(now) if self._pending else None
 
     def next_deadline(self) -> float | None:
@@ -115,11 +116,3 @@ class Coalescer:
         self._flushes += 1
         self._flushed_values += len(flushed)
         return flushed
-
-    def _observe(self, now: float | None) -> float:
-        if now is None:
-            now = self._clock()
-        if self._last_now is not None and now < self._last_now:
-            raise ValueError(f"time went backwards: now={now} < previous now={self._last_now}")
-        self._last_now = now
-        return now

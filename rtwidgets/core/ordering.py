@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from ._clock import MonotonicNow
+
 __all__ = ["MessageOrderer", "OrderedMessage", "OrderingConfig", "OrderingStats", "OrderingType"]
 
 T = TypeVar("T")
@@ -173,8 +175,7 @@ class MessageOrderer(Generic[T]):
         self, config: OrderingConfig | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.config = config if config is not None else OrderingConfig()
-        self._clock = clock
-        self._last_now: float | None = None
+        self._now = MonotonicNow(clock)
         self._streams: dict[str, _Stream[T]] = {}
         self._total: _Stream[T] = _Stream(self.config.initial_global_sequence)
         self._received = 0
@@ -218,7 +219,7 @@ class MessageOrderer(Generic[T]):
 
     def tick(self, now: float | None = None) -> list[T]:
         """Deliver past every gap that has held a buffered message for ``max_wait_time``."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         out: list[T] = []
         for stream in self._all_streams():
             self._flush_expired(stream, now, out)
@@ -257,17 +258,9 @@ class MessageOrderer(Generic[T]):
 
     # ------------------------------------------------------------------ internals
 
-    def _observe(self, now: float | None) -> float:
-        if now is None:
-            now = self._clock()
-        if self._last_now is not None and now < self._last_now:
-            raise ValueError(f"time went backwards: now={now} < previous now={self._last_now}")
-        self._last_now = now
-        return now
-
     def _last_now_value(self) -> float:
-        assert self._last_now is not None
-        return self._last_now
+        assert self._now.last is not None
+        return self._now.last
 
     def _all_streams(self) -> Iterator[_Stream[T]]:
         yield from self._streams.values()

@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._clock import MonotonicNow
+
 __all__ = ["AdaptiveRateController", "RateControlConfig"]
 
 # Tolerance when comparing a refilled bucket with one token: refilling over exactly one
@@ -80,7 +82,7 @@ class AdaptiveRateController:
         self, config: RateControlConfig | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.config = config if config is not None else RateControlConfig()
-        self._clock = clock
+        self._now = MonotonicNow(clock)
         self._rate = float(self.config.max_rate)
         self._throttling = False
         # (frame end timestamp, frame duration) pairs inside the measurement window.
@@ -89,7 +91,6 @@ class AdaptiveRateController:
         self._last_adjustment: float | None = None
         self._tokens = self.config.burst
         self._tokens_at: float | None = None
-        self._last_now: float | None = None
 
     @property
     def current_rate(self) -> float:
@@ -112,7 +113,7 @@ class AdaptiveRateController:
 
     def record_frame(self, now: float | None = None) -> None:
         """Report one rendered frame; may adjust :attr:`current_rate`."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         if self._last_frame is not None:
             self._frames.append((now, now - self._last_frame))
         self._last_frame = now
@@ -123,7 +124,7 @@ class AdaptiveRateController:
 
     def should_process(self, now: float | None = None) -> bool:
         """Take one token if available: True means handle the message now, False means defer or drop."""
-        now = self._observe(now)
+        now = self._now.observe(now)
         self._refill(now)
         if self._tokens >= 1.0 - _TOKEN_EPSILON:
             self._tokens = max(0.0, self._tokens - 1.0)
@@ -139,14 +140,6 @@ class AdaptiveRateController:
         return self._tokens_at + (1.0 - self._tokens) / self._rate
 
     # ------------------------------------------------------------------ internals
-
-    def _observe(self, now: float | None) -> float:
-        if now is None:
-            now = self._clock()
-        if self._last_now is not None and now < self._last_now:
-            raise ValueError(f"time went backwards: now={now} < previous now={self._last_now}")
-        self._last_now = now
-        return now
 
     def _refill(self, now: float) -> None:
         if self._tokens_at is not None:

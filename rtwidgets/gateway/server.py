@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import http
 import logging
-import re
 import secrets
 import time
 import urllib.parse
@@ -36,9 +35,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rtwidgets import protocol
-from rtwidgets.auth import AuthError, issue_token, redact, verify_token
+from rtwidgets.auth import AuthError, install_redacting_filter, issue_token, verify_token
 from rtwidgets.protocol import CloseCode, ErrorCode, ProtocolError
-from rtwidgets.runtime import get_runtime
+from rtwidgets.runtime import await_on_loop, get_runtime, stop_on_loop
 
 from .brokers.base import Broker, BrokerUnavailable, SnapshotResult, StateFull
 from .brokers.memory import MemoryBroker
@@ -51,27 +50,8 @@ __all__ = ["Gateway", "GatewayConnection"]
 
 log = logging.getLogger("rtwidgets.gateway")
 
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
-
-
-class _RedactFilter(logging.Filter):
-    """Scrub ``token=...`` query values and bearer tokens from websockets' own log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's problem, not ours
-            return True
-        cleaned = _BEARER.sub(r"\1***", redact(message))
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
 # websockets logs request lines and headers at DEBUG; route them through a redacting logger.
-_ws_log = logging.getLogger("rtwidgets.gateway.websockets")
-if not any(isinstance(f, _RedactFilter) for f in _ws_log.filters):
-    _ws_log.addFilter(_RedactFilter())
+_ws_log = install_redacting_filter("rtwidgets.gateway.websockets")
 
 
 def _now_ms() -> int:
@@ -226,11 +206,8 @@ class Gateway:
         loop = self._loop
         if self._server is None or loop is None:
             return
-        if asyncio.get_running_loop() is not loop:
-            # Started on another loop (e.g. the runtime thread): stop it there.
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), loop))
-            return
-        await self._stop_here()
+        # Started on another loop (e.g. the runtime thread)? Then it is stopped there.
+        await await_on_loop(loop, self._stop_here)
 
     async def _stop_here(self) -> None:
         server = self._server
@@ -265,18 +242,9 @@ class Gateway:
         loop = self._loop
         if self._server is None or loop is None:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            raise RuntimeError("Gateway.stop() called on the gateway's own event loop; await stop_async()")
-        if loop.is_closed() or not loop.is_running():
+        if not stop_on_loop(loop, self._stop_here, timeout, owner="Gateway"):
             # Its loop no longer runs (e.g. asyncio.run() returned): nothing can be awaited there.
             self._server = self._loop = None
-            return
-        future = asyncio.run_coroutine_threadsafe(self._stop_here(), loop)
-        future.result(timeout)
 
     async def __aenter__(self) -> Gateway:
         return await self.start_async()

@@ -122,6 +122,11 @@ class RealtimeWidget(anywidget.AnyWidget):
 
     def handle_intent(self, content: Any) -> None:
         """Validate and dispatch one browser intent; raise :class:`IntentError` if it is bad."""
+        self._intent_handler(content)(content)
+
+    def _intent_handler(self, content: Any) -> Callable[..., None]:
+        """The ``_intent_<action>`` method for ``content``; raise :class:`IntentError` when the
+        intent is not an object, names no such action, or the widget is closed."""
         if not isinstance(content, dict):
             raise IntentError(f"an intent must be an object, got {type(content).__name__}")
         action = content.get("action")
@@ -130,7 +135,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             raise IntentError(f"{type(self).__name__} has no action {action!r}")
         if self._closed:
             raise IntentError(f"{type(self).__name__} is closed")
-        handler(content)
+        return handler
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -129,14 +129,7 @@ class CollabText(RealtimeWidget):
     def handle_intent(self, content: Any, buffers: list[Any] | None = None) -> None:
         """Validate and dispatch one browser intent (with its binary buffers); raise
         :class:`IntentError` if it is malformed."""
-        if not isinstance(content, dict):
-            raise IntentError(f"an intent must be an object, got {type(content).__name__}")
-        action = content.get("action")
-        handler = getattr(self, f"_intent_{action}", None) if isinstance(action, str) else None
-        if handler is None:
-            raise IntentError(f"{type(self).__name__} has no action {action!r}")
-        if self.closed:
-            raise IntentError(f"{type(self).__name__} is closed")
+        handler = self._intent_handler(content)
         handler(content, [bytes(b) for b in (buffers or [])])
 
     @staticmethod
