@@ -8,7 +8,6 @@ Every wait is on a condition (a line, a frame, process exit) with a generous tim
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -226,10 +225,6 @@ async def test_port_in_use_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("rtwidgets.gateway.brokers.redis") is None,
-    reason="rtwidgets.gateway.brokers.redis does not exist yet",
-)
 async def test_unreachable_redis_is_a_clear_error() -> None:
     result = await asyncio.to_thread(
         _run_cli,
@@ -251,10 +246,6 @@ async def test_unreachable_redis_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("rtwidgets.gateway.brokers.redis") is None,
-    reason="rtwidgets.gateway.brokers.redis does not exist yet",
-)
 async def test_silent_redis_does_not_hang_startup() -> None:
     # A socket that accepts TCP but never answers: the Redis handshake would wait
     # forever without the CLI's start-up bound.

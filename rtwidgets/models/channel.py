@@ -122,6 +122,8 @@ class Channel(HasTraits):
 
         Publishing before the subscription is up waits for it (messages queue while offline).
         """
+        if wait:
+            self._refuse_blocking("publish")  # before submitting: a refused call sends nothing
         future = submit(self._publish(data, key=key, ephemeral=ephemeral))
         if not wait:
             return future
@@ -133,6 +135,8 @@ class Channel(HasTraits):
             raise TypeError("presence data must be a dict")
         if not self.presence:
             raise ValueError(f"channel {self.name!r} was created without presence=True")
+        if wait:
+            self._refuse_blocking("update_presence")
         self.presence_data = dict(data)
         future = submit(self._update_presence(dict(data)))
         if not wait:
@@ -145,7 +149,8 @@ class Channel(HasTraits):
         async def ready() -> None:
             await self._ready_handle()
 
-        self._wait(submit(ready()), timeout, "subscribe")
+        self._refuse_blocking("wait_subscribed")
+        self._wait(submit(ready()), timeout, "wait_subscribed")
         return self
 
     def on_message(self, callback: Listener) -> Callable[[], None]:
@@ -192,11 +197,15 @@ class Channel(HasTraits):
 
         return unsubscribe
 
-    def _wait(self, future: concurrent.futures.Future[Any], timeout: float, what: str) -> Any:
+    def _refuse_blocking(self, what: str) -> None:
+        """Raise if called on the runtime thread, where blocking would deadlock the loop."""
         if self._runtime.in_runtime_thread():
             raise RuntimeError(
                 f"Channel.{what}(wait=True) cannot block on the runtime thread; pass wait=False"
             )
+
+    def _wait(self, future: concurrent.futures.Future[Any], timeout: float, what: str) -> Any:
+        self._refuse_blocking(what)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:

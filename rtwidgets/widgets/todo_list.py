@@ -7,6 +7,7 @@ Intents apply at once (pending) and are confirmed or rolled back by the gateway.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -117,13 +118,25 @@ class TodoList(RealtimeWidget):
     def _submit(self, kind: str, arg: Any) -> None:
         # Non-blocking: intents may arrive on a kernel subshell thread.
         future = self.model.submit(kind, arg)
-        future.add_done_callback(self._report)
+        item_id = arg.get("id") if isinstance(arg, dict) else arg
+        future.add_done_callback(lambda f: self._report(f, kind, str(item_id)))
 
-    def _report(self, future: Any) -> None:
+    def _report(self, future: Any, kind: str, item_id: str) -> None:
         exc = future.exception()
-        if exc is not None:
-            # E.g. the item vanished between the intent and its turn on the runtime thread.
-            log.warning("TodoList: op refused locally: %s", exc)
+        if exc is None:
+            return
+        # E.g. the item vanished between the intent and its turn on the runtime thread. Nothing
+        # was applied, but the user clicked: show it like a rollback so the browser learns it.
+        log.warning("TodoList: %s of %r refused locally: %s", kind, item_id, exc)
+        self._sync.set(
+            last_rollback={
+                "opId": "",
+                "itemId": item_id,
+                "kind": kind,
+                "reason": f"refused locally: {exc}",
+                "ts": round(time.time() * 1000.0, 3),
+            }
+        )
 
     def _on_list(self, change: dict[str, Any]) -> None:
         model = self.model

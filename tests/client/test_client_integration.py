@@ -77,6 +77,19 @@ def data_of(ch: ChannelHandle) -> list[Any]:
     return [m["data"] for m in ch.messages]
 
 
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until ``check()`` holds (a task reached a state); fail after ``T``.
+
+    Yields with ``sleep(0)`` so no I/O can slip in between steps the test orders on purpose.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + T
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0)
+
+
 async def drop(conn: RealtimeConnection) -> None:
     """Kill the client's TCP connection (no close frame) and wait until it notices."""
     assert conn.simulate_drop()
@@ -218,8 +231,7 @@ async def test_publish_issued_offline_is_delivered_once(gateway: Gateway, make_c
     gate.open.clear()
     await drop(a)
     pending = asyncio.create_task(ch_a.publish("while offline"))
-    await asyncio.sleep(0)  # let it reach the queue (no timing assumption: the queue holds it)
-    assert a.stats().queue_size == 1
+    await until(lambda: a.stats().queue_size == 1, "the offline publish to be queued")
     gate.open.set()
     ack = await asyncio.wait_for(pending, T)
     assert ack is not None and ack["offset"] == 1
@@ -323,7 +335,7 @@ async def test_queue_overflow_raises(gateway: Gateway, make_client: MakeClient) 
     gate.open.clear()
     await drop(conn)
     queued = [asyncio.create_task(ch.publish(i)) for i in range(2)]
-    await asyncio.sleep(0)
+    await until(lambda: conn.stats().queue_size == 2, "the queue to fill")
     with pytest.raises(QueueFullError):
         await ch.publish("one too many")
     assert any(isinstance(e, QueueFullError) for e in errors)
@@ -340,7 +352,7 @@ async def test_close_fails_queued_and_leaves_no_tasks(gateway: Gateway, make_cli
     gate.open.clear()
     await drop(conn)
     pending = asyncio.create_task(ch.publish(1))
-    await asyncio.sleep(0)
+    await until(lambda: conn.stats().queue_size == 1, "the publish to be queued")
     await conn.close()
     with pytest.raises(ConnectionClosedError):
         await pending
@@ -451,8 +463,9 @@ async def test_unsubscribe_while_subscribe_in_flight(gateway: Gateway, make_clie
     events: list[Any] = []
     a.on_event(events.append)
     sub = asyncio.create_task(a.subscribe("fleeting"))
-    await asyncio.sleep(0)  # subscribe() has registered the channel and sent its frame
+    await until(lambda: "fleeting" in a.channels, "subscribe() to register the channel")
     handle = a.channels["fleeting"]
+    assert handle.status is ChannelState.SUBSCRIBING  # really in flight: no ack yet
     await handle.unsubscribe()
     assert (await sub) is handle
     assert handle.status is ChannelState.UNSUBSCRIBED and "fleeting" not in a.channels

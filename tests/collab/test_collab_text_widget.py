@@ -4,6 +4,7 @@ the browser's Y.Doc (same Yjs encoding)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -109,11 +110,26 @@ def test_view_cursor_is_shared_and_remote_cursors_are_mirrored(pair: Any) -> Non
 def test_kernel_to_view_updates_are_coalesced_but_complete(pair: Any) -> None:
     alice, _bob, widget, view = pair
     widget.handle_intent({"action": "sync"}, [view.ydoc.get_state()])
+    wait_until(lambda: "sync" in view.messages, what="sync answer")
+    # The instant (widget's own loop clock) of every update message: the widget records it
+    # just before sending, so this is machine-speed independent.
+    flushed: list[float] = []
+    receive = view.receive
+
+    def spy(content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        if content["type"] == "update":
+            flushed.append(widget._last_flush)
+        receive(content, buffers)
+
+    widget.send = spy  # type: ignore[method-assign]
     for i in range(60):
         alice.insert(len(alice.text), str(i % 10))
     expected = alice.text
-    wait_until(lambda: view.text == expected, what="view caught up")
-    assert widget.updates_sent < 60  # merged into fewer messages, nothing lost
+    wait_until(lambda: view.text == expected, what="view caught up")  # nothing lost
+    assert flushed and len(flushed) == widget.updates_sent <= 60
+    # Never more than max_rate messages per second: 60 edits in quick succession are merged.
+    gaps = [b - a for a, b in itertools.pairwise(flushed)]
+    assert all(gap >= 1.0 / widget.max_rate - 1e-9 for gap in gaps), gaps
 
 
 def test_bad_intents_are_refused_and_change_nothing(pair: Any) -> None:

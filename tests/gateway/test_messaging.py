@@ -30,10 +30,12 @@ async def test_ping_pong_echoes_t_and_acks(gateway: Gateway, connect) -> None:
     assert answer == {"type": "ack", "id": answer["id"]}
     assert before[0]["type"] == "pong" and before[0]["t"] == 1234.5
     assert isinstance(before[0]["serverTime"], int)
-    # Without _id: a pong and nothing else (the next answer is the next request's).
+    # Without _id: a pong and nothing else (no ack): the frames before the next request's
+    # answer are exactly the two pongs, in order.
     await client.send({"type": "ping", "t": 1})
-    pong = await client.take(lambda f: f["type"] == "pong" and f.get("t") == 1)
-    assert pong["type"] == "pong" and pong["t"] == 1
+    answer, before = await client.request({"type": "ping", "t": 2})
+    assert answer["type"] == "ack"
+    assert [(f["type"], f.get("t")) for f in before] == [("pong", 1), ("pong", 2)]
 
 
 async def test_publish_reaches_every_subscriber_including_sender(gateway: Gateway, connect) -> None:
