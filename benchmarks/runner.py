@@ -309,8 +309,8 @@ def _per_flavor(fn: Callable[[str], dict[str, Any]], flavors: tuple[str, ...]) -
     for flavor in flavors:
         try:
             out[flavor] = fn(flavor)
-        except BenchError as exc:
-            out[flavor] = {"error": str(exc)}
+        except (BenchError, subprocess.TimeoutExpired, OSError) as exc:
+            out[flavor] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -593,8 +593,12 @@ def machine_info(uvloop: bool) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    from rtwidgets.gateway.config import GatewayConfig
+    try:
+        from rtwidgets.gateway.config import GatewayConfig
 
+        rt_compression = GatewayConfig().compression or "off (GatewayConfig.compression default None)"
+    except Exception as exc:  # the gateway package failed to import; say so, keep the run
+        rt_compression = f"unknown (rtwidgets.gateway did not import: {type(exc).__name__}: {exc})"
     return {
         "cpu_model": cpu,
         "cpus": os.cpu_count(),
@@ -618,7 +622,7 @@ def machine_info(uvloop: bool) -> dict[str, Any]:
         "servers_event_loop": "uvloop" if uvloop else "asyncio",
         "loadgen_event_loop": "uvloop" if _version("uvloop") else "asyncio",
         "compression": {
-            "rtwidgets": GatewayConfig().compression or "off (GatewayConfig.compression default None)",
+            "rtwidgets": rt_compression,
             "raw": "off (compression=None)",
             "socketio": "off (uvicorn ws_per_message_deflate=False)",
             "loadgen": "off (the client offers no extensions)",
@@ -716,6 +720,30 @@ def run_benchmarks(
     started = time.time()
     results: list[RowResult] = []
     load_start = os.getloadavg()
+    machine = machine_info(uvloop)  # before the rows: a broken import shows up at once
+
+    def document() -> dict[str, Any]:
+        return {
+            "command": "python -m benchmarks run"
+            + (" --quick" if quick else "")
+            + (" --uvloop" if uvloop else ""),
+            "quick": quick,
+            "complete": len(results) == len(rows),
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "duration_s": round(time.time() - started, 1),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "machine": machine,
+            "sizes": {r: sizes[r] for r in rows},
+            "rows": {r.row: r.to_json() for r in results},
+            "table_markdown": format_markdown(results),
+        }
+
+    def save(doc: dict[str, Any]) -> None:
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
     for row in rows:
         t0 = time.monotonic()
         load = os.getloadavg()
@@ -728,25 +756,12 @@ def run_benchmarks(
             log(f"    {flavor}: ERROR {err[:2000]}")
         results.append(result)
         log(f"    done in {result.seconds:.1f} s: {json.dumps({m.name: m.values for m in result.metrics})}")
-    doc = {
-        "command": "python -m benchmarks run"
-        + (" --quick" if quick else "")
-        + (" --uvloop" if uvloop else ""),
-        "quick": quick,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "machine": machine_info(uvloop),
-        "sizes": {r: sizes[r] for r in rows},
-        "rows": {r.row: r.to_json() for r in results},
-        "table_markdown": format_markdown(results),
-    }
+        save(document())  # a later failure must not lose the rows already measured
+    doc = document()
+    save(doc)
     log("")
     log(format_table(results))
     log(f"\ntotal {doc['duration_s']} s; load average start {doc['loadavg_start']} end {doc['loadavg_end']}")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         log(f"wrote {json_path}")
     return doc
