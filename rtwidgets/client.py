@@ -329,6 +329,9 @@ class ChannelHandle:
     ) -> dict[str, Any] | None:
         """Publish ``data``. With ``ack`` (default) return the gateway's ack (``eventId``, ``offset``,
         ``duplicate`` if it was a retry already stored) or raise a :class:`RealtimeError`.
+        ``ack=False`` is at-most-once: it returns once the frame is handed to the socket writer,
+        and a frame not yet written when the socket dies is lost; it raises
+        :class:`ConnectionClosedError` only if the frame never reached the writer.
 
         Stored publishes carry a ``msgId`` (a fresh UUID unless given), so a publish in flight
         when the connection drops is resent after reconnecting and stored exactly once. Offline,
@@ -721,22 +724,25 @@ class RealtimeConnection:
             self._pumping = False
 
     def _drain(self) -> None:
+        """Handle the core's events and move its frames to the writer, until both are empty."""
         while True:
             events = self._core.events()
-            if not events:
-                break
-            for ev in events:
-                try:
-                    self._handle(ev)
-                except Exception:
-                    log.exception("rtwidgets internal error handling %r", type(ev).__name__)
-        frames = self._core.data_to_send()
-        if frames:
+            if events:
+                for ev in events:
+                    try:
+                        self._handle(ev)
+                    except Exception:
+                        log.exception("rtwidgets internal error handling %r", type(ev).__name__)
+                continue
             if self._outbox is None:
-                log.warning("dropping %d frames: no open socket (core/IO out of step)", len(frames))
-            else:
-                for frame in frames:
-                    self._outbox.put_nowait(encode(frame))
+                # No socket to write to: leave the frames in the core (its contract). Reporting the
+                # socket's end (on_close) fails them there, so every caller hears about its frame.
+                break
+            frames = self._core.data_to_send()  # Sent events for ack=False ops: next iteration
+            if not frames:
+                break
+            for frame in frames:
+                self._outbox.put_nowait(encode(frame))
         self._reschedule()
 
     def _reschedule(self) -> None:

@@ -2,6 +2,7 @@
 // Intents: {action:"send", text, localId}, {action:"typing", typing}. Python answers with traits.
 import { userColor } from "./lib/color.js";
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
 import { formatClock } from "./lib/time.js";
@@ -231,6 +232,7 @@ function render({ model, el }) {
   renderHeader();
   renderMessages();
   renderTyping();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   // A view going away while typing must not leave "alice is typing…" on other screens.
   scope.add(() => {

@@ -17,6 +17,7 @@ import * as Y from "yjs";
 import { encodePosition, TraitAwareness } from "./lib/collab_awareness.js";
 import { userColor } from "./lib/color.js";
 import { h, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle } from "./lib/style.js";
 import { list, num, str } from "./lib/traits.js";
@@ -179,6 +180,7 @@ export function createCollabEditor({ model, el }) {
   renderStatus();
   renderHeight();
   setAttr(root, "aria-label", `Shared document ${str(model.get("channel"))}`);
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
 
   // Ask the kernel for everything this (empty) replica lacks.

@@ -2,6 +2,7 @@
 // Reconnect / Disconnect buttons. Traits and intents: see docs/widgets_contract (ConnectionStatus).
 import { startCountdown } from "./lib/countdown.js";
 import { h, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
 import { formatRtt } from "./lib/time.js";
@@ -96,6 +97,7 @@ function render({ model, el }) {
 
   renderState();
   renderMeta();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   scope.add(() => root.remove());
   return () => scope.dispose();

@@ -1,6 +1,7 @@
 // Inspector: a compact table of the connection snapshot and a scrolling monospace event log
 // with a client-side type filter and a pause button (freezes the log view, not the data).
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
 import { formatClockMs, formatCount, formatRtt } from "./lib/time.js";
@@ -183,6 +184,7 @@ function render({ model, el }) {
   renderSnapshot();
   renderLog();
   renderStatus();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   scope.add(() => root.remove());
   return () => scope.dispose();

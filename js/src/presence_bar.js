@@ -2,6 +2,7 @@
 // "N here", and transient "alice joined" / "bob left" lines that fade ~5 s after their ts.
 import { initials, userColor } from "./lib/color.js";
 import { h, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle } from "./lib/style.js";
 import { list, num, str } from "./lib/traits.js";
@@ -131,6 +132,7 @@ function render({ model, el }) {
 
   renderMembers();
   renderRecent();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   scope.add(() => root.remove());
   return () => scope.dispose();

@@ -2,6 +2,7 @@
 // and the row only changes when Python's optimistic state arrives (so the view never lies).
 // Intents: create {text}, toggle {id}, edit {id, text}, delete {id}.
 import { h, setAttr, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
 import { dict, list, num, str } from "./lib/traits.js";
@@ -246,6 +247,7 @@ function render({ model, el }) {
 
   renderHeader();
   renderItems();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   scope.add(() => root.remove());
   return () => scope.dispose();

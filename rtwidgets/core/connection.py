@@ -7,10 +7,19 @@ Rules of this module:
 * The I/O layer feeds inputs (:meth:`ConnectionCore.connect`, :meth:`~ConnectionCore.on_open`,
   :meth:`~ConnectionCore.on_frame`, :meth:`~ConnectionCore.on_close`, :meth:`~ConnectionCore.tick`,
   ...) and after each input drains :meth:`~ConnectionCore.events` (frozen dataclasses, in order)
-  and :meth:`~ConnectionCore.data_to_send` (frames to write, in order), then sleeps until
-  :meth:`~ConnectionCore.next_deadline` or the next input.
+  and, while it has an open socket to write to, :meth:`~ConnectionCore.data_to_send` (frames to
+  write, in order), until both are empty; then it sleeps until
+  :meth:`~ConnectionCore.next_deadline` or the next input. ``data_to_send`` itself produces
+  ``Sent`` events, so drain :meth:`~ConnectionCore.events` again after it.
+* An I/O layer with no socket to write to leaves the frames in the core (it never takes frames
+  it cannot write): the socket's loss, which it must report (``on_close``), fails them.
 * Nothing is lost silently: every :class:`Op` ends in exactly one of ``AckReceived``, ``Sent``
   or ``SendFailed`` (or the caller cancelled it).
+* Delivery guarantees: an ``ack=True`` op ends in ``AckReceived`` only when the gateway confirmed
+  it. An ``ack=False`` op is **at-most-once**: ``Sent`` means the frame was handed to the I/O
+  layer (returned by ``data_to_send``), not that it reached the gateway; a frame handed over but
+  not yet written when the socket dies is gone. A frame the I/O layer never took ends in
+  ``SendFailed`` with ``connection_closed``.
 
 Lifecycle (states are :class:`ConnectionState`)::
 
@@ -116,8 +125,9 @@ class OpStatus(str, Enum):
     """Where an outbound operation is."""
 
     QUEUED = "queued"  # waiting for the connection
-    INFLIGHT = "inflight"  # written, waiting for its ack
-    DONE = "done"  # acked, or written when no ack was asked for
+    # Transmitted: waiting for its ack, or (ack=False) for the I/O layer to take the frame.
+    INFLIGHT = "inflight"
+    DONE = "done"  # acked, or (ack=False) handed to the I/O layer by data_to_send()
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -180,7 +190,8 @@ class AckReceived:
 
 @dataclass(frozen=True)
 class Sent:
-    """An ``ack=False`` op was handed to the socket (its only completion)."""
+    """An ``ack=False`` op's frame was handed to the I/O layer by ``data_to_send()`` (its only
+    success). At-most-once: the frame may still be lost if the socket dies before writing it."""
 
     op: Operation
 
@@ -336,7 +347,9 @@ class ConnectionCore:
         self._next_op_id = 0
         self._next_wire_id = 0
 
-        self._out: list[dict[str, Any]] = []
+        # Frames transmitted but not yet taken by data_to_send(), with the op they carry (None for
+        # pings). Only non-empty while connected: the socket's loss fails or requeues the ops.
+        self._out: list[tuple[dict[str, Any], Operation | None]] = []
         self._events: list[ConnectionEvent] = []
 
         self.client_id: str | None = None
@@ -368,9 +381,22 @@ class ConnectionCore:
         return events
 
     def data_to_send(self) -> list[dict[str, Any]]:
-        """Return and clear the frames to write, in order (only while a socket is open)."""
+        """Return and clear the frames to write, in order; the caller takes responsibility for them.
+
+        Call it only while a socket is open to write them to: frames left here are failed
+        (``SendFailed``, ``connection_closed``) or, for acked ops, handled like any in-flight op
+        when the socket's loss is reported. Each ``ack=False`` op handed out ends in ``Sent``
+        (drain :meth:`events` afterwards).
+        """
         out, self._out = self._out, []
-        return out
+        frames = []
+        for frame, op in out:
+            frames.append(frame)
+            if op is not None and not op.ack:
+                op.status = OpStatus.DONE
+                self._events.append(Sent(op))
+        self._frames_sent += len(frames)
+        return frames
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`tick` has work to do, or None."""
@@ -425,6 +451,7 @@ class ConnectionCore:
             self._socket = _Socket.NONE
         self._stop_timers()
         self._retry_at = None
+        self._drop_unsent()
         self._fail_pending(include_retry=True)
         self._terminal(ConnectionState.DISCONNECTED, reason)
 
@@ -527,7 +554,15 @@ class ConnectionCore:
         return op
 
     def cancel(self, op: Operation) -> bool:
-        """Forget ``op`` (queued or awaiting its ack). Returns False if it already finished."""
+        """Forget ``op`` (queued, not yet taken by ``data_to_send``, or awaiting its ack). Returns
+        False if it already finished."""
+        if op.status is OpStatus.INFLIGHT and not op.ack:
+            for i, (_, queued) in enumerate(self._out):
+                if queued is op:
+                    del self._out[i]
+                    op.status = OpStatus.CANCELLED
+                    return True
+            return False
         if op.status is OpStatus.QUEUED:
             for q in (self._priority, self._queue):
                 if op in q:
@@ -554,8 +589,7 @@ class ConnectionCore:
                     now, int(CloseCode.HEARTBEAT_TIMEOUT), "heartbeat timeout", "heartbeat_timeout"
                 )
             elif self._next_ping is not None and now >= self._next_ping:
-                self._out.append({"type": "ping", "t": now * 1000.0})
-                self._frames_sent += 1
+                self._out.append(({"type": "ping", "t": now * 1000.0}, None))
                 self._pong_deadline = now + self.heartbeat.timeout
                 self._next_ping = now + self.heartbeat.interval
         while self._pending:
@@ -624,10 +658,10 @@ class ConnectionCore:
             op.status = OpStatus.INFLIGHT
             self._pending[op.wire_id] = op
         else:
-            op.status = OpStatus.DONE
-            self._events.append(Sent(op))
-        self._frames_sent += 1
-        self._out.append(frame)
+            # Sent is reported when data_to_send() hands the frame over, not here: a frame still
+            # in the core when the socket dies must be failed, not already reported as sent.
+            op.status = OpStatus.INFLIGHT
+        self._out.append((frame, op))
 
     def _stop_timers(self) -> None:
         self._open_deadline = None
@@ -641,6 +675,20 @@ class ConnectionCore:
         self._socket = _Socket.NONE
         self._last_close = (code, reason)
         self._after_loss(now, code, reason)
+
+    def _drop_unsent(self) -> None:
+        """The socket is gone: forget frames the I/O layer never took.
+
+        Pings need nothing (the heartbeat restarts on the next connection); acked ops are in
+        ``_pending`` and handled by :meth:`_fail_pending`; ``ack=False`` ops fail here.
+        """
+        out, self._out = self._out, []
+        for _, op in out:
+            if op is not None and not op.ack:
+                op.status = OpStatus.FAILED
+                self._events.append(
+                    SendFailed(op, "connection closed before the frame was written", _CONNECTION_CLOSED)
+                )
 
     def _fail_pending(self, *, include_retry: bool) -> None:
         """Fail in-flight ops; with ``include_retry`` False, retryable ones are requeued in order."""
@@ -676,6 +724,7 @@ class ConnectionCore:
 
     def _after_loss(self, now: float, code: int | None, reason: str) -> None:
         self._stop_timers()
+        self._drop_unsent()
         if code is not None and code in NO_RECONNECT_CODES:
             self._fail_pending(include_retry=True)
             if code == CloseCode.AUTH_FAILED:

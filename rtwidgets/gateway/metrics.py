@@ -35,6 +35,7 @@ class GatewayMetrics:
         self.slow_consumer_closes = 0
         self.idle_closes = 0
         self.auth_failures = 0
+        self.frames_dropped_closed = 0  # frames for a connection that was no longer open
         self.errors: Counter[str] = Counter()
         # (time, messages_published) samples, one per second at most, for the rate.
         self._samples: deque[tuple[float, int]] = deque()
@@ -72,6 +73,7 @@ class GatewayMetrics:
             "slow_consumer_closes": self.slow_consumer_closes,
             "idle_closes": self.idle_closes,
             "auth_failures": self.auth_failures,
+            "frames_dropped_closed": self.frames_dropped_closed,
             "publish_rate": self.publish_rate(),
         }
 
@@ -111,6 +113,11 @@ class _Collector(Collector):
         yield counter("rtwidgets_slow_consumer_closes", "Clients closed with 4008.", m.slow_consumer_closes)
         yield counter("rtwidgets_idle_closes", "Clients closed with 4009.", m.idle_closes)
         yield counter("rtwidgets_auth_failures", "Handshakes refused with 4001.", m.auth_failures)
+        yield counter(
+            "rtwidgets_frames_dropped_closed",
+            "Frames not written because their connection was no longer open.",
+            m.frames_dropped_closed,
+        )
         yield gauge(
             "rtwidgets_outbound_queue_bytes_max",
             "Largest unsent write buffer among open connections.",

@@ -449,6 +449,12 @@ class Gateway:
         # Same non-blocking path as fan-out, so per-connection order is the call order.
         if conn.protocol.state is State.OPEN:
             broadcast((conn,), protocol.encode_bytes(frame), text=True)
+        else:
+            # The connection is closing or closed (e.g. an ack whose broker call outlived the
+            # socket). Nothing stored is lost: the client learns of the loss through the close
+            # code, fails or retries its pending ops, and resubscribes with its lastEventId, so
+            # stored messages are replayed. Count it so operators can see it happening.
+            self.metrics.frames_dropped_closed += 1
 
     def _send_error(
         self, conn: ServerConnection, code: ErrorCode, reason: str, msg_id: Any, channel: str | None

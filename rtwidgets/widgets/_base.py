@@ -7,8 +7,10 @@ Rules of this module:
   package imports without a bundle and the error says how to build it.
 * Browser -> Python intents are custom messages ``{"action": ..., ...}``. ipywidgets may
   call the handler on a kernel subshell thread, so handlers only validate and hand the
-  work to the runtime thread. A bad intent raises :class:`IntentError` (logged by the
-  message hook; tests call :meth:`RealtimeWidget.handle_intent` directly to see it).
+  work to the runtime thread. A bad intent raises :class:`IntentError`; the message hook
+  logs it and tells the browser with a custom message
+  ``{"type": "intent_error", "action": <str or None>, "message": <str>}``, which every view
+  shows as a transient notice (tests call :meth:`RealtimeWidget.handle_intent` to see the error).
 * Python -> browser updates go through :class:`CoalescedSync` (<= 60 flushes/s).
 """
 
@@ -117,8 +119,20 @@ class RealtimeWidget(anywidget.AnyWidget):
         try:
             self.handle_intent(content)
         except IntentError as exc:
-            # Logged, not raised: a malformed message from a browser must not spam tracebacks.
-            log.warning("%s: refused intent: %s", type(self).__name__, exc)
+            self._refuse_intent(content, exc)
+
+    def _refuse_intent(self, content: Any, exc: IntentError) -> None:
+        """Log a refused intent and tell the browser, so the user learns the action did nothing."""
+        # Logged, not raised: a malformed message from a browser must not spam tracebacks.
+        log.warning("%s: refused intent: %s", type(self).__name__, exc)
+        action = content.get("action") if isinstance(content, dict) else None
+        self.send(
+            {
+                "type": "intent_error",
+                "action": action if isinstance(action, str) else None,
+                "message": str(exc),
+            }
+        )
 
     def handle_intent(self, content: Any) -> None:
         """Validate and dispatch one browser intent; raise :class:`IntentError` if it is bad."""

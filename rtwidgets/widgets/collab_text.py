@@ -124,7 +124,7 @@ class CollabText(RealtimeWidget):
         try:
             self.handle_intent(content, buffers)
         except IntentError as exc:
-            log.warning("%s: refused intent: %s", type(self).__name__, exc)
+            self._refuse_intent(content, exc)
 
     def handle_intent(self, content: Any, buffers: list[Any] | None = None) -> None:
         """Validate and dispatch one browser intent (with its binary buffers); raise

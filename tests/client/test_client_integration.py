@@ -345,6 +345,28 @@ async def test_queue_overflow_raises(gateway: Gateway, make_client: MakeClient) 
     assert [a["offset"] for a in acks if a is not None] == [1, 2]
 
 
+async def test_unacked_frame_without_a_socket_is_reported_not_dropped(
+    gateway: Gateway, make_client: MakeClient
+) -> None:
+    """If the I/O layer has no writer while the core still counts as connected (out of step), an
+    ``ack=False`` publish is not reported as sent and silently dropped: it stays in the core and
+    fails with ``connection_closed`` when the socket's end is reported."""
+    conn = await make_client(gateway)
+    ch = await conn.subscribe("c")
+    conn._outbox = None  # the writer is gone; the reader has not reported the close yet
+    pending = asyncio.create_task(ch.publish("lost?", ephemeral=True, ack=False))
+    await until(lambda: conn._core._out != [], "the frame to be transmitted by the core")
+    assert not pending.done()
+    assert conn.simulate_drop()
+    with pytest.raises(ConnectionClosedError) as info:
+        await asyncio.wait_for(pending, T)
+    assert info.value.code == "connection_closed"
+    await conn.wait_for_state(ConnectionState.CONNECTED, timeout=T)
+    assert await ch.publish("after", ephemeral=True, ack=False) is None
+    ack = await ch.publish("stored")
+    assert ack is not None and ack["offset"] == 1
+
+
 async def test_close_fails_queued_and_leaves_no_tasks(gateway: Gateway, make_client: MakeClient) -> None:
     gate = Gate(gateway.token("alice"))
     conn = await make_client(gateway, auth=gate)

@@ -154,6 +154,19 @@ def test_bad_intents_are_refused_and_change_nothing(pair: Any) -> None:
         CollabText(alice, height=-1)
 
 
+def test_refused_intent_is_reported_to_the_browser(pair: Any) -> None:
+    """Through the comm path a bad intent reaches the view as an ``intent_error`` message."""
+    alice, _bob, widget, _view = pair
+    sent: list[dict[str, Any]] = []
+    widget.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+    widget._handle_custom_msg({"action": "update"}, [])
+    widget._handle_custom_msg({"action": "sync"}, [b"\x05\x01"])
+    assert [(m["type"], m["action"]) for m in sent] == [("intent_error", "update"), ("intent_error", "sync")]
+    assert "exactly one binary buffer" in sent[0]["message"]
+    assert "bad state vector" in sent[1]["message"]
+    assert alice.text == ""
+
+
 def test_close_detaches_from_the_document(pair: Any) -> None:
     alice, bob, widget, view = pair
     widget.close()

@@ -452,6 +452,64 @@ def test_send_while_connected_without_ack() -> None:
     assert op.status is OpStatus.DONE
 
 
+def test_sent_only_when_the_io_layer_takes_the_frame() -> None:
+    """``Sent`` means "handed to the I/O layer": nothing is reported before data_to_send()."""
+    core = make()
+    open_connected(core)
+    op = core.send({"type": "publish", "channel": "a", "data": 1}, now=1.0)
+    assert core.events() == []
+    assert op.status is OpStatus.INFLIGHT
+    assert core.stats(1.0).frames_sent == 0
+    assert core.data_to_send() == [{"type": "publish", "channel": "a", "data": 1}]
+    assert core.events() == [Sent(op)]
+    assert core.stats(1.0).frames_sent == 1
+
+
+def test_frames_never_taken_fail_when_the_socket_closes() -> None:
+    """An I/O layer with no socket leaves frames in the core; the close reports every op."""
+    core = make(heartbeat=HeartbeatConfig(interval=1.0, timeout=10.0))
+    open_connected(core)
+    core.tick(1.0)  # a ping, never taken
+    plain = core.send({"type": "publish", "channel": "a", "data": 1}, now=1.0)
+    once = core.send({"type": "publish", "channel": "a", "data": 2}, now=1.0, ack=True)
+    again = core.send(
+        {"type": "publish", "channel": "a", "data": 3, "msgId": "m"}, now=1.0, ack=True, retry=True
+    )
+    core.on_close(1006, "gone", 1.5)
+    failed = of_type(core.events(), SendFailed)
+    assert {(e.op, e.code) for e in failed} == {(plain, "connection_closed"), (once, "connection_closed")}
+    assert plain.status is OpStatus.FAILED
+    assert again.status is OpStatus.QUEUED
+    # The next connection carries only the requeued retryable op: no stale ping, no failed frame.
+    core.tick(core.next_deadline() or 0.0)
+    core.on_open(5.0)
+    core.on_frame({"type": "connected", "clientId": "c2"}, 5.0)
+    frames = core.data_to_send()
+    assert [f.get("data") for f in frames] == [3]
+    assert frames[0]["_id"] == again.wire_id
+
+
+def test_frames_never_taken_fail_on_disconnect() -> None:
+    core = make()
+    open_connected(core)
+    op = core.send({"type": "publish", "channel": "a", "data": 1}, now=1.0)
+    core.disconnect(1.0)
+    (failed,) = of_type(core.events(), SendFailed)
+    assert failed.op is op and failed.code == "connection_closed"
+    assert core.data_to_send() == []
+
+
+def test_cancel_a_frame_not_yet_taken() -> None:
+    core = make()
+    open_connected(core)
+    op = core.send({"type": "publish", "channel": "a", "data": 1}, now=1.0)
+    assert core.cancel(op) is True
+    assert op.status is OpStatus.CANCELLED
+    assert core.data_to_send() == []
+    assert core.events() == []
+    assert core.cancel(op) is False
+
+
 def test_send_with_ack_and_ack_fields() -> None:
     core = make()
     open_connected(core)
@@ -625,7 +683,9 @@ def test_cancel_queued_and_inflight() -> None:
 
 @given(
     st.lists(
-        st.sampled_from(["send", "send_ack", "send_retry", "close", "tick", "connect", "ack", "disconnect"]),
+        st.sampled_from(
+            ["send", "send_ack", "send_retry", "close", "tick", "connect", "ack", "disconnect", "hold"]
+        ),
         max_size=40,
     )
 )
@@ -637,11 +697,16 @@ def test_every_op_completes_exactly_once(actions: list[str]) -> None:
     ops = []
     completions: dict[int, int] = {}
 
-    def collect() -> None:
-        for e in core.events():
+    def count(events: list[Any]) -> None:
+        for e in events:
             if isinstance(e, (AckReceived, SendFailed, Sent)):
                 completions[e.op.op_id] = completions.get(e.op.op_id, 0) + 1
-        core.data_to_send()
+
+    def collect(take: bool) -> None:
+        count(core.events())
+        if take:  # "hold": an I/O layer with no socket leaves the frames in the core
+            core.data_to_send()
+            count(core.events())
 
     for action in actions:
         now += 0.7
@@ -672,8 +737,8 @@ def test_every_op_completes_exactly_once(actions: list[str]) -> None:
                     break
         elif action == "disconnect":
             core.disconnect(now)
-        collect()
+        collect(take=action != "hold")
     core.disconnect(now + 1)
-    collect()
+    collect(take=True)
     assert all(n == 1 for n in completions.values()), completions
     assert {op.op_id for op in ops} == set(completions)
