@@ -3,6 +3,7 @@
 // views over the latest DataViews, so a burst of trait changes costs one draw.
 import { BufferError, toFloat64 } from "./lib/buffers.js";
 import { h, setText } from "./lib/dom.js";
+import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle } from "./lib/style.js";
 import { formatCount } from "./lib/time.js";
@@ -275,6 +276,7 @@ function render({ model, el }) {
   renderTitle();
   renderPressure();
   renderStats();
+  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
   schedule();
   scope.add(() => root.remove());

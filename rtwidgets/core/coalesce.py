@@ -15,6 +15,10 @@ Rules of this module:
 * Nothing is lost: an update is either pending or was flushed, or was superseded by a
   later update of the same key before a flush (counted in ``merged``).
 * Not thread-safe: drive one coalescer from one thread.
+* A per-widget cap cannot bound the total: Jupyter's limit is per kernel, so N widgets at
+  60/s each overflow it. :class:`RateBudget` shares one process-wide rate among all live
+  coalescers (max-min fair, each capped at its own ``max_rate``); the caller applies a
+  member's share with :meth:`Coalescer.set_max_rate` whenever :attr:`RateBudget.version` moves.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from ._clock import MonotonicNow
 
-__all__ = ["Coalescer", "CoalescerStats"]
+__all__ = ["Coalescer", "CoalescerStats", "RateBudget"]
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,7 @@ class Coalescer:
     """Merge ``key -> value`` updates and release them at most ``max_rate`` times per second."""
 
     def __init__(self, max_rate: float = 60.0, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)):
-            raise TypeError(f"max_rate must be a number, got {max_rate!r}")
-        if not (math.isfinite(max_rate) and max_rate > 0):
-            raise ValueError(f"max_rate must be a finite number of flushes per second > 0, got {max_rate}")
-        self.max_rate = float(max_rate)
+        self.max_rate = _check_rate("max_rate", max_rate)
         self.min_interval = 1.0 / self.max_rate
         self._now = MonotonicNow(clock)
         self._pending: dict[Hashable, Any] = {}
@@ -59,6 +59,15 @@ class Coalescer:
         self._flushes = 0
         self._merged = 0
         self._flushed_values = 0
+
+    def set_max_rate(self, max_rate: float) -> None:
+        """Change the flush rate; it applies from the last flush on (pending updates are kept).
+
+        Lowering it delays the next flush to ``last_flush + 1 / max_rate``; raising it may
+        make a pending flush due at once.
+        """
+        self.max_rate = _check_rate("max_rate", max_rate)
+        self.min_interval = 1.0 / self.max_rate
 
     def update(self, key: Hashable, value: Any, now: float | None = None) -> None:
         """Record ``key = value``; a pending value for the same key is replaced (merged)."""
@@ -116,3 +125,84 @@ class Coalescer:
         self._flushes += 1
         self._flushed_values += len(flushed)
         return flushed
+
+
+def _check_rate(name: str, rate: object) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"{name} must be a number, got {rate!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"{name} must be a finite number of flushes per second > 0, got {rate}")
+    return float(rate)
+
+
+class RateBudget:
+    """Share ``total_rate`` flushes per second among members, max-min fair.
+
+    Each member joins with its own cap (``max_rate``) and gets
+    ``min(max_rate, level)``, where the water level is the largest value for which the shares
+    sum to at most ``total_rate`` (``inf`` when every cap fits). So with caps of 60 and a total
+    of 800, up to 13 members get 60/s each, and 20 members get 40/s each. The sum of shares is
+    never above ``total_rate``; with each member's :class:`Coalescer` at its share, any window
+    of T seconds holds at most ``T * total_rate + members`` flushes in total (one leading-edge
+    flush per member). :attr:`version` increases whenever shares may have changed, so members
+    can re-read their share cheaply. Not thread-safe (the caller locks).
+    """
+
+    def __init__(self, total_rate: float = 800.0) -> None:
+        self._total = _check_rate("total_rate", total_rate)
+        self._caps: dict[int, float] = {}
+        self._next_id = 0
+        self._level = math.inf
+        self.version = 0
+
+    @property
+    def total_rate(self) -> float:
+        """Flushes per second shared by all members."""
+        return self._total
+
+    def set_total_rate(self, total_rate: float) -> None:
+        """Change the shared total; every member's share is recomputed."""
+        self._total = _check_rate("total_rate", total_rate)
+        self._recompute()
+
+    def join(self, max_rate: float) -> int:
+        """Add a member capped at ``max_rate`` flushes/s; return its id (for :meth:`share`/:meth:`leave`)."""
+        cap = _check_rate("max_rate", max_rate)
+        member = self._next_id
+        self._next_id += 1
+        self._caps[member] = cap
+        self._recompute()
+        return member
+
+    def leave(self, member: int) -> None:
+        """Remove a member; its share goes back to the others. Unknown ids raise KeyError."""
+        if member not in self._caps:
+            raise KeyError(f"RateBudget: no member {member!r} (already left?)")
+        del self._caps[member]
+        self._recompute()
+
+    def share(self, member: int) -> float:
+        """The member's current rate: ``min(its max_rate, water level)``, always > 0."""
+        cap = self._caps.get(member)
+        if cap is None:
+            raise KeyError(f"RateBudget: no member {member!r} (already left?)")
+        return min(cap, self._level)
+
+    def __len__(self) -> int:
+        return len(self._caps)
+
+    def _recompute(self) -> None:
+        # Water-filling: members whose cap is under the fair share of what is left keep their
+        # cap; the rest split the remainder equally.
+        remaining = self._total
+        left = len(self._caps)
+        level = math.inf
+        for cap in sorted(self._caps.values()):
+            fair = remaining / left
+            if cap > fair:
+                level = fair
+                break
+            remaining -= cap
+            left -= 1
+        self._level = level
+        self.version += 1

@@ -12,6 +12,10 @@ Rules of this module:
 * :class:`CoalescedSync` is the only way widgets write their synced traits from network
   events: at most ``max_rate`` flushes per second, latest value per trait wins
   (:class:`rtwidgets.core.coalesce.Coalescer` decides; this class only moves the values).
+* Jupyter drops iopub messages above about 1000/s per kernel, whatever widget sends them, so
+  every live :class:`CoalescedSync` also draws on one process-wide :class:`SharedRateBudget`
+  (default :data:`DEFAULT_MESSAGE_BUDGET` flushes/s, env ``RTWIDGETS_MESSAGE_BUDGET``,
+  :func:`set_message_budget`): its rate is ``min(max_rate, its fair share)``.
 """
 
 from __future__ import annotations
@@ -19,28 +23,39 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
+import os
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from traitlets import HasTraits
 
-from rtwidgets.core.coalesce import Coalescer
+from rtwidgets.core.coalesce import Coalescer, RateBudget
 from rtwidgets.runtime import Runtime, get_runtime
 
 __all__ = [
+    "DEFAULT_MESSAGE_BUDGET",
+    "MESSAGE_BUDGET_ENV",
     "CoalescedSync",
     "DeadlineTimer",
     "LoopClock",
+    "SharedRateBudget",
     "TaskGroup",
+    "message_budget",
     "on_runtime",
     "run_blocking",
+    "set_message_budget",
     "submit",
 ]
 
 T = TypeVar("T")
 log = logging.getLogger("rtwidgets.models")
+
+# The coalescer key of a set_later() computation (never a trait name).
+_COMPUTED = object()
 
 
 def on_runtime(fn: Callable[..., Any], *args: Any, runtime: Runtime | None = None) -> None:
@@ -131,6 +146,97 @@ class LoopClock:
         return now
 
 
+# Comm messages per second shared by all widgets of the process: Jupyter's iopub limit is about
+# 1000/s per kernel; the rest is headroom for outputs, custom messages and other libraries.
+DEFAULT_MESSAGE_BUDGET = 800.0
+MESSAGE_BUDGET_ENV = "RTWIDGETS_MESSAGE_BUDGET"
+
+
+class SharedRateBudget:
+    """A thread-safe :class:`RateBudget` (widgets are created and closed from any thread).
+
+    ``version`` is read without the lock on every flush (an int attribute read is atomic);
+    a member re-reads its share under the lock only when it moved.
+    """
+
+    def __init__(self, total_rate: float = DEFAULT_MESSAGE_BUDGET) -> None:
+        self._budget = RateBudget(total_rate)
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self._budget.version
+
+    @property
+    def total_rate(self) -> float:
+        return self._budget.total_rate
+
+    def set_total_rate(self, total_rate: float) -> None:
+        with self._lock:
+            self._budget.set_total_rate(total_rate)
+
+    def join(self, max_rate: float) -> int:
+        with self._lock:
+            return self._budget.join(max_rate)
+
+    def leave(self, member: int) -> None:
+        with self._lock:
+            self._budget.leave(member)
+
+    def share(self, member: int) -> float:
+        """The member's current rate (KeyError once it left)."""
+        with self._lock:
+            return self._budget.share(member)
+
+    def share_and_version(self, member: int) -> tuple[float, int]:
+        """``(rate, version)`` read together, so a concurrent change is seen on the next check."""
+        with self._lock:
+            return self._budget.share(member), self._budget.version
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._budget)
+
+
+_shared_budget: SharedRateBudget | None = None
+_shared_budget_lock = threading.Lock()
+
+
+def _budget_from_env() -> float:
+    raw = os.environ.get(MESSAGE_BUDGET_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MESSAGE_BUDGET
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{MESSAGE_BUDGET_ENV}={raw!r}: expected a positive number of comm messages per second "
+            f"(default {DEFAULT_MESSAGE_BUDGET:g})"
+        )
+    return value
+
+
+def message_budget() -> SharedRateBudget:
+    """The process-wide budget every widget's :class:`CoalescedSync` shares (created on first use,
+    from ``RTWIDGETS_MESSAGE_BUDGET`` when set)."""
+    global _shared_budget
+    with _shared_budget_lock:
+        if _shared_budget is None:
+            _shared_budget = SharedRateBudget(_budget_from_env())
+        return _shared_budget
+
+
+def set_message_budget(total_per_s: float) -> None:
+    """Set how many comm messages per second all rtwidgets widgets together may send.
+
+    Live widgets adopt their new share at their next update. Raises ``ValueError`` /
+    ``TypeError`` for a non-positive or non-numeric value.
+    """
+    message_budget().set_total_rate(total_per_s)
+
+
 class CoalescedSync:
     """Write trait values to ``target`` at most ``max_rate`` times per second.
 
@@ -139,14 +245,29 @@ class CoalescedSync:
     ``hold_sync`` block, so a widget sends one comm message per flush) when it allows.
     ``flushes`` counts applied batches. Values must not be mutated after ``set``: pass
     fresh lists/dicts (traitlets compares them to decide whether to notify).
+
+    The effective rate is ``min(max_rate, share of budget)``: ``budget`` defaults to the
+    process-wide :func:`message_budget`, left on :meth:`close`.
     """
 
-    def __init__(self, target: HasTraits, max_rate: float = 60.0, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        target: HasTraits,
+        max_rate: float = 60.0,
+        runtime: Runtime | None = None,
+        budget: SharedRateBudget | None = None,
+    ) -> None:
         self._target = target
         self._runtime = runtime or get_runtime()
         self._loop = self._runtime.loop
         self._clock = LoopClock(self._loop)
-        self._coalescer = Coalescer(max_rate=max_rate)
+        self._coalescer = Coalescer(max_rate=max_rate)  # validates max_rate before joining
+        self._budget = budget if budget is not None else message_budget()
+        self._member = self._budget.join(max_rate)
+        # Leave on close, or when collected unclosed, so a lost widget does not keep a share.
+        self._leave = weakref.finalize(self, self._budget.leave, self._member)
+        self._budget_version = -1
+        self._adopt_share()
         self._timer = DeadlineTimer(self._loop, lambda when: self._flush(self._clock(when)))
         self._closed = False
         self.flushes = 0
@@ -154,13 +275,39 @@ class CoalescedSync:
         # time base, so a rate check over it is exact (no stamping jitter).
         self.flush_times: deque[float] = deque(maxlen=1000)
 
+    @property
+    def max_rate(self) -> float:
+        """The flush rate now in force (this widget's share of the budget)."""
+        return self._coalescer.max_rate
+
+    def _adopt_share(self) -> None:
+        try:
+            rate, self._budget_version = self._budget.share_and_version(self._member)
+        except KeyError:
+            return  # closed from another thread meanwhile: nothing more will be flushed
+        if rate != self._coalescer.max_rate:
+            self._coalescer.set_max_rate(rate)
+
     def set(self, **values: Any) -> None:
         """Queue trait updates (thread-safe); the latest value per trait wins."""
         if self._closed:
             return
         on_runtime(self._update, values, runtime=self._runtime)
 
-    def _update(self, values: dict[str, Any]) -> None:
+    def set_later(self, compute: Callable[[float], Mapping[str, Any]]) -> None:
+        """Queue values computed at flush time (thread-safe): the flush calls ``compute(now)``
+        on the runtime thread (``now``: loop clock) and applies the returned ``{trait: value}``
+        with the rest of the batch (after any ``set`` values, so it wins over them).
+
+        For state that changes faster than the flush rate and is costly to build (a chart's
+        window): it is built once per flush, from the newest data, instead of once per change.
+        The latest ``compute`` queued before a flush is the one called.
+        """
+        if self._closed:
+            return
+        on_runtime(self._update, {_COMPUTED: compute}, runtime=self._runtime)
+
+    def _update(self, values: dict[Any, Any]) -> None:
         if self._closed:
             return
         now = self._clock()
@@ -171,16 +318,24 @@ class CoalescedSync:
     def _flush(self, now: float) -> None:
         if self._closed:
             return
+        if self._budget.version != self._budget_version:
+            self._adopt_share()  # another widget came or went: the rate may have changed
         batch = self._coalescer.poll(now)
         if batch:
             self.flush_times.append(now)
-            self._apply(batch)
+            self._apply(batch, now)
         self._timer.schedule(self._coalescer.next_deadline())
 
-    def _apply(self, batch: dict[str, Any]) -> None:
+    def _apply(self, batch: dict[Any, Any], now: float) -> None:
         target = self._target
         hold = getattr(target, "hold_sync", None)
+        names = sorted(str(k) for k in batch if k is not _COMPUTED)
         try:
+            compute = batch.pop(_COMPUTED, None)
+            if compute is not None:
+                computed = compute(now)
+                names += sorted(computed)
+                batch.update(computed)
             if hold is None:
                 with target.hold_trait_notifications():
                     for name, value in batch.items():
@@ -191,7 +346,7 @@ class CoalescedSync:
                         setattr(target, name, value)
         except Exception:
             # A bad value must not kill the loop timer; it is a bug, so say it loudly.
-            log.exception("could not apply %s to %r", sorted(batch), type(target).__name__)
+            log.exception("could not apply %s to %r", names, type(target).__name__)
         self.flushes += 1
 
     def flush_now(self) -> None:
@@ -202,12 +357,14 @@ class CoalescedSync:
         batch = self._coalescer.drain(now)
         if batch:
             self.flush_times.append(now)
-            self._apply(batch)
+            self._apply(batch, now)
 
     def close(self) -> None:
-        """Cancel the timer; later ``set`` calls are ignored."""
+        """Cancel the timer and return this widget's share to the budget; later ``set`` calls
+        are ignored. Idempotent."""
         self._closed = True
         self._timer.cancel()
+        self._leave()  # runs once
 
 
 class TaskGroup:

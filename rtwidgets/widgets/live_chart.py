@@ -6,7 +6,12 @@ or a dict with ``y``/``value`` and optional ``t`` in epoch ms) and/or from
 :class:`~rtwidgets.core.backpressure.BackpressureBuffer` (strategy ``latest``/``sample``/
 ``batch``); what it merges or drops is counted and shown. The retained window is sent to
 the browser as little-endian Float64 buffers (``x`` = time in ms, ``y`` = value),
-decimated to ``max_points``, at most 60 times per second.
+decimated to ``max_points``, at most 60 times per second and within the process-wide comm
+message budget shared by all widgets (:func:`rtwidgets.models._binding.set_message_budget`).
+
+The window is built at flush time (``CoalescedSync.set_later``), not per incoming burst: each
+flush first moves every waiting sample into the buffer, takes everything the buffer releases
+and serializes the window once, so what is sent is as fresh as the flush itself.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ def float64_bytes(values: list[float]) -> bytes:
     return arr.tobytes()
 
 
+def _array_bytes(arr: array) -> bytes:
+    """Little-endian bytes of a Float64 ``array`` (a fresh copy; ``arr`` is not modified)."""
+    if sys.byteorder != "little":
+        arr = array("d", arr)
+        arr.byteswap()
+    return arr.tobytes()
+
+
 def _nan_to_none(value: float, _widget: Any) -> float | None:
     # Jupyter's JSON refuses NaN; the front end reads null as "auto".
     return None if value is None or not math.isfinite(value) else value
@@ -82,8 +95,10 @@ class LiveChart(RealtimeWidget):
 
     ``key``: a field name of dict data (or a callable on the data) giving samples a key;
     with strategy ``latest`` a full buffer then replaces the buffered sample of the same key
-    (``merged``) instead of dropping the oldest one (``dropped``). ``max_buffer_size`` and
-    ``batch_interval`` (seconds) tune the buffer; ``max_points`` bounds what is sent.
+    (``merged``) instead of dropping the oldest one (``dropped``). ``max_buffer_size`` bounds
+    the samples waiting between two flushes (beyond it the strategy sheds load);
+    ``batch_interval`` (seconds) is the least time between two releases of the buffer (a
+    release hands out everything buffered); ``max_points`` bounds what is sent.
     """
 
     _bundle = "live_chart"
@@ -119,10 +134,19 @@ class LiveChart(RealtimeWidget):
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
             raise ValueError(f"max_points must be an int >= 2, got {max_points!r}")
         # BackpressureConfig validates strategy, size and interval with clear messages.
+        if isinstance(max_buffer_size, bool) or not isinstance(max_buffer_size, int):
+            raise TypeError(f"max_buffer_size must be an int, got {max_buffer_size!r}")
+        # Each poll releases everything buffered (batch sizes = buffer size): the buffer's job
+        # here is to bound memory and shed load, not to pace. The article's 20/50/100 per poll
+        # (at most 6000 samples/s) made a 1 kHz stream queue up and lag by tens of ms.
+        batch = max(1, max_buffer_size)
         config = BackpressureConfig(
             max_buffer_size=max_buffer_size,
             sampling_strategy=strategy,
             batch_interval=batch_interval,  # type: ignore[arg-type]
+            batch_size_none=batch,
+            batch_size_moderate=batch,
+            batch_size_high=batch,
         )
         self.model = source
         self.max_points = max_points
@@ -135,8 +159,9 @@ class LiveChart(RealtimeWidget):
         )
         self._inbox: deque[Sample] = deque()  # any thread appends; the runtime drains
         self._drain_scheduled = threading.Event()
-        self._xs: list[float] = []
-        self._ys: list[float] = []
+        # Float64 arrays, not lists: a flush slices them and sends the bytes as they are.
+        self._xs = array("d")
+        self._ys = array("d")
         self._invalid = 0
         self._rate_in = _Rate()
         self._rate_out = _Rate()
@@ -168,7 +193,8 @@ class LiveChart(RealtimeWidget):
 
     @property
     def flushes(self) -> int:
-        """How many trait flushes went to the browser so far (<= 60 per second)."""
+        """How many trait flushes went to the browser so far (<= 60 per second, less when many
+        widgets share the message budget)."""
         return self._sync.flushes
 
     @property
@@ -220,7 +246,10 @@ class LiveChart(RealtimeWidget):
         if self.closed:
             self._inbox.clear()
             return
-        now = self._clock()
+        if self._take_inbox(self._clock()):
+            self._sync.set_later(self._window_state)
+
+    def _take_inbox(self, now: float) -> int:
         count = 0
         buffer = self._buffer
         while self._inbox:
@@ -228,18 +257,38 @@ class LiveChart(RealtimeWidget):
             count += 1
         if count:
             self._rate_in.add(now, count)
-        self._timer.schedule(buffer.next_deadline())
+        return count
 
     def _poll(self, when: float) -> None:
+        # The buffer held samples its batch_interval did not release at the last flush.
+        if not self.closed:
+            self._sync.set_later(self._window_state)
+
+    def _window_state(self, now: float) -> dict[str, Any]:
+        """The traits to send, built at flush time (CoalescedSync.set_later) from the newest
+        samples: the window is serialized once per flush, not once per incoming burst, and
+        samples that arrived since the last drain are included."""
+        now = self._clock(now)
         if self.closed:
-            return
-        now = self._clock(when)
+            return {}
+        self._take_inbox(now)
         batch = self._buffer.poll(now)
         if batch:
             self._rate_out.add(now, len(batch))
             self._append(batch)
-        self._publish(now)
+        # Leftovers (batch_interval not elapsed yet): flush again once the buffer allows.
         self._timer.schedule(self._buffer.next_deadline())
+        xs, ys = self._xs, self._ys
+        n = len(xs)
+        stride = max(1, math.ceil(n / self.max_points))
+        # Keep the newest sample in view: every stride-th sample counted back from the last one.
+        first = (n - 1) % stride if n else 0
+        return {
+            "x": _array_bytes(xs[first::stride]),
+            "y": _array_bytes(ys[first::stride]),
+            "pressure": self._buffer.pressure,
+            "stats": self._stats_dict(now),
+        }
 
     def _append(self, batch: list[Sample]) -> None:
         xs, ys = self._xs, self._ys
@@ -257,20 +306,6 @@ class LiveChart(RealtimeWidget):
         if cut > 0:
             del xs[:cut]
             del ys[:cut]
-
-    def _publish(self, now: float) -> None:
-        xs, ys = self._xs, self._ys
-        stride = max(1, math.ceil(len(xs) / self.max_points))
-        if stride > 1:
-            # Keep the newest sample in view: decimate backwards from the end.
-            xs = xs[::-1][::stride][::-1]
-            ys = ys[::-1][::stride][::-1]
-        self._sync.set(
-            x=float64_bytes(xs),
-            y=float64_bytes(ys),
-            pressure=self._buffer.pressure,
-            stats=self._stats_dict(now),
-        )
 
     def _stats_dict(self, now: float | None = None) -> dict[str, Any]:
         s = self._buffer.stats()

@@ -1,4 +1,5 @@
-"""Coalescer: latest-wins merging and a per-widget flush-rate bound (pure, deterministic)."""
+"""Coalescer: latest-wins merging and a per-widget flush-rate bound; RateBudget: one total
+rate shared by every widget of a process (pure, deterministic)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtwidgets.core.coalesce import Coalescer
+from rtwidgets.core.coalesce import Coalescer, RateBudget
 
 
 @pytest.mark.parametrize(
@@ -135,3 +136,115 @@ def test_property_rate_bound_and_last_value_wins(
     for i, start in enumerate(flush_times):
         in_window = sum(1 for t in flush_times[i:] if t <= start + window)
         assert in_window <= bound
+
+
+# ---------------------------------------------------------------------------- set_max_rate
+
+
+def test_set_max_rate_moves_the_pending_deadline() -> None:
+    c = Coalescer(max_rate=10)
+    c.update("x", 1, 0.0)
+    assert c.poll(0.0) == {"x": 1}
+    c.update("x", 2, 0.01)
+    assert c.next_deadline() == pytest.approx(0.1)
+    c.set_max_rate(4)  # lowered: the pending flush waits for the new interval
+    assert c.max_rate == 4.0 and c.next_deadline() == pytest.approx(0.25)
+    assert c.poll(0.1) is None
+    c.set_max_rate(100)  # raised: due at once, the pending value was kept
+    assert c.next_deadline() == pytest.approx(0.01)
+    assert c.poll(0.1) == {"x": 2}
+    with pytest.raises(ValueError, match="max_rate"):
+        c.set_max_rate(0)
+    with pytest.raises(TypeError, match="max_rate"):
+        c.set_max_rate("fast")  # type: ignore[arg-type]
+    assert c.max_rate == 100.0  # a refused change leaves the rate as it was
+
+
+# ---------------------------------------------------------------------------- RateBudget
+
+
+@pytest.mark.parametrize(
+    ("total", "error"), [(0, ValueError), (-1, ValueError), (math.inf, ValueError), ("800", TypeError)]
+)
+def test_budget_rejects_bad_total(total: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="total_rate"):
+        RateBudget(total)  # type: ignore[arg-type]
+    budget = RateBudget(100)
+    with pytest.raises(error, match="total_rate"):
+        budget.set_total_rate(total)  # type: ignore[arg-type]
+    assert budget.total_rate == 100.0
+
+
+def test_budget_shares_equally_once_caps_do_not_fit() -> None:
+    budget = RateBudget(800)
+    members = [budget.join(60) for _ in range(13)]
+    assert [budget.share(m) for m in members] == [60.0] * 13  # 780 <= 800: everyone at its cap
+    members += [budget.join(60) for _ in range(7)]
+    assert len(budget) == 20
+    assert all(budget.share(m) == pytest.approx(40.0) for m in members)  # 800 / 20
+    for m in members[:10]:
+        budget.leave(m)
+    assert all(budget.share(m) == 60.0 for m in members[10:])  # 10 x 60 fits again
+
+
+def test_budget_gives_unused_share_to_uncapped_members() -> None:
+    budget = RateBudget(100)
+    slow = budget.join(10)
+    fast = [budget.join(60), budget.join(60)]
+    assert budget.share(slow) == 10.0
+    assert [budget.share(m) for m in fast] == [pytest.approx(45.0)] * 2  # (100 - 10) / 2
+    budget.set_total_rate(1000)
+    assert budget.share(slow) == 10.0 and [budget.share(m) for m in fast] == [60.0, 60.0]
+
+
+def test_budget_version_moves_on_every_change_and_unknown_members_raise() -> None:
+    budget = RateBudget(100)
+    versions = [budget.version]
+    a = budget.join(60)
+    versions.append(budget.version)
+    b = budget.join(60)
+    versions.append(budget.version)
+    budget.leave(a)
+    versions.append(budget.version)
+    budget.set_total_rate(50)
+    versions.append(budget.version)
+    assert versions == sorted(set(versions))  # strictly increasing
+    assert budget.share(b) == 50.0
+    with pytest.raises(KeyError, match="already left"):
+        budget.leave(a)
+    with pytest.raises(KeyError, match="already left"):
+        budget.share(a)
+    with pytest.raises(ValueError, match="max_rate"):
+        budget.join(-1)
+    assert len(budget) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    total=st.floats(1.0, 2000.0),
+    caps=st.lists(st.floats(0.5, 240.0), min_size=1, max_size=40),
+    leaving=st.sets(st.integers(0, 39)),
+)
+def test_property_shares_fit_the_total_and_are_max_min_fair(
+    total: float, caps: list[float], leaving: set[int]
+) -> None:
+    budget = RateBudget(total)
+    members = [budget.join(cap) for cap in caps]
+    live = dict(zip(members, caps, strict=True))
+    for i in sorted(leaving):
+        if i < len(members) and len(live) > 1:
+            budget.leave(members[i])
+            del live[members[i]]
+    shares = {m: budget.share(m) for m in live}
+    assert sum(shares.values()) <= total * (1 + 1e-9)
+    for m, share in shares.items():
+        assert 0 < share <= live[m]
+    # Max-min fair: a member below its cap gets at least as much as anyone else, and then the
+    # whole total is in use (no rate is left unused while someone wants more).
+    starved = [m for m in live if shares[m] < live[m]]
+    for m in starved:
+        assert shares[m] >= max(shares.values()) * (1 - 1e-9)
+    if starved:
+        assert sum(shares.values()) == pytest.approx(total)
+    else:
+        assert sum(shares.values()) == pytest.approx(sum(live.values()))
