@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "LiveChart": "rtwidgets.widgets",
     "Inspector": "rtwidgets.widgets",
     "CollabText": "rtwidgets.widgets",
+    # widget message budget
+    "set_message_budget": "rtwidgets.models._binding",
     # fault injection
     "ChaosProxy": "rtwidgets.chaos",
 }
@@ -60,6 +62,7 @@ __all__ = [
     "__version__",
     "connect",
     "issue_token",
+    "set_message_budget",
 ]
 
 
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from rtwidgets.client import RealtimeConnection
     from rtwidgets.gateway import Gateway, GatewayConfig
     from rtwidgets.models import Channel, Connection, OptimisticList, Presence
+    from rtwidgets.models._binding import set_message_budget
     from rtwidgets.models.collab import CollabDoc
     from rtwidgets.models.optimistic import OperationRolledBack
     from rtwidgets.sync_client import connect
