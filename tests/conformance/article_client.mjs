@@ -10,10 +10,15 @@
 //
 // Part 2 is the driver (not from the article): a scenario run against a gateway,
 // printing one JSON object per line of what it observed. Inputs (environment):
-//   RTW_URL          ws://host:port of the gateway
+//   RTW_URL          ws://host:port of the gateway (client A's, and B's unless RTW_URL_B)
+//   RTW_URL_B        optional: another gateway (sharing A's broker) for client B
 //   RTW_TOKEN_A      token for user A (alice), RTW_TOKEN_B for user B (bob)
-//   RTW_BAD_TOKEN    a token the gateway must refuse
+//   RTW_BAD_TOKEN    a token the gateway must refuse (full scenario only)
 //   RTW_CHANNEL      channel name to use
+//   RTW_CHANNEL_2    cross scenario only: a second channel (default RTW_CHANNEL + '-2')
+//   RTW_SCENARIO     'full' (default) or 'cross': the short cross-gateway scenario
+// With RTW_URL_B in the full scenario, the test must stop both gateways at
+// `ready_for_shutdown`.
 // Tokens come from the environment, not argv, so they never show in process listings.
 // Run: node --experimental-websocket tests/conformance/article_client.mjs
 
@@ -643,7 +648,7 @@ async function scenario() {
   });
 
   // 4. B joins with presence: A sees presence_join, B gets presence_sync.
-  const b = makeClient('B', url, env.RTW_TOKEN_B);
+  const b = makeClient('B', env.RTW_URL_B || url, env.RTW_TOKEN_B);
   await b.connection.connect();
   await waitFor(() => b.log.messages.some((m) => m.type === 'connected'), 'B connected frame');
   const evB = channelEvents();
@@ -743,7 +748,7 @@ async function scenario() {
     state: chF.getState(),
   });
 
-  // 10. The test now stops the gateway: both clients must see 1001 and stay down.
+  // 10. The test now stops the gateway(s): both clients must see 1001 and stay down.
   out('ready_for_shutdown');
   await waitFor(() => a.connection.getState() === 'disconnected' && b.connection.getState() === 'disconnected',
     'both clients disconnected by gateway shutdown', 20000);
@@ -758,12 +763,130 @@ async function scenario() {
   proxy.close();
 }
 
+// The short scenario across two gateways sharing one broker: A on RTW_URL, B on
+// RTW_URL_B. Everything either client sees from the other crossed the broker.
+async function crossScenario() {
+  const env = process.env;
+  const channel = env.RTW_CHANNEL || 'room:conformance';
+  const channel2 = env.RTW_CHANNEL_2 || `${channel}-2`;
+  const urls = { A: env.RTW_URL, B: env.RTW_URL_B || env.RTW_URL };
+
+  // 1. A connects to gateway 1, B to gateway 2.
+  const a = makeClient('A', urls.A, env.RTW_TOKEN_A);
+  const b = makeClient('B', urls.B, env.RTW_TOKEN_B);
+  await Promise.all([a.connection.connect(), b.connection.connect()]);
+  await waitFor(() => framesIn('A', 'connected').length > 0 && framesIn('B', 'connected').length > 0,
+    'connected frames');
+  const aId = framesIn('A', 'connected')[0].clientId;
+  const bId = framesIn('B', 'connected')[0].clientId;
+  out('connected', {
+    urls,
+    states: { A: a.connection.getState(), B: b.connection.getState() },
+    frames: { A: framesIn('A', 'connected')[0], B: framesIn('B', 'connected')[0] },
+  });
+
+  // 2. Both subscribe with presence, in opposite orders on two channels, so each
+  // client sees the other's live presence_join once (and the other in presence_sync).
+  const subscribe = async (client, name, ev) => {
+    const ch = client.manager.subscribe(name, ev.events, { presence: true });
+    await waitFor(() => ch.getState() !== 'subscribing', `${client.label} subscribe ${name} ack`);
+    return ch;
+  };
+  const evA = channelEvents();
+  const evB = channelEvents();
+  const evA2 = channelEvents();
+  const evB2 = channelEvents();
+  const chA = await subscribe(a, channel, evA);
+  const chB = await subscribe(b, channel, evB);
+  const chB2 = await subscribe(b, channel2, evB2);
+  const chA2 = await subscribe(a, channel2, evA2);
+  const subFrames = (label, name) => {
+    const sent = framesOut(label, 'subscribe').find((m) => m.channel === name);
+    return { sent, replies: framesIn(label, 'ack').concat(framesIn(label, 'error')).filter((m) => m.id === sent._id) };
+  };
+  out('subscribed', {
+    states: { A: chA.getState(), B: chB.getState(), A2: chA2.getState(), B2: chB2.getState() },
+    A: subFrames('A', channel),
+    B: subFrames('B', channel),
+    errors: [evA, evB, evA2, evB2].flatMap((ev) => ev.seen.errors),
+  });
+  await waitFor(() => evA.seen.joins.some((m) => m.clientId === bId), 'presence_join of B at A');
+  await waitFor(() => evB2.seen.joins.some((m) => m.clientId === aId), 'presence_join of A at B');
+  const syncOf = (label, name) => framesIn(label, 'presence_sync').filter((m) => m.channel === name);
+  out('presence_join', {
+    clientIds: { A: aId, B: bId },
+    bJoinAtA: evA.seen.joins.find((m) => m.clientId === bId),
+    aJoinAtB: evB2.seen.joins.find((m) => m.clientId === aId),
+    syncAtB: syncOf('B', channel),
+    syncAtA: syncOf('A', channel2),
+    membersAtA: chA.getMembers(),
+    membersAtB: chB.getMembers(),
+  });
+
+  // 3. Each updates its presence (acked); the other sees the presence_update.
+  await chA.updatePresence({ status: 'reading' });
+  await chB.updatePresence({ status: 'typing' });
+  await waitFor(() => evB.seen.updates.some((m) => m.clientId === aId), 'presence_update of A at B');
+  await waitFor(() => evA.seen.updates.some((m) => m.clientId === bId), 'presence_update of B at A');
+  out('presence_update', {
+    aUpdateAtB: evB.seen.updates.find((m) => m.clientId === aId),
+    bUpdateAtA: evA.seen.updates.find((m) => m.clientId === bId),
+    membersAtA: chA.getMembers(),
+    membersAtB: chB.getMembers(),
+  });
+
+  // 4. A publishes with ack; B receives it with its eventId.
+  const publishAck = (label, text) => {
+    const sent = framesOut(label, 'publish').find((m) => m.data?.text === text);
+    return framesIn(label, 'ack').find((m) => m.id === sent._id);
+  };
+  await chA.publish({ text: 'from-A', n: 1 });
+  await waitFor(() => evB.seen.messages.some((m) => m?.text === 'from-A'), 'from-A at B');
+  out('a_to_b', {
+    ack: publishAck('A', 'from-A'),
+    data: evB.seen.messages.find((m) => m?.text === 'from-A'),
+    frame: framesIn('B', 'message').find((m) => m.data?.text === 'from-A'),
+    lastEventIdAtB: chB.lastEventId,
+  });
+
+  // 5. B publishes with ack; A receives it.
+  await chB.publish({ text: 'from-B', n: 2 });
+  await waitFor(() => evA.seen.messages.some((m) => m?.text === 'from-B'), 'from-B at A');
+  out('b_to_a', {
+    ack: publishAck('B', 'from-B'),
+    data: evA.seen.messages.find((m) => m?.text === 'from-B'),
+    frame: framesIn('A', 'message').find((m) => m.data?.text === 'from-B'),
+    lastEventIdAtA: chA.lastEventId,
+    messagesAtA: evA.seen.messages,
+    messagesAtB: evB.seen.messages,
+  });
+
+  // 6. A disconnects cleanly (1000, no reconnect); B, on the other gateway, sees A leave.
+  a.connection.disconnect();
+  await waitFor(() => evB.seen.leaves.some((m) => m.clientId === aId), 'presence_leave of A at B');
+  out('presence_leave', {
+    aLeaveAtB: evB.seen.leaves.find((m) => m.clientId === aId),
+    membersAtB: chB.getMembers(),
+    stateA: a.connection.getState(),
+    errors: { A: a.log.errors, B: b.log.errors },
+    errorFrames: { A: framesIn('A', 'error'), B: framesIn('B', 'error') },
+  });
+  b.connection.disconnect();
+}
+
 const watchdog = setTimeout(() => {
   out('fail', { reason: 'watchdog: scenario took over 60 s', trace });
   process.exit(3);
 }, 60000);
 
-scenario().then(
+const scenarios = { full: scenario, cross: crossScenario };
+const run = scenarios[process.env.RTW_SCENARIO || 'full'];
+if (!run) {
+  out('fail', { reason: `unknown RTW_SCENARIO ${JSON.stringify(process.env.RTW_SCENARIO)}; use full or cross` });
+  process.exit(2);
+}
+
+run().then(
   () => {
     clearTimeout(watchdog);
     out('done');
