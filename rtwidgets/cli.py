@@ -2,7 +2,8 @@
 
 Contract of each sub-command (exit codes are part of the interface; scripts rely on them):
 
-* ``rtwidgets gateway ...`` runs in the foreground on its own asyncio loop. Once it
+* ``rtwidgets gateway ...`` runs in the foreground on its own event loop (uvloop when it
+  is installed, unless ``--no-uvloop``; the loop in use is logged to stderr). Once it
   listens it prints exactly one line to stdout, ``rtwidgets gateway listening on
   ws://HOST:PORT`` (the real port when ``--port 0``), and flushes it. SIGINT/SIGTERM stop
   it gracefully (clients are closed with 1001) and the exit code is 0. A port already
@@ -28,7 +29,7 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from rtwidgets import __version__
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"give up starting (e.g. Redis unreachable) after this long (default {DEFAULT_START_TIMEOUT:g})",
     )
+    gw.add_argument(
+        "--no-uvloop",
+        action="store_true",
+        help="run on asyncio's default event loop even when uvloop is installed",
+    )
     gw.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default info)")
     gw.set_defaults(func=_cmd_gateway, subparser=gw)
 
@@ -241,6 +247,22 @@ def _describe_start_error(exc: BaseException, host: str, port: int, redis_url: s
     return f"cannot start the gateway: {name}: {exc}" if str(exc) else f"cannot start the gateway: {name}"
 
 
+def _loop_factory(no_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when it is importable and not refused, else None (asyncio's).
+
+    uvloop makes every ``transport.write`` of the fan-out C code; it is optional, so its
+    absence is not an error.
+    """
+    if no_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def _print_line(stream: TextIO, text: str) -> None:
     print(text, file=stream, flush=True)
 
@@ -270,6 +292,7 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
     from rtwidgets.gateway import Gateway
 
     loop = asyncio.get_running_loop()
+    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
@@ -315,7 +338,9 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     )
     secret = args.secret or os.environ.get(SECRET_ENV) or None
     if secret is None:
-        secret = secrets.token_urlsafe(32)
+        # Hex, not token_urlsafe: a secret starting with '-' could not be passed back as
+        # `rtwidgets token --secret ...` (argparse takes it for an option).
+        secret = secrets.token_hex(32)
         _print_line(
             sys.stderr,
             f"rtwidgets: no --secret or ${SECRET_ENV} given; using a random secret for this run. "
@@ -325,7 +350,8 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if args.print_secret:
             _print_line(sys.stderr, f"rtwidgets: secret: {secret}")
     try:
-        return asyncio.run(_serve(args, secret))
+        with asyncio.Runner(loop_factory=_loop_factory(args.no_uvloop)) as runner:
+            return runner.run(_serve(args, secret))
     except _StartupError as exc:
         _print_line(sys.stderr, f"rtwidgets: error: {exc}")
         return 1

@@ -153,6 +153,12 @@ def _check_depth(value: Any, limit: int = MAX_NESTING, msg_id: Any = None) -> No
             stack.extend((v, depth + 1) for v in item)
 
 
+def _bracket_count(raw: str | bytes) -> int:
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
+
+
 def _valid_msg_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -228,7 +234,11 @@ def parse_client_frame(raw: str | bytes, max_bytes: int | None = None) -> dict[s
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame has no string 'type'", msg_id)
     if mtype not in CLIENT_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {mtype[:40]!r}", msg_id)
-    _check_depth(msg, msg_id=msg_id)
+    # A value with N containers is at most N + 1 levels deep (scalars count as a level), and
+    # every container needs one '[' or '{' byte (brackets inside strings only add to the
+    # count), so fewer than MAX_NESTING brackets cannot be too deep: skip the walk.
+    if _bracket_count(raw) >= MAX_NESTING:
+        _check_depth(msg, msg_id=msg_id)
 
     if mtype == "ping":
         t = msg.get("t")

@@ -210,6 +210,28 @@ async def test_generated_secret_is_announced_and_printed_only_on_request() -> No
     assert "secret:" not in err2
 
 
+@pytest.mark.parametrize("no_uvloop", [False, True], ids=["default", "no-uvloop"])
+async def test_event_loop_choice_is_logged_and_stdout_stays_one_line(no_uvloop: bool) -> None:
+    try:
+        import uvloop  # noqa: F401  # only probes whether the default can be uvloop
+    except ImportError:
+        have_uvloop = False
+    else:
+        have_uvloop = True
+    async with cli_gateway(*(["--no-uvloop"] if no_uvloop else [])) as gw:
+        ws, first = await _connect(gw.url, issue_token(SECRET, "lena"))
+        assert first["type"] == "connected"
+        await ws.close()
+        gw.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(gw.proc.wait(), TIMEOUT) == 0
+        assert gw.proc.stdout is not None
+        rest = (await asyncio.wait_for(gw.proc.stdout.read(), TIMEOUT)).decode()
+        err = await gw.stderr_text()
+    assert rest == ""  # the "listening on" line was the only stdout line
+    expected = "event loop: uvloop." if have_uvloop and not no_uvloop else "event loop: asyncio."
+    assert expected in err, err
+
+
 async def test_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -4,10 +4,12 @@ Rules of this module:
 
 * One asyncio task per connection reads frames and handles them **one at a time**, so
   a client's operations apply in the order it sent them (per-sender FIFO).
-* Every write to a client is synchronous and never awaits (``websockets.broadcast``
-  on an already encoded frame): a slow client can never stall the fan-out loop or
+* Every write to a client is synchronous and never awaits (an already encoded frame,
+  written to the transport): a slow client can never stall the fan-out loop or
   another client. Clients whose unsent bytes exceed ``outbound_limit_bytes`` after a
-  fan-out are closed with 4008 and recover from history when they reconnect.
+  fan-out are closed with 4008 and recover from history when they reconnect. Only
+  connections whose transport passed its high-water mark (asyncio's ``pause_writing``)
+  are checked, so the check costs nothing while every client keeps up.
 * Every client frame gets exactly one answer when it carries ``_id``: ``ack`` after the
   operation was applied, or ``error`` with a code. Bad input never closes the socket.
 * Tokens are secrets: they are read from the handshake and never logged (the
@@ -31,6 +33,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -54,22 +57,56 @@ log = logging.getLogger("rtwidgets.gateway")
 _ws_log = install_redacting_filter("rtwidgets.gateway.websockets")
 
 
+# Shared by every authenticated connection in place of its handshake headers (see
+# _handle_connection). Never mutated: websockets does not touch them after the handshake.
+_NO_HEADERS = Headers()
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class GatewayConnection(ServerConnection):
-    """A websockets server connection that remembers when it last received bytes."""
+    """A websockets server connection that remembers when it last received bytes and
+    reports when its transport is backlogged.
+
+    ``backlog`` (set by the gateway once the client is authenticated) is the gateway's
+    set of connections whose transport is above its high-water mark: asyncio calls
+    ``pause_writing`` / ``resume_writing`` (flow control) when the unsent bytes cross
+    the marks, and websockets sets the marks from ``write_limit``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session: Session | None = None
         self.last_seen = self.loop.time()
+        self.backlog: set[GatewayConnection] | None = None
 
     def data_received(self, data: bytes) -> None:
         # Any bytes (frames, pongs) prove the peer alive; cheaper than a per-frame hook.
         self.last_seen = self.loop.time()
         super().data_received(data)
+
+    def track_backlog(self, backlog: set[GatewayConnection]) -> None:
+        """Report to ``backlog`` from now on (including a backlog that already exists)."""
+        self.backlog = backlog
+        if self.paused:
+            backlog.add(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.backlog is not None:
+            self.backlog.add(self)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.backlog is not None:
+            self.backlog.discard(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.backlog is not None:
+            self.backlog.discard(self)
 
 
 class _Route:
@@ -131,6 +168,8 @@ class Gateway:
         self._routes: dict[str, _Route] = {}
         self._detaching: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Connections whose transport is above its high-water mark (GatewayConnection).
+        self._backlogged: set[GatewayConnection] = set()
         self._started_at = time.monotonic()
         self.metrics = GatewayMetrics(self._gauges)
 
@@ -187,6 +226,9 @@ class Gateway:
                 max_size=cfg.hard_max_bytes,
                 logger=_ws_log,
                 create_connection=GatewayConnection,
+                # pause_writing must fire no later than the outbound limit is passed, or
+                # _deliver (which only checks backlogged connections) would miss a slow one.
+                write_limit=min(_WRITE_LIMIT, cfg.outbound_limit_bytes),
             )
         except BaseException:
             # Nothing may stay half-started (also when start-up is cancelled by a timeout).
@@ -343,6 +385,13 @@ class Gateway:
             log.info("authentication failed for %s: %s", peer, exc)
             await conn.close(CloseCode.AUTH_FAILED, "Authentication failed")
             return
+        # websockets keeps the handshake headers for the connection's lifetime (~3.5 KiB);
+        # the token was their only use. The request itself stays (websockets reads it).
+        if conn.request is not None:
+            conn.request.headers = _NO_HEADERS
+        if conn.response is not None:
+            conn.response.headers = _NO_HEADERS
+        conn.track_backlog(self._backlogged)
         cfg = self.config
         session = Session(
             client_id=uuid.uuid4().hex,
@@ -470,12 +519,17 @@ class Gateway:
         data = encoded.encode()
         live = route.live
         if live:
-            broadcast(live, data, text=True)
+            if self.config.compression is None and not _ws_log.isEnabledFor(logging.DEBUG):
+                _write_frame(live, data)
+            else:
+                broadcast(live, data, text=True)
             self.metrics.deliveries += len(live)
-            limit = self.config.outbound_limit_bytes
-            slow = [c for c in live if c.transport.get_write_buffer_size() > limit]
-            for conn in slow:
-                self._slow_consumer(conn)
+            backlogged = self._backlogged
+            if backlogged:
+                limit = self.config.outbound_limit_bytes
+                slow = [c for c in backlogged if c.transport.get_write_buffer_size() > limit]
+                for conn in slow:
+                    self._slow_consumer(conn)
         if route.catching:
             held_limit = self.config.outbound_limit_bytes
             for sub, conn in list(route.catching.items()):
@@ -492,6 +546,8 @@ class Gateway:
         if session is None or session.closing:
             return
         self.metrics.slow_consumer_closes += 1
+        # Closing: no need to look at its buffer again after every message.
+        self._backlogged.discard(conn)
         log.warning(
             "closing slow consumer %s: %d bytes unsent (limit %d)",
             session.client_id,
@@ -548,11 +604,10 @@ class Gateway:
         channel: str = msg["channel"]
         options: dict[str, Any] = msg["options"]
         msg_id = msg.get("_id")
-        claims = session.claims
-        if not claims.can("subscribe", channel):
+        if not session.can("subscribe", channel):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {channel!r}", msg_id)
         want_presence = bool(options.get("presence"))
-        if want_presence and not claims.can("presence", channel):
+        if want_presence and not session.can("presence", channel):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"presence not allowed on {channel!r}", msg_id)
         presence_data = options.get("presenceData") or {}
         if want_presence:
@@ -765,7 +820,7 @@ class Gateway:
     async def _on_publish(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
         channel: str = msg["channel"]
         msg_id = msg.get("_id")
-        if not session.claims.can("publish", channel):
+        if not session.can("publish", channel):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to publish to {channel!r}", msg_id)
         key = msg.get("key")
         ephemeral = bool(msg.get("ephemeral"))
@@ -846,7 +901,7 @@ class Gateway:
         msg_id = msg.get("_id")
         explicit = msg.get("channel")
         if explicit is not None:
-            if not session.claims.can("subscribe", explicit):
+            if not session.can("subscribe", explicit):
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to read {explicit!r}", msg_id)
             channels = [explicit]
         else:
@@ -918,6 +973,33 @@ class Gateway:
 
 
 # ---------------------------------------------------------------------- helpers
+
+# websockets' default write_limit (high-water mark of each transport's buffer).
+_WRITE_LIMIT = 2**15
+
+
+def _write_frame(connections: set[GatewayConnection], data: bytes) -> None:
+    """Write one text frame to every open connection, serialized once.
+
+    Equivalent to ``websockets.broadcast(connections, data, text=True)`` without
+    per-connection framing, valid only when no extension (compression) is negotiated:
+    server frames are unmasked, so the bytes are the same for every client. Like
+    ``broadcast`` it skips connections that are not OPEN or in the middle of a fragmented
+    send, and logs (does not raise) a failed write. websockets keeps no per-frame state
+    for outgoing data frames besides the ``protocol.writes`` staging list, which is
+    flushed first so the order of writes is preserved.
+    """
+    wire = Frame(Opcode.TEXT, data).serialize(mask=False)
+    for conn in connections:
+        proto = conn.protocol
+        if proto.state is not State.OPEN or conn.send_in_progress is not None:
+            continue
+        try:
+            if proto.writes:  # never expected between callbacks; keep websockets' order if so
+                conn.send_data()
+            conn.transport.write(wire)
+        except Exception as exc:
+            conn.logger.warning("skipped broadcast: failed to write message: %s", exc)
 
 
 def _response(

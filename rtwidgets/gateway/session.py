@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rtwidgets.auth import Claims
+from rtwidgets.auth import Action, Claims
 
 from .ratelimit import TokenBucket
 
@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from .server import GatewayConnection
 
 __all__ = ["Session", "Subscription"]
+
+# Distinct (action, channel) permission answers remembered per session. A client that
+# cycles through more channels than this only loses the cache, never a check.
+CAN_CACHE_SIZE = 256
+
+# Bit per action, for the per-session "pattern '*' allows every channel" mask.
+_ACTION_BITS: dict[str, int] = {"subscribe": 1, "publish": 2, "presence": 4}
 
 
 @dataclass(eq=False)
@@ -43,7 +50,33 @@ class Session:
     bucket: TokenBucket
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     closing: bool = False  # set once the gateway decided to close it (slow, idle, expired)
+    # Memo of claims.can; created on the first miss (idle connections never pay for it).
+    _can: dict[tuple[Action, str], bool] | None = field(default=None, repr=False)
+    # Actions whose patterns include '*' (allowed on every channel), as _ACTION_BITS.
+    _allow_all: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        patterns = self.claims.patterns
+        self._allow_all = sum(bit for action, bit in _ACTION_BITS.items() if "*" in patterns.get(action, ()))
 
     @property
     def user_id(self) -> str:
         return self.claims.user_id
+
+    def can(self, action: Action, channel: str) -> bool:
+        """``claims.can(action, channel)``, memoised: claims do not change during a session,
+        and pattern matching on every publish costs more than a dict lookup. A ``'*'``
+        pattern allows every channel without a lookup."""
+        if self._allow_all & _ACTION_BITS[action]:
+            return True
+        cache = self._can
+        if cache is None:
+            cache = self._can = {}
+        key = (action, channel)
+        allowed = cache.get(key)
+        if allowed is None:
+            allowed = self.claims.can(action, channel)
+            if len(cache) >= CAN_CACHE_SIZE:
+                cache.clear()  # bounded; simpler than LRU and just as correct
+            cache[key] = allowed
+        return allowed
