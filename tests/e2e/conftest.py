@@ -53,7 +53,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WIDGET_BUNDLES = ("connection_status", "chat", "presence_bar", "todo_list", "live_chart", "inspector")
+WIDGET_BUNDLES = (
+    "connection_status",
+    "chat",
+    "presence_bar",
+    "todo_list",
+    "live_chart",
+    "inspector",
+    "collab_text",
+)
 # Generous, condition-based: a failing condition is a bug, not a slow machine.
 UI_TIMEOUT_MS = 60_000
 # `expect` has its own default (5 s), separate from the context's: raise it too.
