@@ -68,7 +68,7 @@ class CollabText(RealtimeWidget):
             doc, self._mirror, ["peers", "cursors", "is_subscribed", "synced", "user_name", "color"]
         )
         self._observe(doc.connection, self._mirror, ["state", "client_id"])
-        self._run(self._mirror, None)  # on the runtime thread, where the doc changes (no stale catch-up)
+        self._mirror(None)
         self._run(self._attach)
 
     def __repr__(self) -> str:
