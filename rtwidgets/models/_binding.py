@@ -294,6 +294,17 @@ class CoalescedSync:
             return
         on_runtime(self._update, values, runtime=self._runtime)
 
+    def refresh(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        """Queue the values ``read()`` returns, calling ``read`` on the runtime thread.
+
+        For catching up with a model whose traits change on the runtime thread: a snapshot read
+        on the caller's thread could be queued after a newer update and win as "latest" (stale
+        state). Read there, it is ordered with every change.
+        """
+        if self._closed:
+            return
+        on_runtime(lambda: None if self._closed else self._update(dict(read())), runtime=self._runtime)
+
     def set_later(self, compute: Callable[[float], Mapping[str, Any]]) -> None:
         """Queue values computed at flush time (thread-safe): the flush calls ``compute(now)``
         on the runtime thread (``now``: loop clock) and applies the returned ``{trait: value}``

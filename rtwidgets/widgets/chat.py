@@ -82,8 +82,7 @@ class Chat(RealtimeWidget):
             self._on_close(channel.close)
         self._observe(self.connection, self._on_connection, ["state", "user_id"])
         self._observe(channel, self._on_members, ["members"])
-        # Read on the runtime thread, where the connection changes (see ConnectionStatus).
-        self._run(lambda: self._sync.set(state=self.connection.state, me=self.connection.user_id))
+        self._sync.refresh(lambda: {"state": self.connection.state, "me": self.connection.user_id})
         self._run(self._seed)
 
     # ------------------------------------------------------------------ Python API

@@ -49,14 +49,8 @@ class ConnectionStatus(RealtimeWidget):
         super().__init__(**initial, **kwargs)
         self.connection = connection
         self._observe(connection, self._on_change, list(_MIRRORED))
-        # Catch changes made between reading the initial state and installing the observer. The
-        # read runs on the runtime thread, where the model changes: a snapshot read here on the
-        # caller's thread could be queued after a newer change and win as "latest" (stale state).
-        self._run(
-            lambda: self._sync.set(
-                **{mine: getattr(connection, theirs) for theirs, mine in _MIRRORED.items()}
-            )
-        )
+        # Catch changes made between reading the initial state and installing the observer.
+        self._sync.refresh(lambda: {mine: getattr(connection, theirs) for theirs, mine in _MIRRORED.items()})
 
     def _on_change(self, change: dict[str, Any]) -> None:
         self._sync.set(**{_MIRRORED[change["name"]]: change["new"]})

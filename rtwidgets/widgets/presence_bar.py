@@ -83,7 +83,7 @@ class PresenceBar(RealtimeWidget):
         self._observe(self.connection, self._on_me, ["user_id"])
         # Catch changes made between reading the initial state and installing the observers.
         self._run(lambda: self._apply(list(channel.members)))
-        self._run(lambda: self._sync.set(me=self.connection.user_id))
+        self._sync.refresh(lambda: {"me": self.connection.user_id})
 
     @property
     def users(self) -> list[str]:

@@ -64,15 +64,14 @@ class TodoList(RealtimeWidget):
             optimistic_list, self._on_list, ["data", "pending_items", "pending_ops", "last_rollback"]
         )
         self._observe(self.connection, self._on_state, ["state"])
-        # Catch changes made between reading the initial state and installing the observers; read
-        # on the runtime thread (see ConnectionStatus) so a stale snapshot never wins.
-        self._run(
-            lambda: self._sync.set(
-                items=_items(optimistic_list),
-                pending_count=len(optimistic_list.pending_ops),
-                last_rollback=dict(optimistic_list.last_rollback),
-                state=self.connection.state,
-            )
+        # Catch changes made between reading the initial state and installing the observers.
+        self._sync.refresh(
+            lambda: {
+                "items": _items(optimistic_list),
+                "pending_count": len(optimistic_list.pending_ops),
+                "last_rollback": dict(optimistic_list.last_rollback),
+                "state": self.connection.state,
+            }
         )
 
     # ------------------------------------------------------------------ Python API

@@ -42,6 +42,7 @@ def test_catch_up_never_applies_a_stale_snapshot(gateway: Gateway, monkeypatch: 
             rt.run(_set_state(conn, "connecting"), timeout=10)
 
     original_set, original_run = CoalescedSync.set, RealtimeWidget._run
+    original_refresh = CoalescedSync.refresh
 
     def racing_set(self: CoalescedSync, **values: Any) -> None:
         race()
@@ -51,7 +52,12 @@ def test_catch_up_never_applies_a_stale_snapshot(gateway: Gateway, monkeypatch: 
         race()
         original_run(self, fn, *args)
 
+    def racing_refresh(self: CoalescedSync, read: Any) -> None:
+        race()
+        original_refresh(self, read)
+
     monkeypatch.setattr(CoalescedSync, "set", racing_set)
+    monkeypatch.setattr(CoalescedSync, "refresh", racing_refresh)
     monkeypatch.setattr(RealtimeWidget, "_run", racing_run)
     widget = ConnectionStatus(conn)
     try:
