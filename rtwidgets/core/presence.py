@@ -7,12 +7,16 @@ Rules of this module:
 * ``presence_sync`` replaces the whole map (the gateway's view after a (re)subscribe);
   join/leave/update are deltas. Every change yields an event; frames that change nothing yield none.
 * Member dicts are stored as received (``userId``, ``clientId``, ``data``, ``joinedAt``, ...).
+* Grouping members into users (and merging their devices) is :func:`group_by_user`, the one place
+  that does it: the core's :meth:`PresenceCore.users` and the widgets build on it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "MemberJoined",
@@ -21,6 +25,8 @@ __all__ = [
     "PresenceCore",
     "PresenceEvent",
     "PresenceSynced",
+    "UserGroup",
+    "group_by_user",
 ]
 
 
@@ -58,6 +64,109 @@ PresenceEvent = MemberJoined | MemberLeft | MemberUpdated | PresenceSynced
 PRESENCE_TYPES = frozenset({"presence_join", "presence_leave", "presence_update", "presence_sync"})
 
 
+@dataclass(frozen=True)
+class UserGroup:
+    """One user's connections on a channel, merged by :func:`group_by_user`.
+
+    ``members`` are the user's valid members in input order (oldest device first);
+    ``joined_at`` is the earliest known ``joinedAt`` (``None`` if no device has one);
+    ``typing`` is true if any device's data has ``typing is True``; ``data`` is a copy of the
+    newest device's non-empty ``data`` (``{}`` if every device's data is empty or missing).
+    """
+
+    user_id: str
+    members: tuple[Mapping[str, Any], ...]
+    joined_at: int | float | None
+    typing: bool
+    data: dict[str, Any]
+
+    @property
+    def devices(self) -> int:
+        """Number of connections (members) of this user; always >= 1."""
+        return len(self.members)
+
+    @property
+    def client_ids(self) -> tuple[str, ...]:
+        """The devices' ``clientId`` values that are non-empty strings, in input order."""
+        return tuple(cid for m in self.members if (cid := _client_id(m)) is not None)
+
+    def latest(self, key: str) -> Any:
+        """The newest device's truthy ``data[key]``, or ``None`` if no device sets one.
+
+        Unlike :attr:`data` this looks past newer devices that do not set ``key``: a phone that
+        only announces ``{"typing": true}`` does not erase the name the laptop announced.
+        """
+        for m in reversed(self.members):
+            value = _data(m).get(key)
+            if value:
+                return value
+        return None
+
+
+def _data(member: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = member.get("data")
+    return data if isinstance(data, Mapping) else {}
+
+
+def _joined_at(member: Mapping[str, Any]) -> int | float | None:
+    # bool is an int subclass and NaN/inf do not order: none of them is a usable time.
+    value = member.get("joinedAt")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def _user_id(member: Any) -> str | None:
+    if isinstance(member, Mapping):
+        uid = member.get("userId")
+        if isinstance(uid, str) and uid:
+            return uid
+    return None
+
+
+def group_by_user(members: Iterable[Any]) -> list[UserGroup]:
+    """Group per-connection presence members into one :class:`UserGroup` per user. Pure.
+
+    Rules:
+
+    * A member is *valid* if it is a mapping with a non-empty string ``userId``; anything else
+      (non-mappings, missing/empty/non-string ``userId``) is skipped. ``clientId`` is not required
+      here (:class:`PresenceCore` already refuses members without one), and each input entry is
+      one device: duplicates are not merged by ``clientId``.
+    * Groups come in the order of each user's first member in ``members``; inside a group,
+      members keep their input order, so "newest device" means "last in the input" (for
+      :meth:`PresenceCore.members` that is the most recently joined connection).
+    * ``joined_at``: the smallest finite numeric ``joinedAt`` of the user's members (bools, NaN,
+      infinities and non-numbers are ignored); ``None`` if none has one.
+    * ``typing``: true if any member's ``data["typing"] is True`` (truthy non-bools do not count).
+    * ``data``: a shallow copy of the last member's ``data`` that is a non-empty mapping; members
+      with empty or non-mapping ``data`` do not overwrite it. ``{}`` if none.
+    * ``devices`` (= ``len(members)``) sums to the number of valid input members.
+    """
+    members_of: dict[str, list[Mapping[str, Any]]] = {}  # insertion order == first appearance
+    for m in members:
+        uid = _user_id(m)
+        if uid is not None:
+            members_of.setdefault(uid, []).append(m)
+    groups: list[UserGroup] = []
+    for uid, ms in members_of.items():
+        times = [t for m in ms if (t := _joined_at(m)) is not None]
+        data: Mapping[str, Any] = {}
+        for m in ms:
+            if d := _data(m):
+                data = d
+        groups.append(
+            UserGroup(
+                user_id=uid,
+                members=tuple(ms),
+                joined_at=min(times) if times else None,
+                typing=any(_data(m).get("typing") is True for m in ms),
+                data=dict(data),
+            )
+        )
+    return groups
+
+
 def _client_id(member: Any) -> str | None:
     if isinstance(member, dict):
         cid = member.get("clientId")
@@ -81,21 +190,24 @@ class PresenceCore:
     def member(self, client_id: str) -> dict[str, Any] | None:
         return self._members.get(client_id)
 
+    def user_groups(self) -> list[UserGroup]:
+        """One merged :class:`UserGroup` per user, in order of their first member's join.
+
+        See :func:`group_by_user` for the merge rules; members without a usable ``userId`` are left out.
+        """
+        return group_by_user(self._members.values())
+
     def users(self) -> list[str]:
         """Distinct user ids present, in order of their first member's join."""
-        seen: dict[str, None] = {}
-        for m in self._members.values():
-            uid = m.get("userId")
-            if isinstance(uid, str):
-                seen.setdefault(uid, None)
-        return list(seen)
+        return [g.user_id for g in self.user_groups()]
 
     def members_by_user(self) -> dict[str, list[dict[str, Any]]]:
-        """user id -> that user's members (connections)."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for m in self._members.values():
-            out.setdefault(str(m.get("userId")), []).append(m)
-        return out
+        """user id -> that user's members (connections), in join order.
+
+        Members without a usable ``userId`` are left out, as in :meth:`users`.
+        """
+        # The groups hold the stored member dicts themselves (no copies), so the cast is exact.
+        return {g.user_id: cast(list[dict[str, Any]], list(g.members)) for g in self.user_groups()}
 
     def __len__(self) -> int:
         return len(self._members)

@@ -7,6 +7,7 @@ from typing import Any
 
 from traitlets import List, Unicode
 
+from rtwidgets.core.presence import group_by_user
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.presence import Presence
 from rtwidgets.widgets._base import RealtimeWidget, color_for
@@ -17,39 +18,27 @@ MAX_RECENT = 10
 
 
 def group_members(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per user from per-client members, in order of each user's first join.
+    """One display entry per user from per-client members, in order of each user's first join.
 
-    ``name``/``color`` come from the newest device's presence data (``name``, ``color``)
-    or fall back to the user id and a stable colour; ``typing`` is true if any device types.
+    Grouping and merging (``devices``, ``typing``, earliest ``joinedAt``, newest ``data``,
+    malformed members skipped) is :func:`rtwidgets.core.presence.group_by_user`; this only adds
+    the display fields: ``name``/``color`` are the newest device's truthy ``data["name"]`` /
+    ``data["color"]``, falling back to the user id and its stable :func:`color_for` colour;
+    ``clientId`` is the user's first device; ``joinedAt`` is 0 when no device has one.
     """
-    users: dict[str, dict[str, Any]] = {}
-    for member in members:
-        if not isinstance(member, dict) or not isinstance(member.get("userId"), str):
-            continue
-        uid = member["userId"]
-        data = member.get("data") if isinstance(member.get("data"), dict) else {}
-        joined = member.get("joinedAt") if isinstance(member.get("joinedAt"), (int, float)) else 0
-        entry = users.get(uid)
-        if entry is None:
-            users[uid] = {
-                "userId": uid,
-                "clientId": str(member.get("clientId", "")),
-                "name": str(data.get("name") or uid),
-                "color": str(data.get("color") or color_for(uid)),
-                "typing": data.get("typing") is True,
-                "joinedAt": joined,
-                "data": dict(data),
-                "devices": 1,
-            }
-            continue
-        entry["devices"] += 1
-        entry["typing"] = entry["typing"] or data.get("typing") is True
-        entry["joinedAt"] = min(entry["joinedAt"], joined) if entry["joinedAt"] else joined
-        if data:
-            entry["data"] = dict(data)
-            entry["name"] = str(data.get("name") or entry["name"])
-            entry["color"] = str(data.get("color") or entry["color"])
-    return list(users.values())
+    return [
+        {
+            "userId": g.user_id,
+            "clientId": str(g.members[0].get("clientId", "")),
+            "name": str(g.latest("name") or g.user_id),
+            "color": str(g.latest("color") or color_for(g.user_id)),
+            "typing": g.typing,
+            "joinedAt": g.joined_at if g.joined_at is not None else 0,
+            "data": g.data,
+            "devices": g.devices,
+        }
+        for g in group_by_user(members)
+    ]
 
 
 class PresenceBar(RealtimeWidget):

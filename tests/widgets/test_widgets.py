@@ -258,6 +258,20 @@ def test_group_members_one_entry_per_user() -> None:
     assert grouped[1]["color"] == group_members(members[1:2])[0]["color"]  # stable colour
 
 
+def test_group_members_display_fields_fall_back_per_key() -> None:
+    members = [
+        {"userId": "alice", "clientId": "a1", "data": {"name": "Alice", "color": "#123456"}, "joinedAt": 30},
+        {"userId": "alice", "clientId": "a2", "data": {"typing": True}},  # no name, colour or joinedAt
+    ]
+    (alice,) = group_members(members)
+    # The phone's data is the newest, but it does not erase the laptop's name and colour.
+    assert alice["data"] == {"typing": True}
+    assert (alice["name"], alice["color"], alice["clientId"]) == ("Alice", "#123456", "a1")
+    assert alice["joinedAt"] == 30  # a device without joinedAt does not reset the user's join time
+    (carol,) = group_members([{"userId": "carol", "clientId": "c1"}])
+    assert (carol["name"], carol["joinedAt"], carol["data"], carol["typing"]) == ("carol", 0, {}, False)
+
+
 def test_presence_bar_members_devices_and_recent(connect: Any) -> None:
     alice = connect("alice")
     presence = Presence(alice, "lobby", {"name": "Alice"}).wait_joined()
