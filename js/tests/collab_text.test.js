@@ -133,6 +133,25 @@ describe("collab_text", () => {
     editor.dispose();
   });
 
+  it("relabels a remote caret when only the name changes (same colour)", () => {
+    // y-codemirror.next reuses a caret whose colour is unchanged (its widget ignores the name);
+    // "anonymous" and "bob" share a palette colour, so the stale label would stay forever.
+    const { model, editor, kernel, ktext } = setup();
+    ktext.insert(0, "shared text");
+    kernelUpdate(model, kernel, editor);
+    const pos = toBase64(Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(ktext, 3)));
+    const bob = { clientId: "c-bob", userId: "bob", color: "#3cb44b", anchorPos: pos, headPos: pos };
+    const label = () => [...editor.root.querySelectorAll(".cm-ySelectionCaret .cm-ySelectionInfo")].map((e) => e.textContent);
+    model.set("cursors", [{ ...bob, name: "anonymous" }]);
+    expect(label()).toEqual(["anonymous"]);
+    model.set("cursors", [{ ...bob, name: "bob" }]);
+    expect(label()).toEqual(["bob"]);
+    model.set("cursors", [{ ...bob, name: "bob", color: "#e6194b" }]); // a colour change still redraws
+    expect(label()).toEqual(["bob"]);
+    expect(editor.root.querySelector(".cm-ySelectionCaret").style.backgroundColor).toMatch(/rgb\(230, 25, 75\)|#e6194b/);
+    editor.dispose();
+  });
+
   it("sends the local selection as relative positions, throttled, latest wins", () => {
     vi.useFakeTimers();
     const { model, editor, kernel, ktext } = setup();
@@ -214,9 +233,16 @@ describe("collab awareness adapter", () => {
     awareness.setRemote([{ clientId: "x", name: "X", color: "#123456", anchorPos: pos, headPos: pos }]);
     awareness.setRemote([{ clientId: "x", name: "X2", color: "#123456", anchorPos: "@@bad", headPos: pos }]);
     awareness.setRemote([]);
+    awareness.setRemote([{ clientId: "x", name: "X2", color: "#123456", anchorPos: pos, headPos: pos }]);
+    awareness.setRemote([{ clientId: "x", name: "X2", color: "#654321", anchorPos: "@@bad", headPos: pos }]);
+    awareness.setRemote([]);
     expect(changes.map(([c]) => [c.added.length, c.updated.length, c.removed.length])).toEqual([
       [1, 0, 0],
-      [0, 1, 0],
+      [0, 0, 1], // renamed: out, then back in (the caret is redrawn with the new label)
+      [1, 0, 0],
+      [0, 0, 1],
+      [1, 0, 0], // a new connection after leaving
+      [0, 1, 0], // same name, other cursor and colour: an update
       [0, 0, 1],
     ]);
     expect(awareness.getStates().size).toBe(0);

@@ -105,7 +105,8 @@ class CollabDoc(HasTraits):
         self.set_trait("name", name)
         self.connection = connection
         # Without an explicit name/colour, follow the gateway's user id once it is known (the
-        # connection may still be connecting): see _on_user_id.
+        # connection may still be connecting). This first value is provisional: the user id may
+        # arrive before _attach runs, which reads it again (see _attach).
         self._auto_name = not user_name
         self._auto_color = not color
         self.user_name = user_name or connection.user_id or "anonymous"
@@ -323,6 +324,12 @@ class CollabDoc(HasTraits):
     # ------------------------------------------------------------------ runtime-thread internals
 
     def _attach(self) -> None:
+        # The connection sets ``user_id`` on this (runtime) thread. __init__ read it on the
+        # caller's thread, and the handshake may have finished since: without this second look
+        # that change is never observed and the document is "anonymous" for good. Reading it here
+        # and observing it below happen in one runtime step, so no change can fall in between.
+        # Doing it before the Channel exists also puts the real name in the first subscribe.
+        self._take_identity(self.connection.user_id)
         # Validates the channel name and owns the subscription (resubscribes after reconnects).
         self._channel = Channel(
             self.connection,
@@ -660,11 +667,14 @@ class CollabDoc(HasTraits):
             return
         self._presence_dirty = False
         self._presence_busy = True
-        data = self._presence_data()
+        # Handed to the Channel now, not in the task below: a subscribe the Channel starts in this
+        # same runtime step (the user id and "connected" arrive together) must already carry it,
+        # or peers first see the stale data (e.g. "anonymous") until the update follows.
+        future = self._channel.update_presence(self._presence_data(), wait=False)
 
         async def send() -> None:
             try:
-                await asyncio.wrap_future(self._channel.update_presence(data, wait=False))
+                await asyncio.wrap_future(future)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -696,14 +706,20 @@ class CollabDoc(HasTraits):
         on_runtime(self._adopt_user_id, str(change["new"] or ""))
 
     def _adopt_user_id(self, user_id: str) -> None:
-        if self._closed or not user_id:
-            return
+        if not self._closed and self._take_identity(user_id):
+            self._push_presence()
+
+    def _take_identity(self, user_id: str) -> bool:
+        """Runtime thread: name (and colour) this replica after ``user_id`` where they were not
+        chosen explicitly; True if that changed anything."""
+        if not user_id:
+            return False
         name = user_id if self._auto_name else self.user_name
         color = _color_for(name) if self._auto_color else self.color
         if (name, color) == (self.user_name, self.color):
-            return
+            return False
         self.user_name, self.color = name, color
-        self._push_presence()
+        return True
 
     def _on_members(self, _change: Any) -> None:
         on_runtime(self._refresh_cursors)

@@ -68,11 +68,13 @@ export class TraitAwareness {
 
   /**
    * Replace every remote state by `entries` ({clientId, name, color, anchorPos, headPos}).
-   * Entries whose positions do not decode are shown without a cursor.
+   * Entries whose positions do not decode are shown without a cursor. A renamed entry is
+   * reported as removed, then added (two changes), so its caret label is redrawn.
    */
   setRemote(entries) {
     const seen = new Set();
     const change = { added: [], updated: [], removed: [] };
+    const next = [];
     for (const entry of entries) {
       if (!entry || typeof entry.clientId !== "string") continue;
       let id = this.ids.get(entry.clientId);
@@ -84,10 +86,24 @@ export class TraitAwareness {
       seen.add(id);
       const anchor = decodePosition(entry.anchorPos);
       const head = decodePosition(entry.headPos);
-      const state = {
+      next.push([id, {
         user: { name: String(entry.name ?? "?"), color: String(entry.color ?? "#30bced") },
         cursor: anchor && head ? { anchor, head } : null,
-      };
+      }]);
+    }
+    // y-codemirror.next keeps a drawn caret whose colour is unchanged (its widget's eq() ignores
+    // the name), so a rename in the same colour would leave the old label up (e.g. "anonymous"
+    // and "bob" share a palette colour). Renamed users leave in one change and come back in the
+    // next: their caret is drawn anew.
+    const renamed = next.filter(([id, state]) => {
+      const prev = this.states.get(id);
+      return prev !== undefined && prev.user.name !== state.user.name;
+    }).map(([id]) => id);
+    if (renamed.length) {
+      for (const id of renamed) this.states.delete(id);
+      this.emit({ added: [], updated: [], removed: renamed }, "remote");
+    }
+    for (const [id, state] of next) {
       const prev = this.states.get(id);
       if (prev === undefined) change.added.push(id);
       else if (!sameState(prev, state)) change.updated.push(id);
