@@ -9,40 +9,18 @@ asserts one behaviour the article's client relies on.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rtwidgets.auth import issue_token
+from tests._support.node import NODE_MARKS, Observed, finished, require_websocket_node, run_article_client
 
-NODE = shutil.which("node")
-SCRIPT = Path(__file__).with_name("article_client.mjs")
 SECRET = "conformance-secret-0123456789abcdef0123456789"
 CHANNEL = "room:conformance"
 TIMEOUT = 90.0
 
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.skipif(NODE is None, reason="node is not installed (needed to run the article's client)"),
-]
-
-Observed = dict[str, dict[str, Any]]
-
-
-def _node_supports_websocket() -> bool:
-    assert NODE is not None
-    probe = subprocess.run(
-        [NODE, "--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return probe.returncode == 0
+pytestmark = NODE_MARKS
 
 
 async def _scenario() -> tuple[Observed, str]:
@@ -51,9 +29,14 @@ async def _scenario() -> tuple[Observed, str]:
     gateway = Gateway("127.0.0.1", 0, secret=SECRET)
     await gateway.start_async()
     stopped = False
-    observed: Observed = {}
+
+    async def on_event(name: str, observed: Observed) -> None:
+        nonlocal stopped
+        if name == "ready_for_shutdown" and not stopped:
+            stopped = True
+            await gateway.stop_async()
+
     env = {
-        **os.environ,
         "RTW_URL": f"ws://127.0.0.1:{gateway.port}",
         "RTW_CHANNEL": CHANNEL,
         "RTW_TOKEN_A": issue_token(SECRET, "alice", ("room:*",)),
@@ -61,54 +44,17 @@ async def _scenario() -> tuple[Observed, str]:
         # Signed with another secret: a forged token.
         "RTW_BAD_TOKEN": issue_token("not-the-gateway-secret-0123456789abcdef", "mallory"),
     }
-    assert NODE is not None
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        "--experimental-websocket",
-        "--no-warnings",
-        str(SCRIPT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-
-        async def read_all() -> None:
-            nonlocal stopped
-            assert proc.stdout is not None
-            async for raw in proc.stdout:
-                line = raw.decode().strip()
-                if not line:
-                    continue
-                record = json.loads(line)
-                observed[record.pop("event")] = record
-                if "ready_for_shutdown" in observed and not stopped:
-                    stopped = True
-                    await gateway.stop_async()
-
-        await asyncio.wait_for(read_all(), TIMEOUT)
-        await asyncio.wait_for(proc.wait(), TIMEOUT)
-        stderr = (await proc.stderr.read()).decode()
+        return await run_article_client(env, timeout=TIMEOUT, on_event=on_event)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         if not stopped:
             await gateway.stop_async()
-    return observed, stderr
 
 
 @pytest.fixture(scope="module")
 def observed() -> Observed:
-    if not _node_supports_websocket():
-        pytest.skip("this node has no WebSocket even with --experimental-websocket (need Node >= 20.10)")
-    result, stderr = asyncio.run(_scenario())
-    if "fail" in result:
-        reason = result["fail"].get("reason", "")
-        pytest.fail(f"article client scenario failed: {reason}\nstderr: {stderr[-2000:]}")
-    assert "done" in result, f"scenario did not finish; saw {sorted(result)}; stderr: {stderr[-2000:]}"
-    return result
+    require_websocket_node()
+    return finished(*asyncio.run(_scenario()), "scenario")
 
 
 def _payload(entry: Any) -> Any:

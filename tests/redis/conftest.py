@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from redis_support import REDIS_SERVER, RedisServer
 
-
-def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests._support.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from _server(tmp_path_factory)
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture
 def restartable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from _server(tmp_path_factory)
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture

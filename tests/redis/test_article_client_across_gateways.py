@@ -9,46 +9,22 @@ other crossed Redis. The scenario runs once per module; each test asserts one be
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import secrets
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Any
 
 import pytest
-from redis_support import RedisServer
 
 from rtwidgets.auth import issue_token
 from rtwidgets.gateway import Gateway
 from rtwidgets.gateway.brokers.redis import RedisBroker
+from tests._support.node import NODE_MARKS, Observed, finished, require_websocket_node, run_article_client
+from tests._support.redis_server import RedisServer
 
-NODE = shutil.which("node")
-SCRIPT = Path(__file__).parents[1] / "conformance" / "article_client.mjs"
 SECRET = "cross-gateway-secret-" + secrets.token_hex(16)
 CHANNEL = "room:cross"
 CHANNEL_2 = "room:cross-reverse"
 TIMEOUT = 60.0  # generous bound on the whole scenario, not a timing assertion
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.node,
-    pytest.mark.skipif(NODE is None, reason="node is not installed (needed to run the article's client)"),
-]
-
-Observed = dict[str, dict[str, Any]]
-
-
-def _node_supports_websocket() -> bool:
-    assert NODE is not None
-    probe = subprocess.run(
-        [NODE, "--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return probe.returncode == 0
+pytestmark = [pytest.mark.redis, *NODE_MARKS]
 
 
 async def _cross_scenario(redis_url: str, prefix: str) -> tuple[Observed, str]:
@@ -57,14 +33,12 @@ async def _cross_scenario(redis_url: str, prefix: str) -> tuple[Observed, str]:
         Gateway("127.0.0.1", 0, secret=SECRET, broker=RedisBroker(redis_url, key_prefix=prefix))
         for _ in range(2)
     ]
-    observed: Observed = {}
     started: list[Gateway] = []
     try:
         for gateway in gateways:
             await gateway.start_async()
             started.append(gateway)
         env = {
-            **os.environ,
             "RTW_SCENARIO": "cross",
             "RTW_URL": f"ws://127.0.0.1:{gateways[0].port}",
             "RTW_URL_B": f"ws://127.0.0.1:{gateways[1].port}",
@@ -73,45 +47,18 @@ async def _cross_scenario(redis_url: str, prefix: str) -> tuple[Observed, str]:
             "RTW_TOKEN_A": issue_token(SECRET, "alice", ("room:*",)),
             "RTW_TOKEN_B": issue_token(SECRET, "bob", ("room:*",)),
         }
-        assert NODE is not None
-        proc = await asyncio.create_subprocess_exec(
-            NODE,
-            "--experimental-websocket",
-            "--no-warnings",
-            str(SCRIPT),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        for line in stdout.decode().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                observed[record.pop("event")] = record
+        return await run_article_client(env, timeout=TIMEOUT)
     finally:
         for gateway in started:
             await gateway.stop_async()
-    return observed, stderr.decode()
 
 
 @pytest.fixture(scope="module")
 def observed(redis_server: RedisServer) -> Observed:
-    if not _node_supports_websocket():
-        pytest.skip("this node has no WebSocket even with --experimental-websocket (need Node >= 20.10)")
+    require_websocket_node()
     # `prefix` is per test; the scenario runs once per module, so it makes its own.
     prefix = "t" + secrets.token_hex(4)
-    result, stderr = asyncio.run(_cross_scenario(redis_server.url, prefix))
-    if "fail" in result:
-        reason = result["fail"].get("reason", "")
-        pytest.fail(f"article client cross scenario failed: {reason}\nstderr: {stderr[-2000:]}")
-    assert "done" in result, f"scenario did not finish; saw {sorted(result)}; stderr: {stderr[-2000:]}"
-    return result
+    return finished(*asyncio.run(_cross_scenario(redis_server.url, prefix)), "cross scenario")
 
 
 def _ids(observed: Observed) -> tuple[str, str]:

@@ -4,74 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
 from rtwidgets.auth import issue_token
 from rtwidgets.gateway import Gateway
 from rtwidgets.gateway.brokers.redis import RedisBroker
+from tests._support.gateway_proc import REDIS_GATEWAY, GatewayProcess, gateway_processes
+from tests._support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
 WAIT = 15.0  # generous condition-wait bound, not a timing assertion
 PRESENCE_TTL = 3.0  # a killed gateway's members leave within ttl + ttl/3; ample for a loaded machine
 SECRET = "multi-gateway-test-secret-" + secrets.token_hex(8)
-SCRIPT = Path(__file__).with_name("gateway_proc.py")
 REPLIES = ("ack", "error")
 
-
-class GatewayProc:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.port = port
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-
-
-Spawn = Callable[[], Awaitable[GatewayProc]]
+Spawn = Callable[[], Awaitable[GatewayProcess]]
 
 
 @pytest.fixture
-async def gateways(redis_server: RedisServer, prefix: str) -> AsyncIterator[Spawn]:
-    procs: list[asyncio.subprocess.Process] = []
+def gateways(tmp_path: Path, redis_server: RedisServer, prefix: str) -> Iterator[Spawn]:
+    """``await gateways()``: one more gateway process on the module's Redis, under the test's prefix."""
+    redis = ("--redis", redis_server.url, "--key-prefix", prefix, "--presence-ttl", str(PRESENCE_TTL))
+    with gateway_processes(tmp_path, SECRET, *redis, entry=REDIS_GATEWAY) as spawn:
 
-    async def spawn() -> GatewayProc:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            redis_server.url,
-            SECRET,
-            prefix,
-            str(PRESENCE_TTL),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=str(Path(__file__).parents[2]),
-        )
-        procs.append(proc)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line.startswith(b"PORT "), f"gateway did not start: {line!r}"
-        return GatewayProc(proc, int(line.split()[1]))
+        async def start() -> GatewayProcess:
+            return await asyncio.to_thread(spawn, port=0)  # no restarts here: any port
 
-    yield spawn
-    for proc in procs:
-        if proc.returncode is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        yield start
 
 
 class Client:

@@ -3,63 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_support import RedisServer, free_port
 
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
 from rtwidgets.gateway.brokers.memory import StateFull
 from rtwidgets.gateway.brokers.redis import RedisBroker, safe_redis_url
 from rtwidgets.protocol import decode
+from tests._support.broker_listener import Collector, msg
+from tests._support.net import free_port
+from tests._support.redis_server import RedisServer
+from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.redis
-
-WAIT = 10.0  # generous: these are condition waits, not timing assertions
-
-
-class Collector:
-    """A broker listener that records frames and lets tests await a condition."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[str, dict[str, Any], str]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
-        self.frames.append((channel, frame, encoded))
-        self._changed.set()
-
-    def of(self, channel: str, kind: str | None = None) -> list[dict[str, Any]]:
-        return [f for c, f, _ in self.frames if c == channel and (kind is None or f.get("type") == kind)]
-
-    async def wait(self, predicate: Callable[[], bool], what: str = "condition") -> None:
-        async def loop() -> None:
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            await asyncio.wait_for(loop(), WAIT)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; got {self.frames!r}") from None
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll an async/sync check until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -78,10 +38,6 @@ async def make_broker(redis_server: RedisServer, prefix: str) -> AsyncIterator[C
     yield make
     for broker in brokers:
         await broker.close()
-
-
-def msg(data: Any, **extra: Any) -> dict[str, Any]:
-    return {"type": "message", "data": data, "senderId": "u1", **extra}
 
 
 async def test_publish_fans_out_across_brokers_in_offset_order(make_broker: Any) -> None:

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis_support import RedisServer, TcpProxy
-from test_redis_broker import Collector, eventually, msg
 
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
 from rtwidgets.gateway.brokers.redis import RedisBroker
+from tests._support.broker_listener import Collector, msg
+from tests._support.redis_server import RedisServer
+from tests._support.tcp_proxy import TcpProxy
+from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.redis
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from peers import Peer, assert_contiguous, check_stream, segments
-from support import GatewayProcess, eventually, free_port, open_ws
 
 from rtwidgets.auth import issue_token
 from rtwidgets.chaos import ChaosProxy
 from rtwidgets.core.connection import ConnectionState, HeartbeatConfig
+from tests._support.gateway_proc import Spawn, gateway_processes
+from tests._support.peers import Peer, assert_contiguous, check_stream, segments
+from tests._support.waiting import eventually
+from tests._support.ws import read_stream
 
 pytestmark = pytest.mark.fault
 
@@ -31,45 +31,9 @@ CHANNEL = "room"
 
 
 @pytest.fixture
-def secret() -> str:
-    return secrets.token_hex(32)
-
-
-@pytest.fixture
-async def spawn(tmp_path: Path, secret: str) -> AsyncIterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def factory(*extra: str, port: int | None = None) -> GatewayProcess:
-        gw = GatewayProcess(tmp_path, port or free_port(), secret, *extra)
-        gw.start()
-        started.append(gw)
-        return gw
-
-    yield factory
-    for gw in started:
-        gw.stop()
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[list[Peer]]:
-    made: list[Peer] = []
-    yield made
-    await asyncio.gather(*(p.close() for p in made), return_exceptions=True)
-
-
-async def read_stream(url: str, secret: str, channel: str = CHANNEL) -> tuple[str, dict[int, Any]]:
-    """``(epoch, {offset: data})`` of every retained message, read with a raw client."""
-    ws = await open_ws(f"{url}/?token={issue_token(secret, 'auditor')}", max_size=None)
-    try:
-        assert json.loads(await ws.recv())["type"] == "connected"
-        sub = {"type": "subscribe", "channel": channel, "_id": 1, "options": {"history": 1_000_000}}
-        await ws.send(json.dumps(sub))
-        while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
-            if frame["type"] == "history":
-                return frame["epoch"], {m["offset"]: m["data"] for m in frame["data"]}
-    finally:
-        await ws.close()
+def spawn(tmp_path: Path, secret: str) -> Iterator[Spawn]:
+    with gateway_processes(tmp_path, secret) as start:
+        yield start
 
 
 def metric(url: str, name: str) -> float:
@@ -85,7 +49,7 @@ def metric(url: str, name: str) -> float:
 
 
 async def test_kill9_memory_gateway_reports_lost_history_then_streams_exactly_once(
-    spawn: Callable[..., GatewayProcess], secret: str, peers: list[Peer]
+    spawn: Spawn, secret: str, peers: list[Peer]
 ) -> None:
     """50 clients publish and consume; the gateway is SIGKILLed and restarted on the same port.
 
@@ -111,7 +75,7 @@ async def test_kill9_memory_gateway_reports_lost_history_then_streams_exactly_on
     stop.set()
     await asyncio.gather(*tasks)
 
-    epoch, stream = await read_stream(gw.url, secret)
+    epoch, stream = await read_stream(gw.url, secret, CHANNEL)
     await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "consumers caught up")
     old_acks = {a.offset: a.data for p in publishers for a in p.acks if a.connection == 1}
     new_acks = [a for p in publishers for a in p.acks if a.connection >= 2]
@@ -138,7 +102,7 @@ async def test_kill9_memory_gateway_reports_lost_history_then_streams_exactly_on
 
 
 async def test_partition_through_chaos_proxy_reconnects_and_catches_up(
-    spawn: Callable[..., GatewayProcess], secret: str, peers: list[Peer]
+    spawn: Spawn, secret: str, peers: list[Peer]
 ) -> None:
     """Clients behind a paused proxy notice the silence (heartbeat), go ``reconnecting``, and after
     the partition heals resume from their last event: ``recovered: true``, nothing lost."""
@@ -166,7 +130,7 @@ async def test_partition_through_chaos_proxy_reconnects_and_catches_up(
         stop.set()
         await asyncio.gather(*tasks)
 
-        _, stream = await read_stream(gw.url, secret)
+        _, stream = await read_stream(gw.url, secret, CHANNEL)
         await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
         for p in peers:
             assert p.resets == [], f"{p.name}: history was available, yet it was reset"
@@ -178,7 +142,7 @@ async def test_partition_through_chaos_proxy_reconnects_and_catches_up(
 
 
 async def test_slow_consumers_are_closed_4008_memory_stays_bounded_and_they_recover(
-    spawn: Callable[..., GatewayProcess], secret: str, peers: list[Peer]
+    spawn: Spawn, secret: str, peers: list[Peer]
 ) -> None:
     """Consumers that stop reading (behind a paused proxy) while 20 MB are published: the gateway
     closes them with 4008 once 1 MiB is unsent, its memory does not grow with the backlog, fast
@@ -222,7 +186,7 @@ async def test_slow_consumers_are_closed_4008_memory_stays_bounded_and_they_reco
 
         proxy.resume()
         await eventually(lambda: all(p.connections >= 2 for p in slow), "slow consumers reconnect", 60)
-        _, stream = await read_stream(gw.url, secret)
+        _, stream = await read_stream(gw.url, secret, CHANNEL)
         await eventually(lambda: all(p.last_offset() == max(stream) for p in slow + fast), "caught up", 60)
         for p in slow:
             assert p.close_codes[0] == 4008, f"{p.name}: closed with {p.close_codes}, expected 4008"

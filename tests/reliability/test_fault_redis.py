@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peers import Peer, check_stream, segments
-from support import GatewayProcess, eventually, free_port
-from test_fault_gateway import read_stream
 
 from rtwidgets.auth import issue_token
 from rtwidgets.chaos import ChaosProxy
 from rtwidgets.core.connection import ConnectionState
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "redis"))
-from redis_support import REDIS_SERVER, RedisServer
+from tests._support.gateway_proc import Spawn, gateway_processes
+from tests._support.peers import Peer, check_stream, segments
+from tests._support.redis_server import RedisServer, running_redis
+from tests._support.waiting import eventually
+from tests._support.ws import read_stream
 
 pytestmark = [pytest.mark.fault, pytest.mark.redis]
 
@@ -36,47 +33,18 @@ CHANNEL = "room"
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def secret() -> str:
-    return secrets.token_hex(32)
-
-
-@pytest.fixture
-async def spawn(
-    tmp_path: Path, secret: str, redis_server: RedisServer
-) -> AsyncIterator[Callable[[], GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def factory() -> GatewayProcess:
-        gw = GatewayProcess(tmp_path, free_port(), secret, "--redis", redis_server.url, "--history", "100000")
-        gw.start()
-        started.append(gw)
-        return gw
-
-    yield factory
-    for gw in started:
-        gw.stop()
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[list[Peer]]:
-    made: list[Peer] = []
-    yield made
-    await asyncio.gather(*(p.close() for p in made), return_exceptions=True)
+def spawn(tmp_path: Path, secret: str, redis_server: RedisServer) -> Iterator[Spawn]:
+    with gateway_processes(tmp_path, secret, "--redis", redis_server.url, "--history", "100000") as start:
+        yield start
 
 
 async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once(
-    spawn: Callable[[], GatewayProcess], secret: str, peers: list[Peer]
+    spawn: Spawn, secret: str, peers: list[Peer]
 ) -> None:
     a, b = await asyncio.gather(asyncio.to_thread(spawn), asyncio.to_thread(spawn))
     balancer = await ChaosProxy(a.port, b.port).start_async()  # round robin, skips dead targets
@@ -99,7 +67,7 @@ async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once
         stop.set()
         await asyncio.gather(*tasks)
 
-        _, stream = await read_stream(b.url, secret)
+        _, stream = await read_stream(b.url, secret, CHANNEL)
         await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
         moved = [p for p in peers if p.connections >= 2]
         assert len(moved) >= len(lost) > 0
@@ -118,7 +86,7 @@ async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once
 
 
 async def test_redis_restart_mid_stream_is_reported_never_a_silent_gap(
-    spawn: Callable[[], GatewayProcess], secret: str, peers: list[Peer], redis_server: RedisServer
+    spawn: Spawn, secret: str, peers: list[Peer], redis_server: RedisServer
 ) -> None:
     gw = await asyncio.to_thread(spawn)
     peers.extend(Peer(f"p{i}", gw.url, issue_token(secret, f"p{i}")) for i in range(12))
@@ -139,7 +107,7 @@ async def test_redis_restart_mid_stream_is_reported_never_a_silent_gap(
     # Refused publishes were refused explicitly (and are not in any stream).
     codes = {code for p in publishers for _, code in p.refused}
     assert codes <= {"unavailable"}, codes
-    epoch, stream = await read_stream(gw.url, secret)
+    epoch, stream = await read_stream(gw.url, secret, CHANNEL)
     await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
     for p in peers:
         segs = segments(p)

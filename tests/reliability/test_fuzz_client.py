@@ -16,13 +16,13 @@ import os
 from typing import Any
 
 import pytest
-from fuzzing import JSON_VALUES, Mutator, server_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtwidgets.core.channel import ChannelManager, ChannelMessage, ChannelOptions, Reset
 from rtwidgets.core.connection import ConnectionCore, ConnectionState
 from rtwidgets.protocol import SERVER_TYPES, ProtocolError, parse_server_frame
+from tests._support.fuzzing import JSON_VALUES, Mutator, server_frames
 
 pytestmark = pytest.mark.fuzz
 

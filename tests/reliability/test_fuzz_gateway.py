@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fuzzing import Mutator, client_frames, expected_refusal, salvage_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
 from rtwidgets.gateway import Gateway
 from rtwidgets.protocol import ErrorCode
+from tests._support.fuzzing import Mutator, client_frames, expected_refusal, salvage_id
 
 pytestmark = pytest.mark.fuzz
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import jwt
 import pytest
-from support import open_ws
 from websockets.exceptions import InvalidStatus
 
 from rtwidgets.auth import issue_token
 from rtwidgets.client import AuthenticationError, ConnectionState, RealtimeConnection
 from rtwidgets.core.connection import ReconnectConfig
 from rtwidgets.gateway import Gateway
+from tests._support.ws import open_ws
 
 pytestmark = pytest.mark.security
 

@@ -1,0 +1,17 @@
+"""Helpers shared by the test folders (not tests: pytest collects nothing here).
+
+Import them by their full name, the same way from every test folder::
+
+    from tests._support.gateway_proc import GatewayProcess
+
+The repository root is on ``sys.path`` through ``pythonpath = ["."]`` in pyproject's
+``[tool.pytest.ini_options]``; ``tests`` itself stays a namespace package (no
+``tests/__init__.py``), so the test folders keep pytest's default ``prepend`` import mode.
+
+Modules: ``node`` (the article's JavaScript client under Node), ``gateway_proc`` (a gateway
+as a real subprocess) and its entry point ``redis_gateway``, ``redis_server`` (a real
+``redis-server``), ``tcp_proxy`` (a cuttable TCP proxy), ``net`` (free ports), ``waiting``
+(``eventually``), ``ws`` (raw WebSocket clients), ``broker_listener`` (a recording broker
+listener), ``peers`` (recording ``RealtimeConnection`` peers) and ``fuzzing`` (hypothesis
+strategies for frames).
+"""
