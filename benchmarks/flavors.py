@@ -83,6 +83,12 @@ class RawFlavor(Flavor):
     name = "raw"
 
 
+class FloorFlavor(RawFlavor):
+    """The syscall floor (:mod:`benchmarks.floor`) speaks the raw server's frames."""
+
+    name = "floor"
+
+
 class RtwidgetsFlavor(Flavor):
     name = "rtwidgets"
 
@@ -144,7 +150,9 @@ class SocketioFlavor(Flavor):
             raise RuntimeError(f"unexpected socket.io event {payload[:80]!r}")
 
 
-FLAVORS: dict[str, Flavor] = {f.name: f for f in (RtwidgetsFlavor(), RawFlavor(), SocketioFlavor())}
+FLAVORS: dict[str, Flavor] = {
+    f.name: f for f in (RtwidgetsFlavor(), RawFlavor(), SocketioFlavor(), FloorFlavor())
+}
 
 
 class Peer:

@@ -9,12 +9,18 @@ to count PUBLISH commands) and ``params`` (the scenario's sizes).
 The load generator runs on uvloop when it is installed (whatever the servers use): it
 has to receive as fast as the server sends, and its own overhead is part of every
 latency figure. Its CPU time is reported next to the server's so a saturated load
-generator is visible in the results rather than hidden in them.
+generator is visible in the results rather than hidden in them. For the same reason its
+garbage collector is frozen and off while a latency phase is measured (a full collection
+over a thousand connections' objects pauses it for ~20 ms, which every server would be
+charged for); the servers' own GC pauses inside the phase are counted from their
+``--gc-log`` files (``server_gc_logs`` in the spec) and reported as ``server_gc``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import math
 import os
@@ -167,6 +173,7 @@ class Context:
         self.flavor = FLAVORS[spec["flavor"]]
         self.urls: list[str] = spec["urls"]
         self.pids: list[int] = spec.get("server_pids", [])
+        self.gc_logs: list[str] = spec.get("server_gc_logs", [])
         self.params: dict[str, Any] = spec.get("params", {})
         self.token: str | None = None
         if self.flavor.name == "rtwidgets":
@@ -182,6 +189,36 @@ class Context:
 
     def server_cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def server_gc(self, start_ns: int, end_ns: int) -> dict[str, Any]:
+        """The servers' GC pauses that started in [start_ns, end_ns] (from their --gc-log)."""
+        pauses: list[tuple[int, int]] = []
+        for path in self.gc_logs:
+            with contextlib.suppress(OSError), open(path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3 and start_ns <= int(parts[1]) <= end_ns:
+                        pauses.append((int(parts[0]), int(parts[2])))
+        return {
+            "collections": len(pauses),
+            "full_collections": sum(1 for gen, _ in pauses if gen == 2),
+            "pauses_over_5ms": sum(1 for _, d in pauses if d > 5_000_000),
+            "total_ms": round(sum(d for _, d in pauses) / 1e6, 3),
+            "max_ms": round(max((d for _, d in pauses), default=0) / 1e6, 3),
+        }
+
+
+@contextlib.contextmanager
+def gc_paused() -> Any:
+    """Freeze what exists and switch the collector off for a measured phase, then restore."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 async def gather_limited(coros: Iterable[Callable[[], Any]], limit: int) -> list[Any]:
@@ -346,7 +383,8 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
     phases = []
     seq = 0
     for fraction in p.get("slow_fractions", [0.0]):
-        result = await _latency_phase(ctx, peers, publisher, sink, seq, float(fraction))
+        with gc_paused():
+            result = await _latency_phase(ctx, peers, publisher, sink, seq, float(fraction))
         seq += result["messages"]
         phases.append(result)
     close_all([*peers, publisher])
@@ -375,6 +413,7 @@ async def _latency_phase(
     rss_samples: list[int] = []
     rss_start = ctx.rss()
     cpu0 = ctx.server_cpu()
+    phase_start_ns = time.monotonic_ns()
     count = int(rate * duration)
     interval = 1.0 / rate
     next_at = loop.time()
@@ -391,6 +430,7 @@ async def _latency_phase(
     fast = sum(1 for q in peers if not q.slow)
     expected = count * fast
     complete = await wait_until(lambda: sink.received >= expected, 5.0)
+    phase_end_ns = time.monotonic_ns()
     cpu1 = ctx.server_cpu()
     rss_end = ctx.rss()
     rss_samples.append(rss_end)
@@ -416,6 +456,7 @@ async def _latency_phase(
         "rss_end_bytes": rss_end,
         "slow_closed_by_server": slow_closed,
         "server_cpu_share": (cpu1 - cpu0) / duration,
+        "server_gc": ctx.server_gc(phase_start_ns, phase_end_ns),
         "errors": peer_errors([*peers, publisher]),
     }
     if publishes is not None:

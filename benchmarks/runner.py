@@ -1,6 +1,7 @@
 """Orchestrates the benchmark rows: servers and load generators in subprocesses, goals, results.
 
-For every row and every server kind (rtwidgets, raw websockets, python-socketio) the runner
+For every row and every server kind (rtwidgets, raw websockets, python-socketio, and the
+syscall floor where it applies) the runner
 starts the server(s) in fresh processes (``benchmarks.servers``), runs one load-generator
 process (``benchmarks.loadgen``) with the row's scenario, stops the servers, and turns the
 measurements into metrics, ratios and a pass/fail against the row's goal. B8 (the widget
@@ -27,7 +28,10 @@ from .servers import DEFAULT_SECRET, raise_nofile_limit
 
 __all__ = ["ALL_ROWS", "FLAVORS", "SIZES", "Metric", "RowResult", "run_benchmarks"]
 
-FLAVORS = ("rtwidgets", "raw", "socketio")
+FLAVORS = ("rtwidgets", "raw", "socketio", "floor")
+# The syscall floor (benchmarks/floor.py) is a lower bound for fan-out and latency; it has
+# no idle-memory, reconnect or widget equivalent worth measuring.
+FLOOR_ROWS = ("B2", "B3", "B4", "B5", "B6")
 ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,6 +131,7 @@ class RowResult:
                     **{k: v for k, v in m.values.items()},
                     "rtwidgets_vs_raw": m.ratio("raw"),
                     "rtwidgets_vs_socketio": m.ratio("socketio"),
+                    "rtwidgets_vs_floor": m.ratio("floor"),
                 }
                 for m in self.metrics
             },
@@ -145,7 +150,10 @@ class Server:
     """One server under test in a subprocess."""
 
     def __init__(self, kind: str, redis_url: str | None, uvloop: bool) -> None:
+        fd, self.gc_log = tempfile.mkstemp(prefix="rtw-bench-gc-", suffix=".log")
+        os.close(fd)
         cmd = [sys.executable, "-m", "benchmarks.servers", kind, "--secret", DEFAULT_SECRET]
+        cmd += ["--gc-log", self.gc_log]
         if redis_url:
             cmd += ["--redis", redis_url]
         if uvloop:
@@ -182,6 +190,8 @@ class Server:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._stderr.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.gc_log)
 
 
 @contextlib.contextmanager
@@ -280,6 +290,7 @@ def measure(
             "flavor": flavor,
             "urls": [s.url for s in started],
             "server_pids": [s.pid for s in started],
+            "server_gc_logs": [s.gc_log for s in started],
             "secret": DEFAULT_SECRET,
             "params": params,
         }
@@ -315,7 +326,7 @@ def _per_flavor(fn: Callable[[str], dict[str, Any]], flavors: tuple[str, ...]) -
 
 
 def row_b1(p: dict[str, Any], ctx: RunContext) -> RowResult:
-    raw = _per_flavor(lambda f: measure(f, "idle", p, ctx.uvloop), ctx.flavors)
+    raw = _per_flavor(lambda f: measure(f, "idle", p, ctx.uvloop), ctx.flavors_for("B1"))
     per = {f: _get(r, "rss_per_connection_bytes") for f, r in raw.items()}
     res = RowResult("B1", TITLES["B1"], "rtwidgets RSS per idle connection <= 16 KiB", details=raw)
     res.metrics.append(
@@ -335,10 +346,11 @@ def row_throughput(row: str, p: dict[str, Any], ctx: RunContext) -> RowResult:
     # Interleaved rounds (rt, raw, sio, rt, raw, sio, ...), best round kept per server: on a
     # shared machine the least disturbed round is the closest to the server's capacity.
     params = {k: v for k, v in p.items() if k != "rounds"}
-    rounds: dict[str, list[dict[str, Any]]] = {f: [] for f in ctx.flavors}
+    flavors = ctx.flavors_for(row)
+    rounds: dict[str, list[dict[str, Any]]] = {f: [] for f in flavors}
     for _ in range(int(p.get("rounds", 1))):
         for flavor, result in _per_flavor(
-            lambda f: measure(f, "throughput", params, ctx.uvloop), ctx.flavors
+            lambda f: measure(f, "throughput", params, ctx.uvloop), flavors
         ).items():
             rounds[flavor].append(result)
     raw: dict[str, dict[str, Any]] = {}
@@ -382,7 +394,7 @@ def _latency_pair(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """B4 and B5 share one run per server: phase 0 all clients read, phase 1 some stop."""
     if ctx.latency is None:
         p = {**ctx.sizes["B4"], "slow_fractions": [0.0, ctx.sizes["B5"]["slow_fraction"]]}
-        raw = _per_flavor(lambda f: measure(f, "latency", p, ctx.uvloop), ctx.flavors)
+        raw = _per_flavor(lambda f: measure(f, "latency", p, ctx.uvloop), ctx.flavors_for("B4"))
         ctx.latency = {}
         for flavor, r in raw.items():
             if "phases" in r:
@@ -398,6 +410,10 @@ def row_b4(p: dict[str, Any], ctx: RunContext) -> RowResult:
     res.metrics += [
         Metric("p50", "ms", {f: _get(r, "latency", "p50_ms") for f, r in raw.items()}, "lower"),
         Metric("p99", "ms", {f: _get(r, "latency", "p99_ms") for f, r in raw.items()}, "lower"),
+        # The server's own GC pauses > 5 ms inside the measured phase (each can stall a burst).
+        Metric(
+            "server_gc_pauses_5ms", "", {f: _get(r, "server_gc", "pauses_over_5ms") for f, r in raw.items()}
+        ),
     ]
     p99 = _get(raw.get("rtwidgets"), "latency", "p99_ms")
     complete = bool(raw.get("rtwidgets", {}).get("complete"))
@@ -444,7 +460,7 @@ def row_b6(p: dict[str, Any], ctx: RunContext) -> RowResult:
             shared = measure(flavor, "latency", p, ctx.uvloop, count=2, redis=redis)
             return {"single_memory": single, "two_servers_redis": shared}
 
-        raw = _per_flavor(both, ctx.flavors)
+        raw = _per_flavor(both, ctx.flavors_for("B6"))
     finally:
         redis.stop()
     res = RowResult(
@@ -475,7 +491,7 @@ def row_b6(p: dict[str, Any], ctx: RunContext) -> RowResult:
 
 
 def row_b7(p: dict[str, Any], ctx: RunContext) -> RowResult:
-    raw = _per_flavor(lambda f: measure(f, "storm", p, ctx.uvloop), ctx.flavors)
+    raw = _per_flavor(lambda f: measure(f, "storm", p, ctx.uvloop), ctx.flavors_for("B7"))
     res = RowResult(
         "B7", TITLES["B7"], "all clients caught up < 2 s after the drop, 0 gaps, 0 duplicates", details=raw
     )
@@ -561,6 +577,9 @@ class RunContext:
     sizes: dict[str, dict[str, Any]]
     latency: dict[str, dict[str, Any]] | None = None
 
+    def flavors_for(self, row: str) -> tuple[str, ...]:
+        return tuple(f for f in self.flavors if f != "floor" or row in FLOOR_ROWS)
+
 
 ROW_FUNCS: dict[str, Callable[[dict[str, Any], RunContext], RowResult]] = {
     "B1": row_b1,
@@ -620,11 +639,13 @@ def machine_info(uvloop: bool) -> dict[str, Any]:
             )
         },
         "servers_event_loop": "uvloop" if uvloop else "asyncio",
+        "floor_event_loop": "none (select.epoll, blocking-free sockets; --uvloop does not apply)",
         "loadgen_event_loop": "uvloop" if _version("uvloop") else "asyncio",
         "compression": {
             "rtwidgets": rt_compression,
             "raw": "off (compression=None)",
             "socketio": "off (uvicorn ws_per_message_deflate=False)",
+            "floor": "off (no extensions implemented)",
             "loadgen": "off (the client offers no extensions)",
         },
     }
@@ -663,8 +684,10 @@ def table_rows(results: list[RowResult]) -> list[list[str]]:
                     _fmt(m.values.get("rtwidgets")),
                     _fmt(m.values.get("raw")),
                     _fmt(m.values.get("socketio")),
+                    _fmt(m.values.get("floor")),
                     _ratio(m.ratio("raw")),
                     _ratio(m.ratio("socketio")),
+                    _ratio(m.ratio("floor")),
                     r.goal if i == 0 else "",
                     verdict if i == 0 else "",
                     f"{r.loadavg[0]:.1f}" if i == 0 else "",
@@ -673,13 +696,17 @@ def table_rows(results: list[RowResult]) -> list[list[str]]:
     return rows
 
 
-HEADER = ["row", "metric", "rtwidgets", "raw ws", "socketio", "rt/raw", "rt/sio", "goal", "result", "load1"]
+HEADER = [
+    *("row", "metric", "rtwidgets", "raw ws", "socketio", "floor"),
+    *("rt/raw", "rt/sio", "rt/floor", "goal", "result", "load1"),
+]
+GOAL_COLUMN = HEADER.index("goal")
 
 
 def format_table(results: list[RowResult]) -> str:
     rows = [HEADER, *table_rows(results)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    widths[7] = min(widths[7], 48)
+    widths[GOAL_COLUMN] = min(widths[GOAL_COLUMN], 48)
     lines = []
     for j, r in enumerate(rows):
         cells = [

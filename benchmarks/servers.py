@@ -1,4 +1,4 @@
-"""The three servers under test, each run alone in its own process.
+"""The servers under test, each run alone in its own process.
 
 ``python -m benchmarks.servers KIND [--redis URL] [--uvloop] [--secret S]`` listens on a
 free port of 127.0.0.1 and prints ``READY <port>`` on stdout once it accepts connections;
@@ -15,6 +15,12 @@ SIGTERM stops it. KIND is one of:
   validation or limits.
 * ``socketio`` — python-socketio ``AsyncServer(async_mode='asgi')`` under uvicorn, rooms
   as channels; ``AsyncRedisManager`` with ``--redis``. permessage-deflate off.
+* ``floor`` — the syscall floor (:mod:`benchmarks.floor`): the ``raw`` wire format served
+  by a bare epoll loop writing one pre-framed byte string per subscriber with
+  ``socket.send``; with ``--redis``, RESP on plain sockets. What the kernel costs here.
+
+``--gc-log PATH`` appends every garbage collection of the server process (generation,
+start, duration) to PATH, so pauses can be counted per measured phase.
 
 Wire format of ``raw`` (the same frames as rtwidgets where they overlap):
 ``{"type":"subscribe","channel":C,"_id":N}`` -> ``{"type":"ack","id":N}``;
@@ -195,17 +201,49 @@ async def serve_socketio(redis_url: str | None) -> None:
     await serving
 
 
+# ---------------------------------------------------------------------------- GC pauses
+
+
+def _log_gc_pauses(path: str) -> None:
+    """Append ``<generation> <start monotonic_ns> <duration ns>`` per collection to ``path``.
+
+    The load generator reads it after each measured phase (CLOCK_MONOTONIC is system-wide)
+    to report how many of the server's own GC pauses fell inside the phase.
+    """
+    import gc
+    import time
+
+    log = open(path, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
+    started = [0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.monotonic_ns()
+        else:
+            log.write(f"{info['generation']} {started[0]} {time.monotonic_ns() - started[0]}\n")
+
+    gc.callbacks.append(on_gc)
+
+
 # ---------------------------------------------------------------------------- entry
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
-    parser.add_argument("kind", choices=("rtwidgets", "raw", "socketio"))
+    parser.add_argument("kind", choices=("rtwidgets", "raw", "socketio", "floor"))
     parser.add_argument("--redis", default=None, metavar="URL")
     parser.add_argument("--secret", default=DEFAULT_SECRET)
     parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
+    parser.add_argument("--gc-log", default=None, metavar="PATH", help="append GC pauses to PATH")
     args = parser.parse_args(argv)
     raise_nofile_limit()
+    if args.gc_log:
+        _log_gc_pauses(args.gc_log)
+    if args.kind == "floor":
+        from .floor import serve_floor
+
+        serve_floor(HOST, args.redis, _ready)  # no event loop by design
+        return 0
     if args.kind == "rtwidgets":
         coro = serve_rtwidgets(args.secret, args.redis)
     elif args.kind == "raw":

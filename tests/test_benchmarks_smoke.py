@@ -15,28 +15,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("rtwidgets", "raw", "socketio")
+SERVERS = ("rtwidgets", "raw", "socketio", "floor")  # floor: the syscall floor (benchmarks/floor.py)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B2,B4,B8", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B2,B4,B6,B8", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=170,
     )
     assert proc.returncode == 0, f"benchmark command failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc, json.loads(out.read_text())
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None:
     _, doc = quick_run
     assert doc["quick"] is True
-    assert list(doc["rows"]) == ["B2", "B4", "B8"]
+    assert list(doc["rows"]) == ["B2", "B4", "B6", "B8"]
     b2 = doc["rows"]["B2"]["metrics"]
     for server in SERVERS:
         assert b2["deliveries_per_s"][server] > 0
@@ -50,13 +50,23 @@ def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None
         detail = b4["details"][server]
         assert detail["complete"] is True
         assert detail["received_deliveries"] == detail["expected_deliveries"] > 0
+        # The server's GC pauses inside the phase come from its --gc-log (all zero is possible).
+        assert set(detail["server_gc"]) >= {"collections", "full_collections", "pauses_over_5ms", "max_ms"}
+    # Fan-out through Redis: exactly one PUBLISH per message on every server, and every
+    # delivery arrived on both gateways (the floor speaks RESP on plain sockets).
+    b6 = doc["rows"]["B6"]
+    for server in SERVERS:
+        assert b6["metrics"]["publish_per_message"][server] == 1.0
+        shared = b6["details"][server]["two_servers_redis"]
+        assert shared["complete"] is True
+        assert set(shared["latency_by_server"]) == {"server0", "server1"}
     b8 = doc["rows"]["B8"]["metrics"]
     assert b8["msgs_total"]["rtwidgets"] > 0
     assert b8["cpu_per_update"]["rtwidgets"] > 0
     assert doc["rows"]["B8"]["details"]["coalesced"]["updates_never_shown"] == 0
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_document_records_machine_and_prints_table(quick_run: tuple) -> None:
     proc, doc = quick_run
     machine = doc["machine"]
@@ -70,7 +80,7 @@ def test_document_records_machine_and_prints_table(quick_run: tuple) -> None:
         assert len(row["loadavg_1_5_15"]) == 3
     # The table goes to stdout, one line per metric.
     assert "B2 fan-out" in proc.stdout and "deliveries_per_s" in proc.stdout
-    assert doc["table_markdown"].startswith("| row | metric | rtwidgets | raw ws | socketio |")
+    assert doc["table_markdown"].startswith("| row | metric | rtwidgets | raw ws | socketio | floor |")
 
 
 @pytest.mark.timeout(60)
