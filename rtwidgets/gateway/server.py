@@ -635,6 +635,10 @@ class Gateway:
         stored: dict[str, Any] | None = None  # presence member this call added (maybe stored)
         join_sent = False  # its presence_join was (maybe) broadcast
         members: list[dict[str, Any]] | None = None
+        # Held frames received before the member list was read are older than it; the ones
+        # after may be newer (a Redis reply and a pub/sub message race), so the list goes
+        # between the two parts: a newer update is never overwritten by the older list.
+        held_before_members = 0
         try:
             await asyncio.shield(route.attaching)
             snap = await self.broker.snapshot(
@@ -667,6 +671,7 @@ class Gateway:
                     await self.broker.broadcast(
                         channel, {"type": "presence_update", "channel": channel, "member": member}
                     )
+                held_before_members = len(sub.held)
                 members = await self.broker.presence_members(channel)
         except BaseException as exc:
             self._abort_subscribe(session, sub, route, is_new=is_new, joined=stored is not None)
@@ -683,7 +688,10 @@ class Gateway:
             self._send(conn, _history_frame(snap))
         held, sub.held = sub.held, None
         route.catching.pop(sub, None)
-        for frame, data in held:
+        for i, (frame, data) in enumerate(held):
+            if i == held_before_members and members is not None:
+                self._send(conn, {"type": "presence_sync", "channel": channel, "members": members})
+                members = None
             if _covered(frame, snap):
                 continue
             if conn.protocol.state is State.OPEN:

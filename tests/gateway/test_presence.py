@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from rtwidgets.gateway import Gateway
+from rtwidgets.gateway.brokers.memory import MemoryBroker
 
 
 def of_type(mtype: str):
@@ -109,3 +113,47 @@ async def test_resubscribe_with_new_presence_data_is_an_update(gateway: Gateway,
     assert upd["member"]["clientId"] == a.client_id and upd["member"]["data"] == {"status": "away"}
     sync = next(f for f in before if f["type"] == "presence_sync")
     assert [m["data"] for m in sync["members"]] == [{"status": "away"}, {}]
+
+
+class _SlowMembersBroker(MemoryBroker):
+    """Reads the member list, then lets other tasks run before returning it: like a Redis
+    reply still in flight while newer pub/sub frames arrive on the other connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow = False
+        self.read_done = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
+        members = await super().presence_members(channel)
+        if self.slow:
+            self.read_done.set()
+            await self.release.wait()
+        return members
+
+
+async def test_newer_update_during_the_member_read_is_not_overwritten(make_gateway, connect) -> None:
+    broker = _SlowMembersBroker()
+    gw = await make_gateway(broker=broker)
+    a = await connect(gw, "alice")
+    b = await connect(gw, "bob")
+    await a.subscribe("room", presence=True, presenceData={"v": 1})
+    broker.slow = True
+    joining = asyncio.ensure_future(b.subscribe("room", presence=True))
+    await asyncio.wait_for(broker.read_done.wait(), 10)
+    # Alice changes her data after bob's member list was read, before it reached bob.
+    broker.slow = False
+    await a.ok({"type": "presence_update", "channel": "room", "data": {"v": 2}})
+    broker.release.set()
+    _, before = await asyncio.wait_for(joining, 10)
+    kinds = [f["type"] for f in before]
+    # Own join first (documented order), then the (older) list, then the newer update.
+    assert kinds.index("presence_join") < kinds.index("presence_sync") < kinds.index("presence_update")
+    alice: dict[str, Any] = {}
+    for frame in before:  # replay what bob's client applies, in order
+        if frame["type"] == "presence_sync":
+            alice = next(m for m in frame["members"] if m["userId"] == "alice")
+        elif frame["type"] in ("presence_join", "presence_update") and frame["member"]["userId"] == "alice":
+            alice = frame["member"]
+    assert alice["data"] == {"v": 2}
