@@ -16,6 +16,8 @@ Rules of this module:
 
 * A publish is ONE round trip: a Lua script (EVALSHA) dedupes the msgId, checks the
   state bound, INCRs the offset, XADDs, updates state and issues exactly one PUBLISH.
+  It goes through a pipelined connection of its own (:mod:`.resp_conn`), not redis-py's
+  pool; like redis-py, a broken connection gets one reconnect-and-retry.
   Python encodes the frame without ``id/eventId/offset/epoch``; Lua splices those in
   as text (``{"id":..,"eventId":..,"offset":..,"epoch":..,<rest>``), because the id is
   only known after XADD and because re-encoding user data with Lua's cjson would lose
@@ -24,10 +26,12 @@ Rules of this module:
 * Fan-out uses one SUBSCRIBE per attached channel (not PSUBSCRIBE ``P:ch:*``): Redis
   then sends a gateway only the channels it has subscribers for, instead of every
   gateway receiving every channel's traffic.
-* One reader task owns the pub/sub connection. On connection loss it reconnects with
-  backoff, resubscribes, and refills the gap of each channel from the stream (offsets
-  dedupe what arrives twice), so each gateway delivers a channel's messages in offset
-  order without holes while Redis keeps its data. After an empty Redis restart the
+* One reader task owns the pub/sub connection (:mod:`.pubsub_conn`, not redis-py: its
+  messages are handed to the gateway in the callback that read them). On connection loss
+  it reconnects with backoff, resubscribes, and refills the gap of each channel from the
+  stream (offsets dedupe what arrives twice; live messages of a channel being refilled
+  wait until its refill is delivered), so each gateway delivers a channel's messages in
+  offset order without holes while Redis keeps its data. After an empty Redis restart the
   epoch changes, which tells clients their history is gone.
 * Presence: each gateway refreshes ``P:gw:{id}`` (TTL ``presence_ttl``) every
   ``presence_ttl / 3`` and sweeps dead gateways every ``sweep_interval``; removal is an
@@ -58,7 +62,6 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,6 +70,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...protocol import encode
 from .base import Broker, BrokerUnavailable, SnapshotResult, StateFull
+from .resp import RespError
+from .resp_conn import CommandConnection, PubSubConnection, Push, open_command, open_pubsub
 
 __all__ = ["RedisBroker", "safe_redis_url"]
 
@@ -301,8 +306,12 @@ class RedisBroker(Broker):
         self.sweep_interval = sweep_interval if sweep_interval is not None else presence_ttl / 3
         self._ps_idle = min(5.0, max(1.0, presence_ttl / 3))  # pub/sub PING after this much silence
         self._redis: aioredis.Redis | None = None
-        self._sub_redis: aioredis.Redis | None = None
-        self._pubsub: PubSub | None = None
+        self._ps_conn: PubSubConnection | None = None
+        self._cmd_conn: CommandConnection | None = None  # the publish script's connection
+        self._cmd_lock = asyncio.Lock()
+        self._ps_ready_future: asyncio.Future[None] | None = None
+        # ps channel -> live payloads that arrived while its gap fill runs (delivered after it)
+        self._filling: dict[str, list[str]] = {}
         self._ps_ready = False  # pub/sub connection is up and subscribed
         self._attached: set[str] = set()
         self._pending_sub: dict[str, list[asyncio.Future[None]]] = {}
@@ -314,6 +323,7 @@ class RedisBroker(Broker):
         # removals that failed while Redis was unreachable; retried by housekeeping
         self._pending_removals: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._gap_tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
         self._stats: dict[str, int] = dict.fromkeys(
@@ -426,9 +436,6 @@ class RedisBroker(Broker):
             # Commands: one retry lets a pooled socket that died with a restarted server
             # reconnect once; more would turn "Redis is down" into a long hang.
             self._redis = self._make_client(self.command_timeout, 1)
-            # Pub/sub: no retry inside redis-py, whose silent resubscribe would skip the
-            # reader's gap fill; the reader reconnects itself.
-            self._sub_redis = self._make_client(None, 0)
         except ValueError as exc:  # malformed URL
             raise BrokerUnavailable(f"invalid Redis URL {self.safe_url}: {exc}") from None
         try:
@@ -462,12 +469,14 @@ class RedisBroker(Broker):
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._gap_tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self._gap_tasks.clear()
         for futures in self._pending_sub.values():
             for fut in futures:
                 if not fut.done():
@@ -500,14 +509,15 @@ class RedisBroker(Broker):
 
     async def _close_clients(self) -> None:
         self._ps_ready = False
-        if self._pubsub is not None:
+        if self._ps_conn is not None:
+            self._ps_conn.close()
+            self._ps_conn = None
+        if self._cmd_conn is not None:
+            self._cmd_conn.close()
+            self._cmd_conn = None
+        if self._redis is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-            self._pubsub = None
-        for client in (self._redis, self._sub_redis):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+                await self._redis.aclose()
 
     # -------------------------------------------------------------- fan-out
     async def attach(self, channel: str) -> None:
@@ -516,7 +526,7 @@ class RedisBroker(Broker):
         if channel in self._attached:
             return
         self._client()
-        if not self._ps_ready or self._pubsub is None:
+        if not self._ps_ready or self._ps_conn is None:
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable: pub/sub reconnecting")
         # Added before subscribing so that a reconnect racing with us resubscribes it too.
         self._attached.add(channel)
@@ -534,7 +544,9 @@ class RedisBroker(Broker):
                 epoch, offset, newest = await pipe.execute()
             self._last_seen.setdefault(channel, (epoch, int(offset or 0), newest[0][0] if newest else None))
             async with self._guard("attach"):
-                await self._pubsub.subscribe(self._ps_channel(channel))
+                if self._ps_conn is None:
+                    raise RedisConnectionError("pub/sub reconnecting")
+                self._ps_conn.subscribe(self._ps_channel(channel))
                 await asyncio.wait_for(asyncio.shield(fut), self.command_timeout)
         except BaseException:
             self._attached.discard(channel)
@@ -552,57 +564,62 @@ class RedisBroker(Broker):
         self._attached.discard(channel)
         self._last_seen.pop(channel, None)
         self._needs_gap_fill.discard(channel)
-        if self._ps_ready and self._pubsub is not None:
+        self._filling.pop(self._ps_channel(channel), None)
+        if self._ps_ready and self._ps_conn is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS, RedisError):
                 self._stats["commands"] += 1
-                await self._pubsub.unsubscribe(self._ps_channel(channel))
-
-    async def _open_pubsub(self) -> None:
-        assert self._sub_redis is not None
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-        self._pubsub = self._sub_redis.pubsub()
-        names = [self._control_channel, *(self._ps_channel(c) for c in self._attached)]
-        self._stats["commands"] += 1
-        await self._pubsub.subscribe(*names)
-        # Every attached channel is refilled from the stream once its subscription is
-        # confirmed (see _on_subscribed); the first connection has no gap.
-        self._needs_gap_fill = set(self._attached)
+                self._ps_conn.unsubscribe(self._ps_channel(channel))
 
     async def _reader(self, ready: asyncio.Future[None]) -> None:
-        """Own the pub/sub connection: read, deliver, reconnect with backoff."""
+        """Own the pub/sub connection: connect, subscribe, check liveness, reconnect with backoff.
+
+        Messages are delivered by :meth:`_on_push` as they are read; this task only waits.
+        """
         backoff = 0.05
         first = True
+        self._ps_ready_future = ready
         while not self._closed:
+            conn: PubSubConnection | None = None
             try:
-                await self._open_pubsub()
+                conn = await open_pubsub(self.url, self._on_push, self.connect_timeout)
+                self._ps_conn = conn
+                self._filling = {}
+                self._stats["commands"] += 1
+                conn.subscribe(self._control_channel, *(self._ps_channel(c) for c in self._attached))
+                # Every attached channel is refilled from the stream once its subscription is
+                # confirmed (see _on_subscribed); the first connection has no gap.
+                self._needs_gap_fill = set(self._attached)
                 if not first:
                     self._stats["reconnects"] += 1
                     log.info("RedisBroker %s: pub/sub reconnected to %s", self.gateway_id, self.safe_url)
-                assert self._pubsub is not None
+                first = False
                 unanswered = 0
-                while not self._closed:
-                    msg = await self._pubsub.get_message(timeout=self._ps_idle)
-                    if msg is None:
-                        # Quiet: PING it, so a silently dead TCP peer is noticed too.
-                        unanswered += 1
-                        if unanswered > 1:
-                            raise RedisConnectionError("pub/sub connection did not answer PING")
-                        await self._pubsub.ping()
-                        continue
-                    unanswered = 0
-                    kind = msg.get("type")
-                    if kind == "subscribe":
-                        await self._on_subscribed(msg["channel"], ready)
+                while True:
+                    reads = conn.reads
+                    try:
+                        await asyncio.wait_for(asyncio.shield(conn.closed), self._ps_idle)
+                    except asyncio.TimeoutError:
+                        pass
+                    else:
+                        raise RedisConnectionError("pub/sub connection closed")
+                    if conn.reads != reads:  # something arrived during the wait: alive
+                        unanswered = 0
                         backoff = 0.05
-                        first = False
-                    elif kind == "message":
-                        self._on_message(msg["channel"], msg["data"])
+                        continue
+                    # Quiet: PING it, so a silently dead TCP peer is noticed too.
+                    unanswered += 1
+                    if unanswered > 1:
+                        raise RedisConnectionError("pub/sub connection did not answer PING")
+                    conn.ping()
             except asyncio.CancelledError:
+                if conn is not None:
+                    conn.close()
                 raise
-            except (*_CONNECTION_ERRORS, RedisError, BrokerUnavailable) as exc:
+            except (*_CONNECTION_ERRORS, RedisError, BrokerUnavailable, ValueError) as exc:
+                if conn is not None:
+                    conn.abort(exc)
                 self._ps_ready = False
+                self._filling = {}
                 for channel, futures in list(self._pending_sub.items()):
                     for fut in futures:
                         if not fut.done():
@@ -622,16 +639,56 @@ class RedisBroker(Broker):
                 await asyncio.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
                 backoff = min(backoff * 2, 2.0)
 
-    async def _on_subscribed(self, ps_channel: str, ready: asyncio.Future[None]) -> None:
+    def _on_push(self, item: Push) -> None:
+        """Pub/sub connection callback, one push at a time, in the order Redis sent them."""
+        kind = item[0]
+        if kind == b"message" and len(item) == 3:
+            ps_channel = item[1].decode()
+            payload = item[2].decode()
+            held = self._filling.get(ps_channel)
+            if held is not None:
+                held.append(payload)  # its gap fill is running: deliver after it, in order
+            else:
+                self._on_message(ps_channel, payload)
+        elif kind == b"subscribe" and len(item) == 3:
+            self._on_subscribed(item[1].decode())
+        # unsubscribe confirmations and PONGs only prove liveness (reads)
+
+    def _on_subscribed(self, ps_channel: str) -> None:
         if ps_channel == self._control_channel:
             self._ps_ready = True
-            if not ready.done():
+            ready = self._ps_ready_future
+            if ready is not None and not ready.done():
                 ready.set_result(None)
             return
         channel = ps_channel[len(self._ps_channel("")) :]
         if channel in self._needs_gap_fill:
             self._needs_gap_fill.discard(channel)
+            self._filling[ps_channel] = []
+            conn = self._ps_conn
+            task = asyncio.get_running_loop().create_task(self._refill(channel, ps_channel, conn))
+            self._gap_tasks.add(task)
+            task.add_done_callback(self._gap_tasks.discard)
+            return
+        self._confirm(channel)
+
+    async def _refill(self, channel: str, ps_channel: str, conn: PubSubConnection | None) -> None:
+        """Gap fill for one channel, then the live messages held meanwhile, then confirm."""
+        try:
             await self._fill_gap(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the reader reconnects and refills again from _last_seen
+            if conn is not None and conn is self._ps_conn:
+                conn.abort(exc)
+            return
+        if conn is not self._ps_conn:
+            return  # that connection died meanwhile; the new one refills on its own
+        for payload in self._filling.pop(ps_channel, []):
+            self._on_message(ps_channel, payload)
+        self._confirm(channel)
+
+    def _confirm(self, channel: str) -> None:
         for fut in self._pending_sub.pop(channel, []):
             if not fut.done():
                 fut.set_result(None)
@@ -708,15 +765,15 @@ class RedisBroker(Broker):
             secrets.token_hex(8),
             body,
             self._ps_channel(channel),
-            self.history_size,
+            str(self.history_size),
             key if key is not None else "",
             "1" if is_delete else "0",
             msg_id if msg_id is not None else "",
-            self.state_max_keys,
+            str(self.state_max_keys),
             trim,
         ]
         async with self._guard("publish"):
-            result = await self._publish_script(keys=keys, args=args)
+            result = [v.decode() if isinstance(v, bytes) else v for v in await self._eval_publish(keys, args)]
         status = result[0]
         if status == "dup":
             self._stats["duplicates"] += 1
@@ -733,6 +790,43 @@ class RedisBroker(Broker):
         out = dict(body_frame)
         out.update(id=sid, eventId=sid, offset=int(offset), epoch=epoch)
         return out
+
+    async def _eval_publish(self, keys: list[str], args: list[str]) -> list[Any]:
+        """Run the publish script (EVAL if Redis lost its script cache, e.g. after a restart).
+
+        A broken connection gets one reconnect-and-retry, as redis-py gives every command
+        (the script dedupes a retried publish by its msgId); a timeout is not retried.
+        """
+        for attempt in (1, 2):
+            try:
+                conn = await self._command_connection()
+                try:
+                    return await conn.call(
+                        "EVALSHA", self._publish_script.sha, "6", *keys, *args, timeout=self.command_timeout
+                    )
+                except RespError as exc:
+                    if not str(exc).startswith("NOSCRIPT"):
+                        raise
+                    return await conn.call(
+                        "EVAL", _PUBLISH_LUA, "6", *keys, *args, timeout=self.command_timeout
+                    )
+            except (RedisConnectionError, OSError) as exc:
+                if attempt == 2 or self._closed:
+                    raise
+                log.info("RedisBroker %s: publish connection broke (%s); retrying once", self.gateway_id, exc)
+        raise AssertionError("unreachable")
+
+    async def _command_connection(self) -> CommandConnection:
+        conn = self._cmd_conn
+        if conn is not None and conn.is_open:
+            return conn
+        async with self._cmd_lock:  # one reconnect for all the publishes waiting on it
+            conn = self._cmd_conn
+            if conn is None or not conn.is_open:
+                if self._closed:
+                    raise RedisConnectionError("broker closed")
+                conn = self._cmd_conn = await open_command(self.url, self.connect_timeout)
+            return conn
 
     async def broadcast(self, channel: str, frame: dict[str, Any]) -> None:
         """Fan out a frame that is not stored: one PUBLISH."""
