@@ -511,12 +511,11 @@ class Gateway:
         self.metrics.error(code.value)
         self._send(conn, protocol.error_frame(code, reason, msg_id, channel))
 
-    def _deliver(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
-        """Broker listener: write one encoded frame to every local subscriber."""
+    def _deliver(self, channel: str, frame: dict[str, Any], data: bytes) -> None:
+        """Broker listener: write one encoded frame (UTF-8 JSON bytes) to every local subscriber."""
         route = self._routes.get(channel)
         if route is None:
             return
-        data = encoded.encode()
         live = route.live
         if live:
             if self.config.compression is None and not _ws_log.isEnabledFor(logging.DEBUG):

@@ -13,10 +13,10 @@ class Collector:
     """A ``Broker.set_listener`` callback that records ``(channel, frame, encoded)`` in order."""
 
     def __init__(self) -> None:
-        self.frames: list[tuple[str, dict[str, Any], str]] = []
+        self.frames: list[tuple[str, dict[str, Any], bytes]] = []
         self._changed = asyncio.Event()
 
-    def __call__(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
+    def __call__(self, channel: str, frame: dict[str, Any], encoded: bytes) -> None:
         self.frames.append((channel, frame, encoded))
         self._changed.set()
 

@@ -14,9 +14,9 @@ from rtwidgets.protocol import decode
 
 class Recorder:
     def __init__(self) -> None:
-        self.frames: list[tuple[str, dict[str, Any], str]] = []
+        self.frames: list[tuple[str, dict[str, Any], bytes]] = []
 
-    def __call__(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
+    def __call__(self, channel: str, frame: dict[str, Any], encoded: bytes) -> None:
         self.frames.append((channel, frame, encoded))
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 __all__ = ["Broker", "BrokerUnavailable", "FrameListener", "SnapshotResult", "StateFull"]
 
-# listener(channel, frame, encoded): ``encoded`` is the frame already serialised with
-# ``protocol.encode`` so a gateway encodes each fan-out frame once, not per subscriber.
-FrameListener = Callable[[str, dict[str, Any], str], None]
+# listener(channel, frame, encoded): ``encoded`` is the frame already serialised to UTF-8
+# JSON bytes (``protocol.encode_bytes``, or the bytes Redis carried), so a gateway writes
+# each fan-out frame as it is, without encoding it again per subscriber or per message.
+FrameListener = Callable[[str, dict[str, Any], bytes], None]
 
 
 class BrokerUnavailable(Exception):
@@ -138,7 +139,7 @@ class Broker(ABC):
     async def presence_members(self, channel: str) -> list[dict[str, Any]]:
         """All current members of ``channel``, in join order where known."""
 
-    def deliver(self, channel: str, frame: dict[str, Any], encoded: str) -> None:
+    def deliver(self, channel: str, frame: dict[str, Any], encoded: bytes) -> None:
         """Hand one frame to the gateway listener (for subclasses)."""
         if self._listener is not None:
             self._listener(channel, frame, encoded)

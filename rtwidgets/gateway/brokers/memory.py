@@ -16,7 +16,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-from rtwidgets.protocol import encode
+from rtwidgets.protocol import encode_bytes
 
 # StateFull lives in .base (shared by every broker); re-exported here for older imports.
 from .base import Broker, SnapshotResult, StateFull
@@ -102,7 +102,7 @@ class MemoryBroker(Broker):
 
     def _fan_out(self, channel: str, frame: dict[str, Any]) -> None:
         if channel in self._attached and not self._closed:
-            self.deliver(channel, frame, encode(frame))
+            self.deliver(channel, frame, encode_bytes(frame))
 
     async def publish(
         self, channel: str, frame: dict[str, Any], *, key: str | None = None, msg_id: str | None = None

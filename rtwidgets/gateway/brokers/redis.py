@@ -311,7 +311,7 @@ class RedisBroker(Broker):
         self._cmd_lock = asyncio.Lock()
         self._ps_ready_future: asyncio.Future[None] | None = None
         # ps channel -> live payloads that arrived while its gap fill runs (delivered after it)
-        self._filling: dict[str, list[str]] = {}
+        self._filling: dict[str, list[bytes]] = {}
         self._ps_ready = False  # pub/sub connection is up and subscribed
         self._attached: set[str] = set()
         self._pending_sub: dict[str, list[asyncio.Future[None]]] = {}
@@ -644,7 +644,7 @@ class RedisBroker(Broker):
         kind = item[0]
         if kind == b"message" and len(item) == 3:
             ps_channel = item[1].decode()
-            payload = item[2].decode()
+            payload: bytes = item[2]
             held = self._filling.get(ps_channel)
             if held is not None:
                 held.append(payload)  # its gap fill is running: deliver after it, in order
@@ -717,9 +717,9 @@ class RedisBroker(Broker):
             async with self._guard("gap fill"):
                 entries = await redis_.xrange(events_key, min="-", max="+")
         for sid, fields in entries:
-            self._on_message(self._ps_channel(channel), _splice_id(sid, fields["f"]))
+            self._on_message(self._ps_channel(channel), _splice_id(sid, fields["f"]).encode())
 
-    def _on_message(self, ps_channel: str, payload: str) -> None:
+    def _on_message(self, ps_channel: str, payload: bytes) -> None:
         prefix = self._ps_channel("")
         if not ps_channel.startswith(prefix):
             return
