@@ -52,7 +52,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         },
         "B4": {"subscribers": 1000, "rate": 8.0, "duration": 5.0},
         "B5": {"slow_fraction": 0.05},  # B4's load and connections, then 5% stop reading
-        "B6": {"subscribers": 200, "rate": 40.0, "duration": 3.0},
+        "B6": {"subscribers": 200, "rate": 40.0, "duration": 6.0},
         "B7": {"subscribers": 1000, "rate": 10.0, "warm": 1.0, "timeout": 6.0, "tail": 0.5},
         "B8": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
     },

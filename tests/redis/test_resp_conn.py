@@ -14,6 +14,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rtwidgets.gateway.brokers.base import BrokerUnavailable
 from rtwidgets.gateway.brokers.redis import RedisBroker
 from rtwidgets.gateway.brokers.resp import RespError
 from rtwidgets.gateway.brokers.resp_conn import PubSubConnection, open_command, open_pubsub
@@ -169,8 +170,11 @@ async def test_pending_calls_fail_when_the_server_drops_the_connection(
 
 
 async def test_unsupported_url_options_are_refused(redis_server: RedisServer) -> None:
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="not supported: socket_timeout"):
         await open_pubsub(f"{redis_server.url}?socket_timeout=3", Pushes(), timeout=5)
+    broker = RedisBroker(f"{redis_server.url}?socket_timeout=3")
+    with pytest.raises(BrokerUnavailable, match=r"invalid Redis URL.*socket_timeout"):
+        await broker.start()  # refused at once, never a reconnect loop
 
 
 async def test_live_messages_during_a_refill_wait_for_it(redis_server: RedisServer, prefix: str) -> None:

@@ -71,7 +71,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ...protocol import encode
 from .base import Broker, BrokerUnavailable, SnapshotResult, StateFull
 from .resp import RespError
-from .resp_conn import CommandConnection, PubSubConnection, Push, open_command, open_pubsub
+from .resp_conn import CommandConnection, PubSubConnection, Push, check_url, open_command, open_pubsub
 
 __all__ = ["RedisBroker", "safe_redis_url"]
 
@@ -436,6 +436,7 @@ class RedisBroker(Broker):
             # Commands: one retry lets a pooled socket that died with a restarted server
             # reconnect once; more would turn "Redis is down" into a long hang.
             self._redis = self._make_client(self.command_timeout, 1)
+            check_url(self.url)  # what the hot-path connections accept, before anything connects
         except ValueError as exc:  # malformed URL
             raise BrokerUnavailable(f"invalid Redis URL {self.safe_url}: {exc}") from None
         try:

@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .resp import RespError, RespParser, encode_command
 
-__all__ = ["CommandConnection", "PubSubConnection", "Push", "open_command", "open_pubsub"]
+__all__ = ["CommandConnection", "PubSubConnection", "Push", "check_url", "open_command", "open_pubsub"]
 
 Push = list[Any]
 # What redis.connection.parse_url may return that these connections honour.
@@ -201,11 +201,20 @@ def _wrap(exc: Exception) -> RedisConnectionError:
     return err
 
 
-async def _connect(url: str, factory: Callable[[], _C], timeout: float) -> tuple[_C, dict[str, Any]]:
+def check_url(url: str) -> dict[str, Any]:
+    """Parse ``url`` (as redis-py does); raise ``ValueError`` naming what is not supported."""
     opts = parse_url(url)
     unsupported = sorted(set(opts) - _URL_OPTIONS)
     if unsupported:
-        raise ValueError(f"Redis URL options not supported by rtwidgets' fast path: {', '.join(unsupported)}")
+        raise ValueError(
+            f"Redis URL options not supported: {', '.join(unsupported)} "
+            "(use redis://[[user]:password@]host[:port][/db], rediss://... or unix://...)"
+        )
+    return opts
+
+
+async def _connect(url: str, factory: Callable[[], _C], timeout: float) -> tuple[_C, dict[str, Any]]:
+    opts = check_url(url)
     loop = asyncio.get_running_loop()
     if opts.get("path"):
         coro = loop.create_unix_connection(factory, opts["path"])
