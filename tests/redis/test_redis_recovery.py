@@ -206,19 +206,24 @@ async def test_idempotent_reads_retry_once_on_dead_pooled_connections(proxy: Tcp
             await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
         proxy.break_on(b"", 0)
 
-        # A single dead socket is redis-py's own retry (it silently never retried before).
+        # A publish with a msgId whose connection dies is sent once more (the script dedupes it).
         publish_sha = broker._publish_script.sha.encode()
         broken = proxy.broken
         proxy.break_on(publish_sha, 1)
-        again = await broker.publish("room", msg("again"))
+        again = await broker.publish("room", msg("again"), msg_id="m-again")
         assert proxy.broken == broken + 1 and again["offset"] == stored["offset"] + 1
 
-        # A publish is a write and is not retried by the broker: it may have been stored already.
+        # Without a msgId it is not: the lost command may have been stored, a resend could store
+        # it twice. The caller hears unavailable (and can resend with a msgId).
+        proxy.break_on(publish_sha, 1)
+        with pytest.raises(BrokerUnavailable, match="publish"):
+            await broker.publish("room", msg("maybe"))
+        # Twice in a row, even with a msgId: unavailable after the one retry.
         proxy.break_on(publish_sha, 2)
         with pytest.raises(BrokerUnavailable, match="publish"):
-            await broker.publish("room", msg("refused"))
+            await broker.publish("room", msg("refused"), msg_id="m-refused")
         snap = await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
-        assert [e["data"] for e in snap.events] == ["kept", "again"]  # nothing half-stored
+        assert [e["data"] for e in snap.events] == ["kept", "again"]  # nothing half-stored, nothing twice
     finally:
         proxy.break_on(b"", 0)
         await broker.close()

@@ -219,3 +219,24 @@ async def test_live_messages_during_a_refill_wait_for_it(redis_server: RedisServ
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_publish_after_the_connection_died_idle_just_reconnects(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    broker = RedisBroker(redis_server.url, key_prefix=prefix, connect_timeout=2.0)
+    broker.set_listener(Collector())
+    await broker.start()
+    try:
+        first = await broker.publish("room", msg("one"))
+        conn = broker._cmd_conn
+        assert conn is not None and conn.is_open
+        redis_server.command("CLIENT", "KILL", "TYPE", "normal")
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(conn.closed, 10)
+        # No msgId, yet no error: the dead connection is noticed before anything is sent.
+        second = await broker.publish("room", msg("two"))
+        assert second["offset"] == first["offset"] + 1
+        assert broker._cmd_conn is not conn
+    finally:
+        await broker.close()

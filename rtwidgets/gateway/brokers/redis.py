@@ -17,7 +17,8 @@ Rules of this module:
 * A publish is ONE round trip: a Lua script (EVALSHA) dedupes the msgId, checks the
   state bound, INCRs the offset, XADDs, updates state and issues exactly one PUBLISH.
   It goes through a pipelined connection of its own (:mod:`.resp_conn`), not redis-py's
-  pool; like redis-py, a broken connection gets one reconnect-and-retry.
+  pool; a broken connection gets one reconnect-and-retry only when that cannot store the
+  message twice (it was never sent, or it has a msgId the script dedupes).
   Python encodes the frame without ``id/eventId/offset/epoch``; Lua splices those in
   as text (``{"id":..,"eventId":..,"offset":..,"epoch":..,<rest>``), because the id is
   only known after XADD and because re-encoding user data with Lua's cjson would lose
@@ -71,7 +72,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ...protocol import encode
 from .base import Broker, BrokerUnavailable, SnapshotResult, StateFull
 from .resp import RespError
-from .resp_conn import CommandConnection, PubSubConnection, Push, check_url, open_command, open_pubsub
+from .resp_conn import (
+    CommandConnection,
+    NotSentError,
+    PubSubConnection,
+    Push,
+    check_url,
+    open_command,
+    open_pubsub,
+)
 
 __all__ = ["RedisBroker", "safe_redis_url"]
 
@@ -774,7 +783,8 @@ class RedisBroker(Broker):
             trim,
         ]
         async with self._guard("publish"):
-            result = [v.decode() if isinstance(v, bytes) else v for v in await self._eval_publish(keys, args)]
+            reply = await self._eval_publish(keys, args, idempotent=msg_id is not None)
+            result = [v.decode() if isinstance(v, bytes) else v for v in reply]
         status = result[0]
         if status == "dup":
             self._stats["duplicates"] += 1
@@ -792,11 +802,14 @@ class RedisBroker(Broker):
         out.update(id=sid, eventId=sid, offset=int(offset), epoch=epoch)
         return out
 
-    async def _eval_publish(self, keys: list[str], args: list[str]) -> list[Any]:
+    async def _eval_publish(self, keys: list[str], args: list[str], *, idempotent: bool) -> list[Any]:
         """Run the publish script (EVAL if Redis lost its script cache, e.g. after a restart).
 
-        A broken connection gets one reconnect-and-retry, as redis-py gives every command
-        (the script dedupes a retried publish by its msgId); a timeout is not retried.
+        A broken connection gets one reconnect-and-retry when that cannot store the message
+        twice: the command was never sent (the connection was already down), or the publish
+        has a msgId (the script dedupes it). A connection lost while a publish without msgId
+        awaited its reply is not retried (it may have been stored): the caller hears
+        ``unavailable``. A timeout is never retried.
         """
         for attempt in (1, 2):
             try:
@@ -812,7 +825,8 @@ class RedisBroker(Broker):
                         "EVAL", _PUBLISH_LUA, "6", *keys, *args, timeout=self.command_timeout
                     )
             except (RedisConnectionError, OSError) as exc:
-                if attempt == 2 or self._closed:
+                sent = isinstance(exc, RedisConnectionError) and not isinstance(exc, NotSentError)
+                if attempt == 2 or self._closed or (sent and not idempotent):
                     raise
                 log.info("RedisBroker %s: publish connection broke (%s); retrying once", self.gateway_id, exc)
         raise AssertionError("unreachable")

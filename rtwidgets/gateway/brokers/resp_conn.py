@@ -36,12 +36,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .resp import RespError, RespParser, encode_command
 
-__all__ = ["CommandConnection", "PubSubConnection", "Push", "check_url", "open_command", "open_pubsub"]
+__all__ = [
+    "CommandConnection",
+    "NotSentError",
+    "PubSubConnection",
+    "Push",
+    "check_url",
+    "open_command",
+    "open_pubsub",
+]
 
 Push = list[Any]
 # What redis.connection.parse_url may return that these connections honour.
 _URL_OPTIONS = frozenset({"host", "port", "db", "username", "password", "path", "connection_class"})
 _C = TypeVar("_C", bound="_RespProtocol")
+
+
+class NotSentError(RedisConnectionError):
+    """The connection was already closed: the command never left (safe to send elsewhere)."""
 
 
 class _RespProtocol(asyncio.Protocol):
@@ -74,7 +86,7 @@ class _RespProtocol(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if not self.is_open:
-            raise RedisConnectionError("Redis connection is closed")
+            raise NotSentError("Redis connection is closed")
         assert self._transport is not None
         self._transport.write(data)
 
@@ -116,7 +128,9 @@ class CommandConnection(_RespProtocol):
         """Send one command; return its reply (bulk strings as ``bytes``).
 
         Raises :class:`~.resp.RespError` for an error reply (the connection stays usable),
-        ``redis.exceptions.ConnectionError`` if the connection is or goes down, and
+        :class:`NotSentError` if the connection was already closed (nothing was sent),
+        ``redis.exceptions.ConnectionError`` if it goes down before the reply (the command
+        may or may not have run), and
         ``redis.exceptions.TimeoutError`` after ``timeout`` seconds (the connection is then
         dropped: the late reply would be taken for the next command's).
         """
