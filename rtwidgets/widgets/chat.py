@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from traitlets import List, Unicode
 
+from rtwidgets.core.presence import group_by_user
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.connection import Connection
 from rtwidgets.widgets._base import IntentError, RealtimeWidget, color_for, require_str
@@ -219,10 +220,5 @@ class Chat(RealtimeWidget):
 
     def _on_members(self, _change: Any) -> None:
         me = self.connection.user_id
-        typing: dict[str, None] = {}
-        for member in self.model.members:
-            data = member.get("data") if isinstance(member, dict) else None
-            user = member.get("userId") if isinstance(member, dict) else None
-            if isinstance(data, dict) and data.get("typing") is True and isinstance(user, str) and user != me:
-                typing.setdefault(user, None)
-        self._sync.set(typing=list(typing))
+        groups = group_by_user(self.model.members)
+        self._sync.set(typing=[g.user_id for g in groups if g.typing and g.user_id != me])
