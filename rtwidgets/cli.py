@@ -6,7 +6,9 @@ Contract of each sub-command (exit codes are part of the interface; scripts rely
   is installed, unless ``--no-uvloop``; the loop in use is logged to stderr). Once it
   listens it prints exactly one line to stdout, ``rtwidgets gateway listening on
   ws://HOST:PORT`` (the real port when ``--port 0``), and flushes it. SIGINT/SIGTERM stop
-  it gracefully (clients are closed with 1001) and the exit code is 0. A port already
+  it gracefully and the exit code is 0: clients are closed with 1012 "restarting" (they
+  reconnect, e.g. to another gateway on the same Redis) when ``--redis`` is given, else with
+  1001 "going away" (they do not reconnect); ``--on-stop`` chooses explicitly. A port already
   in use, an unreachable Redis or any other start-up failure prints one line to stderr
   and exits with 1 (no traceback unless ``--log-level debug``).
 * ``rtwidgets token ...`` prints a signed token as its last stdout line (exit 0); a
@@ -162,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_START_TIMEOUT,
         metavar="SECONDS",
         help=f"give up starting (e.g. Redis unreachable) after this long (default {DEFAULT_START_TIMEOUT:g})",
+    )
+    gw.add_argument(
+        "--on-stop",
+        choices=("auto", "restart", "shutdown"),
+        default="auto",
+        help="how clients are closed on SIGINT/SIGTERM: restart = 1012, they reconnect; shutdown = "
+        "1001, they do not; auto (default) = restart with --redis, shutdown without",
     )
     gw.add_argument(
         "--no-uvloop",
@@ -322,8 +331,9 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
         # handlers so Ctrl-C twice still ends a stuck process.
         for sig in signals:
             loop.remove_signal_handler(sig)
-        await gateway.stop_async()
-        log.info("stopped")
+        restart = args.on_stop == "restart" or (args.on_stop == "auto" and args.redis is not None)
+        await gateway.stop_async(restart=restart)
+        log.info("stopped (clients closed with %s)", "1012, restarting" if restart else "1001, going away")
         return 0
     finally:
         for sig in signals:

@@ -87,6 +87,7 @@ class CloseCode(IntEnum):
     POLICY = 1008  # forbidden Origin
     TOO_BIG = 1009  # frame above the hard size cap (websockets closes it)
     INTERNAL_ERROR = 1011  # keepalive ping timeout or server fault: reconnect
+    SERVICE_RESTART = 1012  # gateway restarting (e.g. a rolling restart): reconnect, maybe elsewhere
     HEARTBEAT_TIMEOUT = 4000  # client saw no pong in time (article): reconnect
     AUTH_FAILED = 4001  # missing, forged or expired token: do not reconnect (article)
     TOKEN_EXPIRED = 4002  # token expired during the session: reconnect with a fresh token

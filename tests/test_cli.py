@@ -147,6 +147,17 @@ async def test_gateway_serves_cli_token_and_stops_gracefully(sig: signal.Signals
         assert "connection open" in err  # debug logging was on
 
 
+async def test_gateway_on_stop_restart_closes_with_1012() -> None:
+    token = _mint("--user", "alice")
+    async with cli_gateway("--on-stop", "restart") as gw:
+        ws, first = await _connect(gw.url, token)
+        assert first["type"] == "connected"
+        gw.proc.send_signal(signal.SIGTERM)
+        assert await _close_code_after(ws) == 1012  # clients reconnect (e.g. to another gateway)
+        assert await asyncio.wait_for(gw.proc.wait(), TIMEOUT) == 0
+        assert "1012" in await gw.stderr_text()
+
+
 async def test_gateway_options_reach_the_gateway() -> None:
     token = issue_token(SECRET, "gina")
     args = ["--history", "7", "--max-message-bytes", "2048", "--publish-rate", "3.5"]

@@ -243,15 +243,20 @@ class Gateway:
         log.info("gateway listening on %s", self.url)
         return self
 
-    async def stop_async(self) -> None:
-        """Close every client with 1001, stop listening, close the broker. Idempotent."""
+    async def stop_async(self, *, restart: bool = False) -> None:
+        """Close every client, stop listening, close the broker. Idempotent.
+
+        Clients are closed with 1001 (going away: they do not reconnect, as in the article),
+        or with ``restart=True`` with 1012 (service restart: they reconnect with backoff —
+        behind a load balancer, to another gateway sharing the Redis broker).
+        """
         loop = self._loop
         if self._server is None or loop is None:
             return
         # Started on another loop (e.g. the runtime thread)? Then it is stopped there.
-        await await_on_loop(loop, self._stop_here)
+        await await_on_loop(loop, lambda: self._stop_here(restart))
 
-    async def _stop_here(self) -> None:
+    async def _stop_here(self, restart: bool = False) -> None:
         server = self._server
         if server is None:
             return
@@ -261,7 +266,10 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
-        server.close(close_connections=True, code=CloseCode.GOING_AWAY, reason="Gateway shutting down")
+        if restart:
+            server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="Gateway restarting")
+        else:
+            server.close(close_connections=True, code=CloseCode.GOING_AWAY, reason="Gateway shutting down")
         await server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
@@ -279,12 +287,12 @@ class Gateway:
             return self
         return get_runtime().run(self.start_async(), timeout=timeout)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, restart: bool = False) -> None:
         """Synchronous :meth:`stop_async` (must not be called on the gateway's own loop)."""
         loop = self._loop
         if self._server is None or loop is None:
             return
-        if not stop_on_loop(loop, self._stop_here, timeout, owner="Gateway"):
+        if not stop_on_loop(loop, lambda: self._stop_here(restart), timeout, owner="Gateway"):
             # Its loop no longer runs (e.g. asyncio.run() returned): nothing can be awaited there.
             self._server = self._loop = None
 

@@ -468,6 +468,32 @@ async def test_gateway_restart_on_same_port_resets_on_new_epoch(make_client: Mak
         await gw.stop_async()
 
 
+async def test_gateway_restart_1012_reconnects_by_itself(make_client: MakeClient) -> None:
+    """A rolling restart (``stop(restart=True)``: 1012) is followed by a reconnect and a resume,
+    with no help from the application — unlike a shutdown (1001)."""
+    secret = "restart-1012-secret-" + "x" * 32
+    gw = Gateway("127.0.0.1", 0, secret=secret)
+    await gw.start_async()
+    port = gw.port
+    resets: list[Reset] = []
+    try:
+        a = await make_client(gw, auth=Gate(gw.token("alice")))
+        ch = await a.subscribe("life", on_reset=resets.append)
+        await ch.publish("before")
+        await ch.wait_for(lambda c: len(c.messages) == 1, T)
+        await gw.stop_async(restart=True)
+        await a.wait_for_state(ConnectionState.RECONNECTING, timeout=T)
+        assert a.stats().last_close_code == 1012
+        gw = Gateway("127.0.0.1", port, secret=secret)  # the replacement (here: same address)
+        await gw.start_async()
+        await a.wait_for_state(ConnectionState.CONNECTED, timeout=T)
+        await ch.wait_for(lambda c: len(resets) == 1, T)  # its memory broker is new: a new epoch
+        await ch.publish("after")
+        await ch.wait_for(lambda c: data_of(c) == ["after"], T)
+    finally:
+        await gw.stop_async()
+
+
 async def test_gateway_shutdown_closes_1001_without_reconnect(
     gateway: Gateway, make_client: MakeClient
 ) -> None:

@@ -92,6 +92,16 @@ async def test_graceful_stop_closes_clients_with_1001(connect) -> None:
     await gw.stop_async()  # idempotent
 
 
+async def test_restart_stop_closes_clients_with_1012(connect) -> None:
+    gw = Gateway(port=0)
+    await gw.start_async()
+    a = await connect(gw, "alice")
+    stopping = asyncio.create_task(gw.stop_async(restart=True))
+    assert await a.closed() == (1012, "Gateway restarting")
+    await stopping
+    assert port_is_free(gw.port)
+
+
 def test_sync_start_stop_from_a_plain_thread_leaks_nothing() -> None:
     errors: list[BaseException] = []
     result: dict[str, object] = {}
