@@ -218,22 +218,10 @@ class FloorServer:
             self.ep.modify(conn.sock.fileno(), _IN)
 
     def _fan_out(self, channel: bytes, wire: bytes) -> None:
+        # The floor's hot path: one send() syscall per subscriber, nothing else.
         send = self._send
         for conn in self.rooms.get(channel, ()):
-            if conn.out or not conn.open:
-                send(conn, wire)
-                continue
-            # The floor's hot path: one syscall per subscriber, nothing else.
-            try:
-                sent = conn.sock.send(wire)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._close(conn)
-                continue
-            if sent < len(wire):
-                conn.out += wire[sent:]
-                self.ep.modify(conn.sock.fileno(), _IN | _OUT)
+            send(conn, wire)
 
     def _close(self, conn: _Conn) -> None:
         if not conn.open:
