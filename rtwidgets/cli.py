@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", type=_positive_int, default=None, metavar="N", help="messages kept per channel"
     )
     gw.add_argument(
+        "--channel-ttl",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="with --redis: drop a channel's history and state this long after its last publish",
+    )
+    gw.add_argument(
         "--max-message-bytes", type=_positive_int, default=None, metavar="N", help="largest accepted frame"
     )
     gw.add_argument(
@@ -292,6 +299,8 @@ def _gateway_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         overrides["heartbeat_timeout"] = args.heartbeat_timeout
     if args.allowed_origin:
         overrides["allowed_origins"] = tuple(args.allowed_origin)
+    if args.channel_ttl is not None:
+        overrides["channel_ttl"] = args.channel_ttl
     return overrides
 
 

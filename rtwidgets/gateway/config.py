@@ -41,6 +41,10 @@ class GatewayConfig:
             means the same as ``history_size``.
         compression: ``"deflate"`` enables permessage-deflate; off by default because
             it costs CPU per subscriber on every fan-out frame.
+        channel_ttl: Redis broker (``redis=``) only: a channel's history, offsets and keyed
+            state expire this many seconds after its last publish (afterwards it starts
+            over with a new epoch, as after an empty Redis restart). ``None`` (default)
+            keeps them until deleted. Set with the in-memory broker it is an error.
     """
 
     history_size: int = 1000
@@ -59,6 +63,7 @@ class GatewayConfig:
     state_max_keys: int = 10000
     dedupe_window: int | None = None
     compression: str | None = None
+    channel_ttl: float | None = None
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -94,6 +99,14 @@ class GatewayConfig:
                 # A bare string would be iterated character by character: refuse it.
                 raise ValueError("GatewayConfig.allowed_origins must be a tuple of origins, not a string")
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        if self.channel_ttl is not None and (
+            isinstance(self.channel_ttl, bool)
+            or not isinstance(self.channel_ttl, (int, float))
+            or not 0.001 <= self.channel_ttl < 2**31
+        ):
+            raise ValueError(
+                f"GatewayConfig.channel_ttl must be None or seconds >= 0.001, got {self.channel_ttl!r}"
+            )
         if self.compression not in (None, "deflate"):
             raise ValueError("GatewayConfig.compression must be None or 'deflate'")
 

@@ -154,6 +154,12 @@ class Gateway:
         self.port: int | None = None
         self.secret = secret if secret is not None else secrets.token_hex(32)
         self._redis_url = redis
+        if self.config.channel_ttl is not None and redis is None:
+            raise ValueError(
+                "channel_ttl applies to the Redis broker made from redis=URL; "
+                "the in-memory broker keeps channels for its lifetime, and a broker passed as "
+                "broker= takes its own channel_ttl"
+            )
         if broker is None and redis is None:
             broker = MemoryBroker(
                 history_size=self.config.history_size,
@@ -185,6 +191,7 @@ class Gateway:
                 self._redis_url,
                 history_size=self.config.history_size,
                 state_max_keys=self.config.state_max_keys,
+                channel_ttl=self.config.channel_ttl,
             )
         return self._broker
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rtwidgets.gateway import Gateway, GatewayConfig
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
 from rtwidgets.gateway.brokers.memory import StateFull
 from rtwidgets.gateway.brokers.redis import RedisBroker, safe_redis_url
@@ -373,3 +374,41 @@ async def test_sweep_spares_a_gateway_that_came_back(make_broker: Any, redis_ser
     await owner._heartbeat()
     assert [m["clientId"] for m in await sweeper.presence_members("room")] == ["o1"]
     await ls.wait(lambda: len(ls.of("room", "presence_join")) == 1, "join after restore")
+
+
+async def test_channel_ttl_expires_idle_channels(redis_server: RedisServer, prefix: str) -> None:
+    broker = RedisBroker(redis_server.url, key_prefix=prefix, channel_ttl=0.5)
+    broker.set_listener(Collector())
+    await broker.start()
+    try:
+        first = await broker.publish("idle", msg("a"), key="k", msg_id="m1")
+        keys = [
+            f"{prefix}:{{idle}}:{what}" for what in ("offset", "epoch", "events", "state", "msgids", "msgq")
+        ]
+        for key in keys:
+            ttl = int(redis_server.command("PTTL", key)[1:-2])
+            assert 0 < ttl <= 500, (key, ttl)  # every channel key expires with the channel
+        # Idle past the TTL: everything is gone, and the channel starts over with a new epoch.
+        await eventually(lambda: redis_server.command("EXISTS", *keys) == b":0\r\n", "keys expired", 10)
+        snap = await broker.snapshot(
+            "idle", last_event_id=first["id"], epoch=first["epoch"], history=10, want_state=True
+        )
+        assert (
+            snap.recovered is False
+            and snap.epoch != first["epoch"]
+            and snap.events == []
+            and snap.state == {}
+        )
+        assert 0 < int(redis_server.command("PTTL", keys[1])[1:-2]) <= 500  # the new epoch expires too
+    finally:
+        await broker.close()
+
+
+def test_channel_ttl_is_validated() -> None:
+    with pytest.raises(ValueError, match="channel_ttl"):
+        RedisBroker("redis://127.0.0.1:1/0", channel_ttl=0)
+    with pytest.raises(ValueError, match="channel_ttl"):
+        Gateway(channel_ttl=60)  # the in-memory broker keeps channels for its lifetime
+    with pytest.raises(ValueError, match="channel_ttl"):
+        GatewayConfig(channel_ttl=-1)
+    assert Gateway(redis="redis://127.0.0.1:1/0", channel_ttl=60).broker.channel_ttl == 60  # type: ignore[attr-defined]

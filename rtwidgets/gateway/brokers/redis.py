@@ -104,7 +104,8 @@ _T = TypeVar("_T")
 
 # KEYS: offset, epoch, events, state, msgids, msgq
 # ARGV: new_epoch, body (frame JSON without server fields), pubsub channel, history_size,
-#       key ('' = none), is_delete ('1'/'0'), msg_id ('' = none), state_max_keys, trim ('='/'~')
+#       key ('' = none), is_delete ('1'/'0'), msg_id ('' = none), state_max_keys, trim ('='/'~'),
+#       ttl_ms ('' = keep: channel_ttl, refreshed on every publish)
 _PUBLISH_LUA = """
 local function full(sid, stored)
   return '{"id":"' .. sid .. '","eventId":"' .. sid .. '",' .. stored
@@ -144,12 +145,16 @@ if ARGV[7] ~= '' then
     redis.call('HDEL', KEYS[5], old)
   end
 end
+if ARGV[10] ~= '' then
+  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
+end
 redis.call('PUBLISH', ARGV[3], frame)
 return {'ok', sid, tostring(offset), epoch}
 """
 
 # KEYS: offset, epoch, events, state
-# ARGV: new_epoch, last_event_id ('' = none), client epoch ('' = none), history, want_state
+# ARGV: new_epoch, last_event_id ('' = none), client epoch ('' = none), history, want_state,
+#       ttl_ms ('' = keep: a newly created epoch key expires like the channel's other keys)
 # Returns {epoch, offset, latest_id, recovered ('' / '1' / '0'), n_events, events..., state k/v...}
 _SNAPSHOT_LUA = """
 local function full(e)
@@ -158,7 +163,11 @@ end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
-  redis.call('SET', KEYS[2], epoch)
+  if ARGV[6] ~= '' then
+    redis.call('SET', KEYS[2], epoch, 'PX', ARGV[6])
+  else
+    redis.call('SET', KEYS[2], epoch)
+  end
 end
 local offset = redis.call('GET', KEYS[1]) or '0'
 local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
@@ -288,6 +297,7 @@ class RedisBroker(Broker):
         gateway_id: str | None = None,
         command_timeout: float = 5.0,
         sweep_interval: float | None = None,
+        channel_ttl: float | None = None,
     ) -> None:
         super().__init__()
         if history_size < 1:
@@ -296,6 +306,8 @@ class RedisBroker(Broker):
             raise ValueError(f"state_max_keys must be >= 1, got {state_max_keys}")
         if presence_ttl <= 0:
             raise ValueError(f"presence_ttl must be > 0, got {presence_ttl}")
+        if channel_ttl is not None and not 0.001 <= channel_ttl < 2**31:
+            raise ValueError(f"channel_ttl must be None or seconds >= 0.001, got {channel_ttl!r}")
         if connect_timeout <= 0 or command_timeout <= 0:
             raise ValueError("connect_timeout and command_timeout must be > 0")
         if not key_prefix or any(ch.isspace() for ch in key_prefix):
@@ -312,6 +324,9 @@ class RedisBroker(Broker):
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.gateway_id = gateway_id
+        self.channel_ttl = channel_ttl
+        # PEXPIRE argument for the scripts ('' = keep): channel keys live this long after a write.
+        self._ttl_ms = "" if channel_ttl is None else str(max(1, round(channel_ttl * 1000)))
         self.sweep_interval = sweep_interval if sweep_interval is not None else presence_ttl / 3
         self._ps_idle = min(5.0, max(1.0, presence_ttl / 3))  # pub/sub PING after this much silence
         self._redis: aioredis.Redis | None = None
@@ -781,6 +796,7 @@ class RedisBroker(Broker):
             msg_id if msg_id is not None else "",
             str(self.state_max_keys),
             trim,
+            self._ttl_ms,
         ]
         async with self._guard("publish"):
             reply = await self._eval_publish(keys, args, idempotent=msg_id is not None)
@@ -875,7 +891,14 @@ class RedisBroker(Broker):
         lid = last_event_id if asked and _STREAM_ID_RE.match(last_event_id or "") else ""
         keys = [self._k(channel, w) for w in ("offset", "epoch", "events", "state")]
         # A malformed id cannot be retained: ask with a valid id that matches nothing.
-        args = [secrets.token_hex(8), lid or ("0-0" if asked else ""), epoch or "", history, int(want_state)]
+        args = [
+            secrets.token_hex(8),
+            lid or ("0-0" if asked else ""),
+            epoch or "",
+            history,
+            int(want_state),
+            self._ttl_ms,
+        ]
         # Idempotent (the script only creates a missing epoch), so retried on a broken connection.
         out = await self._read("snapshot", lambda: self._snapshot_script(keys=keys, args=args))
         cur_epoch, offset, latest, recovered_s, n = out[0], int(out[1]), out[2], out[3], int(out[4])
