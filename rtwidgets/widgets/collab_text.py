@@ -6,7 +6,9 @@ messages carrying binary buffers (the kernel relays to and from the channel):
 * view -> kernel: ``{"action": "sync"}`` + ``[state_vector]`` (answered with ``{"type": "sync"}``
   + ``[what the view lacks]``); ``{"action": "update"}`` + ``[update]`` for each local edit;
   ``{"action": "cursor", "anchor": b64|None, "head": b64|None}`` (Yjs relative positions);
-* kernel -> views: ``{"type": "update"}`` + ``[merged updates]`` at most ``max_rate`` times/s.
+* kernel -> views: ``{"type": "update"}`` + ``[merged updates]`` at most ``update_rate`` times/s:
+  ``max_rate`` or less, this stream being one more member of the process-wide comm message
+  budget (:func:`rtwidgets.set_message_budget`), next to the widget's trait syncs.
 
 The editor applies remote deltas through y-codemirror.next, so the caret survives remote edits.
 Closing the widget does not close the document (several widgets may show one document).
@@ -14,13 +16,14 @@ Closing the widget does not close the document (several widgets may show one doc
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import pycrdt
 import traitlets
 
 from rtwidgets.core import crdt_sync as cs
-from rtwidgets.models._binding import DeadlineTimer, LoopClock
+from rtwidgets.models._binding import DeadlineTimer, LoopClock, message_budget
 from rtwidgets.models.collab import CollabDoc
 from rtwidgets.runtime import get_runtime
 from rtwidgets.widgets._base import IntentError, RealtimeWidget, log
@@ -63,6 +66,12 @@ class CollabText(RealtimeWidget):
         self._last_flush = float("-inf")
         self._timer = DeadlineTimer(loop, lambda when: self._flush(self._clock(when)))
         self._on_close(self._timer.cancel)
+        # The update messages count against the shared comm budget like any trait sync does.
+        budget = message_budget()
+        member = budget.join(self.max_rate)
+        self._update_share = lambda: budget.share(member)
+        # Returned on close, or when the widget is collected unclosed (called once either way).
+        self._on_close(weakref.finalize(self, budget.leave, member))
         self.updates_sent = 0  # kernel -> view update messages (after coalescing)
         self._observe(
             doc, self._mirror, ["peers", "cursors", "is_subscribed", "synced", "user_name", "color"]
@@ -73,6 +82,11 @@ class CollabText(RealtimeWidget):
 
     def __repr__(self) -> str:
         return f"<CollabText {self.channel!r} user={self.user_name!r}>"
+
+    @property
+    def update_rate(self) -> float:
+        """Update messages per second now allowed: ``max_rate`` or this stream's budget share."""
+        return self._update_share()
 
     # ------------------------------------------------------------------ kernel -> views
 
@@ -108,7 +122,7 @@ class CollabText(RealtimeWidget):
     def _flush(self, now: float) -> None:
         if self.closed or not self._pending:
             return
-        interval = 1.0 / self.max_rate
+        interval = 1.0 / self.update_rate
         if now - self._last_flush < interval:
             self._timer.schedule(self._last_flush + interval)
             return

@@ -13,6 +13,8 @@ import pycrdt
 import pytest
 
 from rtwidgets.core.crdt_sync import b64encode
+from rtwidgets.models import _binding
+from rtwidgets.models._binding import message_budget
 from rtwidgets.widgets._base import STATIC_DIR, IntentError
 from rtwidgets.widgets.collab_text import CollabText
 
@@ -127,9 +129,25 @@ def test_kernel_to_view_updates_are_coalesced_but_complete(pair: Any) -> None:
     expected = alice.text
     wait_until(lambda: view.text == expected, what="view caught up")  # nothing lost
     assert flushed and len(flushed) == widget.updates_sent <= 60
-    # Never more than max_rate messages per second: 60 edits in quick succession are merged.
+    # Never more than its rate (max_rate or its budget share): 60 quick edits are merged.
+    assert widget.update_rate <= widget.max_rate
     gaps = [b - a for a, b in itertools.pairwise(flushed)]
-    assert all(gap >= 1.0 / widget.max_rate - 1e-9 for gap in gaps), gaps
+    assert all(gap >= 1.0 / widget.update_rate - 1e-9 for gap in gaps), gaps
+
+
+def test_update_messages_count_against_the_shared_budget(pair: Any) -> None:
+    _alice, _bob, widget, _view = pair
+    budget = message_budget()
+    members = len(budget)
+    total = budget.total_rate
+    try:
+        _binding.set_message_budget(10.0)
+        # Two members for this widget (its traits and its update stream) among all the live ones.
+        assert widget.update_rate == pytest.approx(min(widget.max_rate, 10.0 / members))
+    finally:
+        _binding.set_message_budget(total)
+    widget.close()
+    assert len(budget) == members - 2  # both returned on close
 
 
 def test_bad_intents_are_refused_and_change_nothing(pair: Any) -> None:
