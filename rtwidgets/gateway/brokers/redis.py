@@ -27,7 +27,7 @@ Rules of this module:
 * Fan-out uses one SUBSCRIBE per attached channel (not PSUBSCRIBE ``P:ch:*``): Redis
   then sends a gateway only the channels it has subscribers for, instead of every
   gateway receiving every channel's traffic.
-* One reader task owns the pub/sub connection (:mod:`.pubsub_conn`, not redis-py: its
+* One reader task owns the pub/sub connection (:mod:`.resp_conn`, not redis-py: its
   messages are handed to the gateway in the callback that read them). On connection loss
   it reconnects with backoff, resubscribes, and refills the gap of each channel from the
   stream (offsets dedupe what arrives twice; live messages of a channel being refilled
