@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -240,3 +241,44 @@ async def test_a_publish_after_the_connection_died_idle_just_reconnects(
         assert broker._cmd_conn is not conn
     finally:
         await broker.close()
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[Path]:
+    """A redis-server listening on a Unix socket only; yields the socket's path."""
+    sock = tmp_path / "redis.sock"
+    args = [REDIS_SERVER, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "unix redis-server did not start"
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_broker_over_a_unix_socket(unix_redis: Path, prefix: str) -> None:
+    url = f"unix://{unix_redis}?db=2"
+    a, b = (RedisBroker(url, key_prefix=prefix, connect_timeout=2.0) for _ in range(2))
+    la, lb = Collector(), Collector()
+    a.set_listener(la)
+    b.set_listener(lb)
+    await a.start()
+    await b.start()
+    try:
+        await a.attach("room")
+        await b.attach("room")
+        stored = await a.publish("room", msg("over unix"))
+        await lb.wait(lambda: len(lb.of("room")) == 1, "delivery through the unix socket")
+        assert lb.of("room")[0]["id"] == stored["id"]
+        snap = await b.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
+        assert [e["data"] for e in snap.events] == ["over unix"]
+        events_key = f"{prefix}:{{room}}:events"
+        assert redis.Redis(unix_socket_path=str(unix_redis), db=2).exists(events_key) == 1  # the URL's db
+        assert redis.Redis(unix_socket_path=str(unix_redis), db=0).exists(events_key) == 0
+    finally:
+        await a.close()
+        await b.close()
