@@ -7,7 +7,8 @@ a producer thread as a notebook's sensor or network thread would):
 
 * ``coalesced``: :class:`rtwidgets.widgets.live_chart.LiveChart` widgets fed with
   ``push()``; updates pass its BackpressureBuffer and CoalescedSync (Coalescer) on the
-  runtime thread and leave as ipywidgets ``update`` comm messages.
+  runtime thread and leave as custom comm messages (``window``/``append`` data messages with
+  Float64 buffers; ipywidgets ``update`` messages are counted too).
 * ``direct``: the baseline: an anywidget with one synced ``Float`` trait set on every
   update, i.e. ipywidgets without coalescing.
 
@@ -37,7 +38,8 @@ __all__ = ["run"]
 
 
 class RecordingComm(DummyComm):
-    """A comm that serializes like a kernel would and records (time, newest value) per update."""
+    """A comm that serializes like a kernel would and records (time, newest value) per state
+    update or custom data message (``window``/``append``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from jupyter_client.session import json_packer
@@ -57,9 +59,30 @@ class RecordingComm(DummyComm):
     ) -> None:
         packed = self._pack(data or {})
         self.bytes_sent += len(packed) + sum(len(memoryview(b)) for b in buffers or ())
-        if msg_type != "comm_msg" or not isinstance(data, dict) or data.get("method") != "update":
+        if msg_type != "comm_msg" or not isinstance(data, dict):
             return
-        self.records.append((time.monotonic(), _newest_value(data, buffers)))
+        if data.get("method") == "update":
+            self.records.append((time.monotonic(), _newest_value(data, buffers)))
+        elif data.get("method") == "custom" and _is_data_message(data.get("content")):
+            self.records.append((time.monotonic(), _newest_custom_value(data["content"], buffers)))
+
+
+def _is_data_message(content: Any) -> bool:
+    return isinstance(content, dict) and content.get("type") in ("window", "append")
+
+
+def _last_float64(buf: Any) -> float | None:
+    view = memoryview(buf).cast("B")
+    return struct.unpack_from("<d", view, len(view) - 8)[0] if len(view) >= 8 else None
+
+
+def _newest_custom_value(content: dict[str, Any], buffers: Any) -> float | None:
+    """The newest y a LiveChart data message shows: its tail, else the last y it appends."""
+    tail = content.get("tail")
+    if isinstance(tail, list) and len(tail) == 2 and isinstance(tail[1], (int, float)):
+        return float(tail[1])
+    buffers = list(buffers or ())
+    return _last_float64(buffers[1]) if len(buffers) == 2 else None
 
 
 def _newest_value(data: dict[str, Any], buffers: Any) -> float | None:
@@ -68,9 +91,7 @@ def _newest_value(data: dict[str, Any], buffers: Any) -> float | None:
         return float(state["value"])
     for path, buf in zip(data.get("buffer_paths", []), buffers or (), strict=False):
         if path == ["y"]:
-            view = memoryview(buf).cast("B")
-            if len(view) >= 8:
-                return struct.unpack_from("<d", view, len(view) - 8)[0]
+            return _last_float64(buf)
     return None
 
 

@@ -1,6 +1,9 @@
-// LiveChart: a <canvas> line chart of float64 x/y buffers, redrawn at most once per animation
-// frame. Updates only mark the chart dirty; the frame callback reads zero-copy Float64Array
-// views over the latest DataViews, so a burst of trait changes costs one draw.
+// LiveChart: a <canvas> line chart of a decimated float64 series, redrawn at most once per
+// animation frame. The kernel sends the series as custom messages (see rtwidgets/widgets/
+// live_chart.py): a "window" (the whole series) and then "append"s (drop k from the front, add
+// the new points), each with a seq number, the newest sample as `tail`, pressure and stats.
+// A view asks for a window when it renders and when it sees a seq gap. Messages only mark the
+// chart dirty; the frame callback draws from zero-copy Float64Array views of the series.
 import { BufferError, toFloat64 } from "./lib/buffers.js";
 import { h, setText } from "./lib/dom.js";
 import { showIntentErrors } from "./lib/intent_errors.js";
@@ -12,6 +15,8 @@ import { dict, num, str } from "./lib/traits.js";
 const PRESSURE_LEVELS = ["none", "moderate", "high"];
 const DEFAULT_HEIGHT = 220;
 const PAD = { left: 48, right: 10, top: 8, bottom: 20 };
+// A window request lost on the way (or its answer) is asked again after this long, at the next gap.
+const REQUEST_RETRY_MS = 1000;
 
 const CSS = `
 .rtw-live_chart { display: flex; flex-direction: column; gap: 4px; }
@@ -24,6 +29,115 @@ const CSS = `
 .rtw-live_chart .rtw-pressure-high { background: var(--jp-error-color1, #d32f2f); color: #fff; }
 .rtw-live_chart .rtw-lc-error:empty { display: none; }
 `;
+
+const finiteOrNaN = (v) => (typeof v === "number" ? v : NaN); // null (non-finite on the wire) -> NaN
+
+/**
+ * The series a view holds, rebuilt from the kernel's data messages (pure; exported for tests).
+ * `apply(msg, buffers)` returns "window" | "append" (applied), "ignored" (an append before a
+ * window, or an old seq), "gap" (a message was missed: ask for a window) or "error" (malformed:
+ * ask for a window; `lastError` says why). `xs()`/`ys()` are the points to draw, tail included.
+ */
+export class ChartSeries {
+  constructor() {
+    this.seq = null; // seq of the last message applied; null until a window
+    this.hasWindow = false;
+    this.lastError = "";
+    this._x = new Float64Array(16);
+    this._y = new Float64Array(16);
+    this._start = 0;
+    this._len = 0; // kept points, tail excluded; the tail lives in the slot after them
+    this._tail = false;
+  }
+
+  get length() {
+    return this._len + (this._tail ? 1 : 0);
+  }
+
+  xs() {
+    return this._x.subarray(this._start, this._start + this.length);
+  }
+
+  ys() {
+    return this._y.subarray(this._start, this._start + this.length);
+  }
+
+  apply(msg, buffers) {
+    const type = msg?.type;
+    if (type !== "window" && type !== "append") return "ignored";
+    if (!Number.isInteger(msg.seq)) return this._fail("no integer seq");
+    if (type === "append") {
+      if (!this.hasWindow) return "ignored";
+      if (msg.seq <= this.seq) return "ignored"; // an old message (answered twice, or replayed)
+      if (msg.seq !== this.seq + 1) {
+        this.hasWindow = false; // appends no longer fit: wait for the window
+        return "gap";
+      }
+    }
+    let x;
+    let y;
+    try {
+      const list = Array.isArray(buffers) ? buffers : [];
+      if (list.length !== 2) throw new BufferError(`expected 2 buffers (x, y), got ${list.length}`);
+      x = toFloat64(list[0], "x");
+      y = toFloat64(list[1], "y");
+    } catch (err) {
+      if (!(err instanceof BufferError)) throw err;
+      return this._fail(err.message);
+    }
+    if (x.length !== y.length) return this._fail(`x has ${x.length} points but y has ${y.length}`);
+    const tail = msg.tail;
+    if (tail !== null && tail !== undefined && !(Array.isArray(tail) && tail.length === 2)) {
+      return this._fail("tail must be [x, y] or null");
+    }
+    if (type === "window") {
+      this._start = 0;
+      this._len = 0;
+    } else {
+      const drop = msg.drop;
+      if (!Number.isInteger(drop) || drop < 0 || drop > this._len) {
+        return this._fail(`drop ${drop} is not an integer in 0..${this._len}`);
+      }
+      this._start += drop;
+      this._len -= drop;
+    }
+    this._push(x, y);
+    this._tail = Array.isArray(tail);
+    if (this._tail) {
+      this._x[this._start + this._len] = finiteOrNaN(tail[0]);
+      this._y[this._start + this._len] = finiteOrNaN(tail[1]);
+    }
+    this.seq = msg.seq;
+    this.hasWindow = true;
+    this.lastError = "";
+    return type;
+  }
+
+  _push(x, y) {
+    const need = this._len + x.length + 1; // + the tail slot
+    if (this._start + need > this._x.length) {
+      // Compact to the front, growing when more than half full: amortised O(1) per point.
+      let cap = this._x.length;
+      while (cap < 2 * need) cap *= 2;
+      const nx = cap === this._x.length ? this._x : new Float64Array(cap);
+      const ny = cap === this._y.length ? this._y : new Float64Array(cap);
+      nx.set(this._x.subarray(this._start, this._start + this._len), 0);
+      ny.set(this._y.subarray(this._start, this._start + this._len), 0);
+      this._x = nx;
+      this._y = ny;
+      this._start = 0;
+    }
+    this._x.set(x, this._start + this._len);
+    this._y.set(y, this._start + this._len);
+    this._len += x.length;
+  }
+
+  _fail(message) {
+    this.hasWindow = false;
+    this.lastError = `bad chart data from the kernel: ${message}`;
+    return "error";
+  }
+}
 
 /** First index i with xs[i] >= x (xs ascending); xs.length if none. */
 export function lowerBound(xs, x) {
@@ -196,19 +310,23 @@ function render({ model, el }) {
     return colors;
   }
 
+  const series = new ChartSeries();
+  let pressureLevel = "none";
+  let statsValue = {};
+  let requestedAt = -Infinity;
+
+  /** Ask the kernel for the whole series (on render, and after a missed or bad message). */
+  function requestWindow(force) {
+    const now = Date.now();
+    if (!force && now - requestedAt < REQUEST_RETRY_MS) return;
+    requestedAt = now;
+    model.send({ action: "window" });
+  }
+
   function draw() {
     frame = null;
-    let xs;
-    let ys;
-    try {
-      xs = toFloat64(model.get("x"), "x");
-      ys = toFloat64(model.get("y"), "y");
-      setText(error, xs.length === ys.length ? "" : `x has ${xs.length} points but y has ${ys.length}`);
-    } catch (err) {
-      if (!(err instanceof BufferError)) throw err;
-      setText(error, err.message);
-      return;
-    }
+    const xs = series.xs();
+    const ys = series.ys();
     root.dataset.points = String(Math.min(xs.length, ys.length));
     const ctx = canvas.getContext("2d");
     if (!ctx) return; // no 2D context (headless test DOM): decoding and text still work
@@ -246,7 +364,7 @@ function render({ model, el }) {
   }
 
   function renderPressure() {
-    const raw = str(model.get("pressure"), "none");
+    const raw = str(pressureLevel, "none");
     const level = PRESSURE_LEVELS.includes(raw) ? raw : "none";
     for (const l of PRESSURE_LEVELS) pressure.classList.toggle(`rtw-pressure-${l}`, l === level);
     setText(pressure, `pressure: ${raw || "none"}`);
@@ -254,7 +372,7 @@ function render({ model, el }) {
   }
 
   function renderStats() {
-    const s = dict(model.get("stats"));
+    const s = dict(statsValue);
     const f = (k) => formatCount(num(s[k], NaN));
     setText(
       stats,
@@ -262,10 +380,25 @@ function render({ model, el }) {
     );
   }
 
-  for (const trait of ["x", "y", "window_ms", "y_min", "y_max"]) scope.onModel(`change:${trait}`, schedule);
+  for (const trait of ["window_ms", "y_min", "y_max"]) scope.onModel(`change:${trait}`, schedule);
   scope.onModel("change:title", renderTitle);
-  scope.onModel("change:pressure", renderPressure);
-  scope.onModel("change:stats", renderStats);
+  scope.onModel("msg:custom", (msg, buffers) => {
+    if (!msg || (msg.type !== "window" && msg.type !== "append")) return;
+    // Pressure and stats are absolute values: shown from any data message, even one not applied.
+    if (typeof msg.pressure === "string" && msg.pressure !== pressureLevel) {
+      pressureLevel = msg.pressure;
+      renderPressure();
+    }
+    if (msg.stats && typeof msg.stats === "object") {
+      statsValue = msg.stats;
+      renderStats();
+    }
+    const outcome = series.apply(msg, buffers);
+    setText(error, series.lastError);
+    if (outcome === "gap" || outcome === "error") requestWindow(false);
+    else if (outcome === "ignored" && !series.hasWindow) requestWindow(false);
+    else if (outcome === "window" || outcome === "append") schedule();
+  });
 
   if (typeof ResizeObserver === "function") {
     const ro = new ResizeObserver(schedule);
@@ -278,6 +411,7 @@ function render({ model, el }) {
   renderStats();
   showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
   el.append(root);
+  requestWindow(true);
   schedule();
   scope.add(() => root.remove());
   return () => scope.dispose();

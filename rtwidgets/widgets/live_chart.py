@@ -4,14 +4,36 @@ Samples come from a :class:`~rtwidgets.models.channel.Channel` (message data: a 
 or a dict with ``y``/``value`` and optional ``t`` in epoch ms) and/or from
 :meth:`LiveChart.push` / :meth:`LiveChart.extend` (any thread). They pass through a
 :class:`~rtwidgets.core.backpressure.BackpressureBuffer` (strategy ``latest``/``sample``/
-``batch``); what it merges or drops is counted and shown. The retained window is sent to
-the browser as little-endian Float64 buffers (``x`` = time in ms, ``y`` = value),
-decimated to ``max_points``, at most 60 times per second and within the process-wide comm
-message budget shared by all widgets (:func:`rtwidgets.models._binding.set_message_budget`).
+``batch``); what it merges or drops is counted and shown.
 
-The window is built at flush time (``CoalescedSync.set_later``), not per incoming burst: each
-flush first moves every waiting sample into the buffer, takes everything the buffer releases
-and serializes the window once, so what is sent is as fresh as the flush itself.
+What the views draw is the retained window decimated to at most ``max_points`` points. It
+travels as custom comm messages with little-endian Float64 buffers, one per flush, at most 60
+per second and within the process-wide comm message budget shared by all widgets
+(:func:`rtwidgets.models._binding.set_message_budget`); a flush sends only what changed:
+
+* ``{"type": "window", "seq": n, "tail", "pressure", "stats"}`` + ``[x, y]``: the whole
+  decimated series (the view replaces what it has);
+* ``{"type": "append", "seq": n, "drop": k, "tail", "pressure", "stats"}`` + ``[x_new, y_new]``:
+  remove the first ``k`` points, then append the new ones;
+* ``tail`` is ``[x, y]``, the newest sample when the decimated series does not end with it
+  (the line always reaches the newest sample), else ``null``; ``seq`` increases by one per
+  message; ``pressure`` and ``stats`` are the values of the Python traits of the same names.
+
+A view asks ``{"action": "window"}`` when it renders and when it sees a ``seq`` gap (Jupyter
+drops iopub messages above its rate limit), and ignores appends until it has a window; the
+next flush answers with a ``window`` (to every view: harmless). Appends are possible because
+the decimation is stable: sample number ``g`` of the stream (a global counter) is kept iff
+``g % stride == 0``, so kept samples stay kept until they leave the window. The stride has
+hysteresis (raised when the series would exceed ``max_points - 1`` points, lowered only when
+it is under half of that) so a steady stream does not flip-flop; a stride change, or a late
+sample inserted among samples the views already have, makes the next message a ``window``.
+
+The Python traits ``x``, ``y``, ``pressure`` and ``stats`` are not synced (the messages carry
+them): ``chart.x`` / ``chart.y`` are read-only Float64 bytes of what the views show after the
+last flush (decimated series plus tail). The series is built at flush time
+(``CoalescedSync.set_later``), not per incoming burst: each flush first moves every waiting
+sample into the buffer and takes everything it releases, so what is sent is as fresh as the
+flush itself.
 """
 
 from __future__ import annotations
@@ -26,7 +48,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from traitlets import Bytes, Dict, Float, Unicode
+from traitlets import Dict, Float, Unicode
 
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
 from rtwidgets.models._binding import DeadlineTimer, LoopClock
@@ -34,12 +56,15 @@ from rtwidgets.models.channel import Channel
 from rtwidgets.runtime import get_runtime
 from rtwidgets.widgets._base import RealtimeWidget
 
-__all__ = ["LiveChart", "float64_bytes"]
+__all__ = ["LiveChart", "choose_stride", "float64_bytes"]
 
 # A hard cap on retained samples, whatever the window (memory bound at absurd rates).
 MAX_RETAINED = 200_000
 # Rates (rate_in / rate_out) are measured over this sliding window, seconds.
 RATE_WINDOW = 1.0
+# A lowered stride aims at this fraction of the point cap, so the stream must grow by a quarter
+# before the stride goes up again (at stride 2 -> 1 "under half" alone would flip-flop).
+LOWER_TARGET = 0.8
 
 Sample = tuple[float, float, Hashable]
 
@@ -58,6 +83,31 @@ def _array_bytes(arr: array) -> bytes:
         arr = array("d", arr)
         arr.byteswap()
     return arr.tobytes()
+
+
+def choose_stride(stride: int, n: int, cap: int) -> int:
+    """The decimation stride for ``n`` samples and at most ``cap`` kept points, from ``stride``.
+
+    Raised to the smallest stride that fits when ``ceil(n / stride) > cap``; lowered only when
+    the series is under ``cap / 2`` points and a smaller stride keeps it at most
+    ``LOWER_TARGET * cap`` points (hysteresis: a steady stream keeps its stride).
+    """
+    if cap < 1:
+        raise ValueError(f"cap must be >= 1, got {cap}")
+    if n <= 0:
+        return stride
+    if -(-n // stride) > cap:
+        return -(-n // cap)
+    if 2 * -(-n // stride) < cap:
+        lower = max(1, -(-n // max(1, int(LOWER_TARGET * cap))))
+        if lower < stride:
+            return lower
+    return stride
+
+
+def _json_float(value: float) -> float | None:
+    # Jupyter's JSON refuses NaN and infinities (push() accepts them: drawn as a gap); null -> NaN.
+    return value if math.isfinite(value) else None
 
 
 def _nan_to_none(value: float, _widget: Any) -> float | None:
@@ -98,17 +148,16 @@ class LiveChart(RealtimeWidget):
     (``merged``) instead of dropping the oldest one (``dropped``). ``max_buffer_size`` bounds
     the samples waiting between two flushes (beyond it the strategy sheds load);
     ``batch_interval`` (seconds) is the least time between two releases of the buffer (a
-    release hands out everything buffered); ``max_points`` bounds what is sent.
+    release hands out everything buffered); ``max_points`` bounds what is sent (tail included).
     """
 
     _bundle = "live_chart"
 
     title = Unicode("").tag(sync=True)
-    x = Bytes(b"").tag(sync=True)
-    y = Bytes(b"").tag(sync=True)
     window_ms = Float(10_000.0).tag(sync=True)
-    pressure = Unicode("none").tag(sync=True)
-    stats = Dict().tag(sync=True)
+    # Not synced: they travel inside the data messages (one comm message per flush).
+    pressure = Unicode("none")
+    stats = Dict()
     y_min = Float(float("nan"), allow_none=True).tag(sync=True, to_json=_nan_to_none, from_json=_none_to_nan)
     y_max = Float(float("nan"), allow_none=True).tag(sync=True, to_json=_nan_to_none, from_json=_none_to_nan)
 
@@ -162,9 +211,21 @@ class LiveChart(RealtimeWidget):
         # Float64 arrays, not lists: a flush slices them and sends the bytes as they are.
         self._xs = array("d")
         self._ys = array("d")
+        # The stream number of _xs[0] (a sample's number is _base + its index): the stable
+        # decimation keeps numbers that are multiples of the stride.
+        self._base = 0
+        self._stride = 1
+        # Series state the views were last sent: (first kept number, kept count, newest number),
+        # None before the first message or when the next one must be a window.
+        self._sent: tuple[int, int, int] | None = None
+        self._seq = 0
+        self._window_wanted = True
+        # Guards _xs/_ys/_base/_stride between the runtime thread (flush) and x/y readers.
+        self._lock = threading.Lock()
         self._invalid = 0
         self._rate_in = _Rate()
         self._rate_out = _Rate()
+        self.windows_sent = 0  # data messages of type "window" (the rest are appends)
         super().__init__(
             title=title,
             window_ms=float(window_ms),
@@ -192,8 +253,23 @@ class LiveChart(RealtimeWidget):
         self._schedule_drain()
 
     @property
+    def x(self) -> bytes:
+        """Float64 LE bytes of the x values (epoch ms) the views show: decimated series + tail."""
+        return self._shown()[0]
+
+    @property
+    def y(self) -> bytes:
+        """Float64 LE bytes of the y values the views show (same points as :attr:`x`)."""
+        return self._shown()[1]
+
+    @property
+    def stride(self) -> int:
+        """The decimation stride now in force (1 = every retained sample is sent)."""
+        return self._stride
+
+    @property
     def flushes(self) -> int:
-        """How many trait flushes went to the browser so far (<= 60 per second, less when many
+        """How many data messages went to the browser so far (<= 60 per second, less when many
         widgets share the message budget)."""
         return self._sync.flushes
 
@@ -247,7 +323,7 @@ class LiveChart(RealtimeWidget):
             self._inbox.clear()
             return
         if self._take_inbox(self._clock()):
-            self._sync.set_later(self._window_state)
+            self._sync.set_later(self._flush_state)
 
     def _take_inbox(self, now: float) -> int:
         count = 0
@@ -262,42 +338,100 @@ class LiveChart(RealtimeWidget):
     def _poll(self, when: float) -> None:
         # The buffer held samples its batch_interval did not release at the last flush.
         if not self.closed:
-            self._sync.set_later(self._window_state)
+            self._sync.set_later(self._flush_state)
 
-    def _window_state(self, now: float) -> dict[str, Any]:
-        """The traits to send, built at flush time (CoalescedSync.set_later) from the newest
-        samples: the window is serialized once per flush, not once per incoming burst, and
-        samples that arrived since the last drain are included."""
+    # ------------------------------------------------------------------ views
+
+    def _intent_window(self, _content: dict[str, Any]) -> None:
+        """A view (just rendered, or having missed a message) asks for the whole series."""
+        self._run(self._want_window)
+
+    def _want_window(self) -> None:
+        if not self.closed:
+            self._window_wanted = True
+            # Paced like every data message: the answer is the next flush.
+            self._sync.set_later(self._flush_state)
+
+    def _flush_state(self, now: float) -> dict[str, Any]:
+        """Send one data message built from the newest samples and return the (unsynced)
+        ``pressure``/``stats`` traits; called at flush time by ``CoalescedSync.set_later``, so
+        the series is serialized once per flush, not once per incoming burst."""
         now = self._clock(now)
         if self.closed:
             return {}
         self._take_inbox(now)
         batch = self._buffer.poll(now)
-        if batch:
-            self._rate_out.add(now, len(batch))
-            self._append(batch)
+        with self._lock:
+            if batch:
+                self._rate_out.add(now, len(batch))
+                self._append(batch)
+            content, buffers = self._data_message()
         # Leftovers (batch_interval not elapsed yet): flush again once the buffer allows.
         self._timer.schedule(self._buffer.next_deadline())
-        xs, ys = self._xs, self._ys
+        pressure, stats = self._buffer.pressure, self._stats_dict(now)
+        content["pressure"], content["stats"] = pressure, stats
+        self.send(content, buffers)
+        return {"pressure": pressure, "stats": stats}
+
+    def _data_message(self) -> tuple[dict[str, Any], list[bytes]]:
+        """The next ``window`` or ``append`` message and its buffers (lock held)."""
+        xs, ys, base = self._xs, self._ys, self._base
         n = len(xs)
-        stride = max(1, math.ceil(n / self.max_points))
-        # Keep the newest sample in view: every stride-th sample counted back from the last one.
-        first = (n - 1) % stride if n else 0
-        return {
-            "x": _array_bytes(xs[first::stride]),
-            "y": _array_bytes(ys[first::stride]),
-            "pressure": self._buffer.pressure,
-            "stats": self._stats_dict(now),
+        stride = choose_stride(self._stride, n, self.max_points - 1)
+        if stride != self._stride:
+            self._stride = stride
+            self._sent = None  # every kept sample changes: the views need a new window
+        first = -(-base // stride) * stride  # the first kept stream number
+        newest = base + n - 1
+        count = len(range(first, newest + 1, stride))
+        self._seq += 1
+        content: dict[str, Any] = {
+            "seq": self._seq,
+            "tail": [_json_float(xs[-1]), _json_float(ys[-1])] if n and newest % stride else None,
         }
+        sent, self._sent = self._sent, (first, count, newest)
+        if sent is not None and not self._window_wanted:
+            sent_first, sent_count, sent_newest = sent
+            drop = min(sent_count, max(0, (first - sent_first) // stride)) if sent_count else 0
+            start = -(-max(sent_newest + 1, base) // stride) * stride
+            added = len(range(start, newest + 1, stride))
+            if sent_count - drop + added == count:  # always, unless the bookkeeping is broken
+                content.update(type="append", drop=drop)
+                i = start - base
+                return content, [_array_bytes(xs[i::stride]), _array_bytes(ys[i::stride])]
+        self._window_wanted = False
+        self.windows_sent += 1
+        content["type"] = "window"
+        i = first - base
+        return content, [_array_bytes(xs[i::stride]), _array_bytes(ys[i::stride])]
+
+    def _shown(self) -> tuple[bytes, bytes]:
+        """(x, y) bytes of the series the views show after the last flush (tail included)."""
+        with self._lock:
+            xs, ys, base, stride = self._xs, self._ys, self._base, self._stride
+            n = len(xs)
+            if not n:
+                return b"", b""
+            i = -(-base // stride) * stride - base
+            kx, ky = xs[i::stride], ys[i::stride]
+            if (base + n - 1) % stride:
+                kx.append(xs[-1])
+                ky.append(ys[-1])
+            return _array_bytes(kx), _array_bytes(ky)
 
     def _append(self, batch: list[Sample]) -> None:
         xs, ys = self._xs, self._ys
+        # Stream numbers up to this one are in the views; a sample inserted among them
+        # renumbers what follows, so the kept set changes: the next message is a window.
+        sent_newest = self._sent[2] if self._sent is not None else -1
         for t, value, _key in batch:
             if xs and t < xs[-1]:
                 # Out of order (clock skew between producers): keep x sorted for the window cut.
                 i = bisect.bisect_right(xs, t)
                 xs.insert(i, t)
                 ys.insert(i, value)
+                if self._base + i <= sent_newest:
+                    self._sent = None
             else:
                 xs.append(t)
                 ys.append(value)
@@ -306,6 +440,7 @@ class LiveChart(RealtimeWidget):
         if cut > 0:
             del xs[:cut]
             del ys[:cut]
+            self._base += cut
 
     def _stats_dict(self, now: float | None = None) -> dict[str, Any]:
         s = self._buffer.stats()

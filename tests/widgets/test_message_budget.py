@@ -17,6 +17,9 @@ from rtwidgets.runtime import get_runtime
 from rtwidgets.widgets import LiveChart
 
 from .conftest import wait_until
+from .test_live_chart_stream import floats
+from .test_live_chart_stream import record as record_chart_messages
+from .test_widgets import max_in_window
 
 
 class Target(traitlets.HasTraits):
@@ -155,6 +158,7 @@ def test_live_charts_share_the_process_budget() -> None:
     before = len(budget)
     charts = [LiveChart(title=f"c{i}") for i in range(20)]
     try:
+        # One member per chart: its data messages (window/append) are its CoalescedSync flushes.
         assert len(budget) == before + 20
         for i, chart in enumerate(charts):
             chart.push(float(i))
@@ -181,20 +185,50 @@ def test_live_charts_share_the_process_budget() -> None:
 def test_live_chart_window_decimation_keeps_the_newest_sample() -> None:
     chart = LiveChart(max_points=4, window_ms=1000)
     try:
-        for t in range(10):
-            chart.push(float(t), t=float(t))
-        chart.push(4.5, t=4.5)  # out of order: inserted in time order
+
+        def push_all() -> None:
+            for t in range(10):
+                chart.push(float(t), t=float(t))
+            chart.push(4.5, t=4.5)  # out of order: inserted in time order
+
+        on_loop(push_all)  # one runtime-thread call: the samples meet the chart in one flush
         wait_until(
             lambda: chart.stats.get("delivered") == 11 and chart.stats["buffered"] == 0,
             what="all samples flushed",
         )
         window = [0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0]
-        expected = window[::-1][::3][::-1]  # stride ceil(11 / 4) = 3, counted from the newest
-        assert chart.points == 11
-        assert list(struct.unpack("<4d", chart.x)) == expected == [1.0, 4.0, 6.0, 9.0]
+        # Stable decimation: stride ceil(11 / (4 - 1)) = 4 keeps stream numbers 0, 4, 8 (the
+        # out-of-order 4.5 is number 5 once sorted in), and the newest sample follows as the tail.
+        expected = [*window[::4], window[-1]]
+        assert chart.points == 11 and chart.stride == 4
+        assert list(struct.unpack("<4d", chart.x)) == expected == [0.0, 4.0, 7.0, 9.0]
         assert list(struct.unpack("<4d", chart.y)) == expected
         chart.push(2000.0, t=2000.0)  # moves the 1 s window past every earlier sample
         wait_until(lambda: chart.stats.get("delivered") == 12, what="window cut")
         assert chart.points == 1 and struct.unpack("<d", chart.x) == (2000.0,)
     finally:
+        chart.close()
+
+
+def test_live_chart_data_messages_follow_the_budget_share() -> None:
+    budget = message_budget()
+    total = budget.total_rate
+    chart = LiveChart(window_ms=60_000)
+    messages = record_chart_messages(chart)
+    try:
+        _binding.set_message_budget(10.0 * len(budget))  # this chart's share: 10 messages/s
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < 0.6:  # a 1 kHz-ish producer for 0.6 s
+            chart.push(float(sent))
+            sent += 1
+            time.sleep(0.001)
+        wait_until(lambda: chart.stats.get("delivered") == sent, what="every sample delivered")
+        wait_until(lambda: floats(chart.y)[-1:] == [float(sent - 1)], what="the newest sample shown")
+        assert chart._sync.max_rate == pytest.approx(10.0)
+        # Every flush is one data message, paced at the chart's share (+1 at a window edge).
+        assert 2 <= len(messages) == chart.flushes
+        assert max_in_window(chart.flush_times, 1.0) <= 11
+    finally:
+        _binding.set_message_budget(total)
         chart.close()

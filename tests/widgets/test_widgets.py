@@ -31,6 +31,9 @@ from rtwidgets.widgets.live_chart import float64_bytes
 from rtwidgets.widgets.presence_bar import group_members
 
 from .conftest import wait_until
+from .test_live_chart_stream import ViewSeries as ChartView
+from .test_live_chart_stream import check_view as check_chart_view
+from .test_live_chart_stream import record as record_chart_messages
 
 
 def intent(widget: Any, **content: Any) -> None:
@@ -359,8 +362,7 @@ def test_float64_bytes_is_little_endian() -> None:
 def test_live_chart_coalesces_a_10khz_stream(connect: Any) -> None:
     # A 50-sample buffer released at most every 1/60 s passes at most 3000 samples/s.
     chart = LiveChart(title="10 kHz", window_ms=5000, max_points=500, max_buffer_size=50)
-    flushes: list[float] = []
-    chart.observe(lambda _c: flushes.append(time.monotonic()), names=["x"])
+    messages = record_chart_messages(chart)
     updates = count_comm_updates(chart)
     try:
         # A producer at 10 kHz for one second, paced by the wall clock (a slow machine pushes
@@ -384,11 +386,13 @@ def test_live_chart_coalesces_a_10khz_stream(connect: Any) -> None:
         # cannot all pass: load was shed (strategy latest, no key -> dropped) and counted.
         assert stats["dropped"] > 0
         # The browser saw at most 60 flushes in any second, whatever the input rate (61 = the
-        # window's two edges), timed on the coalescer's own clock; a flush is at most one trait
-        # change and one comm message (none when nothing changed).
+        # window's two edges), timed on the coalescer's own clock; a flush is one comm message
+        # (a window/append data message; no trait sync: pressure and stats travel inside it).
         times = chart.flush_times
-        assert 2 <= len(flushes) <= len(times) and len(updates) <= len(times)
+        assert 2 <= len(messages) == len(times) and updates == []
         assert max_in_window(times, 1.0) <= 61
+        # What a view rebuilds from those messages is what the chart says it shows.
+        check_chart_view(chart, ChartView(), messages, 0)
         x = struct.unpack(f"<{len(chart.x) // 8}d", chart.x)
         y = struct.unpack(f"<{len(chart.y) // 8}d", chart.y)
         assert 2 <= len(x) == len(y) <= 500 and list(x) == sorted(x)
