@@ -563,6 +563,15 @@ def row_b8(p: dict[str, Any], ctx: RunContext) -> RowResult:
             {"rtwidgets": _get(co, "cpu_us_per_update"), "raw": _get(naive, "cpu_us_per_update")},
             "lower",
         ),
+        Metric(
+            "comm_traffic",
+            "MB/s",
+            {
+                f: (v / 1e6 if v is not None else None)
+                for f, v in (("rtwidgets", _get(co, "bytes_per_s")), ("raw", _get(naive, "bytes_per_s")))
+            },
+            "lower",
+        ),
     ]
     per, total = _get(co, "msgs_per_s_per_widget_max"), _get(co, "msgs_per_s_total")
     res.passed = None if per is None or total is None else per <= 60.0 and total < 1000.0
