@@ -17,7 +17,9 @@ per second and within the process-wide comm message budget shared by all widgets
   remove the first ``k`` points, then append the new ones;
 * ``tail`` is ``[x, y]``, the newest sample when the decimated series does not end with it
   (the line always reaches the newest sample), else ``null``; ``seq`` increases by one per
-  message; ``pressure`` and ``stats`` are the values of the Python traits of the same names.
+  message; ``pressure`` and ``stats`` are the values of the Python traits of the same names
+  (``stats`` in every window and at most every ``STATS_INTERVAL`` seconds otherwise: a view
+  keeps the last one it got).
 
 A view asks ``{"action": "window"}`` when it renders and when it sees a ``seq`` gap (Jupyter
 drops iopub messages above its rate limit), and ignores appends until it has a window; the
@@ -62,6 +64,9 @@ __all__ = ["LiveChart", "choose_stride", "float64_bytes"]
 MAX_RETAINED = 200_000
 # Rates (rate_in / rate_out) are measured over this sliding window, seconds.
 RATE_WINDOW = 1.0
+# Data messages carry the stats dict at most this often (and always in a window): half of an
+# append's bytes at 1 kHz were stats, which nobody reads 60 times a second.
+STATS_INTERVAL = 0.25
 # A lowered stride aims at this fraction of the point cap, so the stream must grow by a quarter
 # before the stride goes up again (at stride 2 -> 1 "under half" alone would flip-flop).
 LOWER_TARGET = 0.8
@@ -226,6 +231,7 @@ class LiveChart(RealtimeWidget):
         self._rate_in = _Rate()
         self._rate_out = _Rate()
         self.windows_sent = 0  # data messages of type "window" (the rest are appends)
+        self._stats_sent_at = float("-inf")  # loop time stats last went out in a data message
         super().__init__(
             title=title,
             window_ms=float(window_ms),
@@ -369,7 +375,10 @@ class LiveChart(RealtimeWidget):
         # Leftovers (batch_interval not elapsed yet): flush again once the buffer allows.
         self._timer.schedule(self._buffer.next_deadline())
         pressure, stats = self._buffer.pressure, self._stats_dict(now)
-        content["pressure"], content["stats"] = pressure, stats
+        content["pressure"] = pressure
+        if content["type"] == "window" or now - self._stats_sent_at >= STATS_INTERVAL:
+            content["stats"] = stats
+            self._stats_sent_at = now
         self.send(content, buffers)
         return {"pressure": pressure, "stats": stats}
 

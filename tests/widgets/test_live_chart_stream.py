@@ -243,3 +243,24 @@ def test_window_request_before_any_data_gets_an_empty_window() -> None:
         assert chart.x == b"" == chart.y and chart.flushes == 1
     finally:
         chart.close()
+
+
+def test_stats_ride_along_at_most_four_times_a_second() -> None:
+    from rtwidgets.widgets.live_chart import STATS_INTERVAL
+
+    chart = LiveChart(max_points=50, window_ms=60_000)
+    sent = record(chart)
+    try:
+        for step in range(40):  # 40 flushes back to back: far more than 4 per second
+            push_step(chart, [(float(step), float(step))])
+        assert len(sent) >= 40
+        with_stats = [content for content, _buffers, _stride in sent if "stats" in content]
+        windows = sum(1 for content, _b, _s in sent if content["type"] == "window")
+        # Loop-clock times of the sends (CoalescedSync records one per flush).
+        span = chart.flush_times[-1] - chart.flush_times[-len(sent)]
+        assert len(with_stats) <= windows + span / STATS_INTERVAL + 1
+        assert "stats" in sent[0][0]  # the first message (a window) always carries them
+        assert all("pressure" in content for content, _b, _s in sent)  # pressure in every message
+        assert chart.stats["delivered"] == 40  # the Python trait is always current
+    finally:
+        chart.close()
