@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +119,23 @@ def running_redis(workdir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def redis_process(
+    workdir: Path, *args: str, ready: Callable[[], bool], what: str, timeout: float = 10.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``redis-server`` with ``args`` (no persistence, working in ``workdir``), yielded once
+    ``ready()`` holds; terminated on exit. For set-ups :class:`RedisServer` does not cover
+    (a password, a Unix socket)."""
+    command = [REDIS_SERVER, *args, "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, f"{what} did not start"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,8 +4,6 @@ refill ordering."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from rtwidgets.gateway.brokers.resp import RespError
 from rtwidgets.gateway.brokers.resp_conn import PubSubConnection, open_command, open_pubsub
 from tests._support.broker_listener import Collector, msg
 from tests._support.net import free_port
-from tests._support.redis_server import REDIS_SERVER, RedisServer, redis_command
+from tests._support.redis_server import RedisServer, redis_command, redis_process
 from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.redis
@@ -95,18 +93,9 @@ async def test_a_failing_handler_ends_the_connection(redis_server: RedisServer, 
 def protected_redis(tmp_path: Path) -> Iterator[int]:
     """A redis-server that requires the password ``s3cret``; yields its port."""
     port = free_port()
-    args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--requirepass", "s3cret", "--dir", str(tmp_path)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers_noauth(port):
-            assert time.monotonic() < deadline and proc.poll() is None, "password redis-server did not start"
-            time.sleep(0.05)
+    args = ("--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret")
+    with redis_process(tmp_path, *args, ready=lambda: _answers_noauth(port), what="password redis-server"):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _answers_noauth(port: int) -> bool:
@@ -247,17 +236,10 @@ async def test_a_publish_after_the_connection_died_idle_just_reconnects(
 def unix_redis(tmp_path: Path) -> Iterator[Path]:
     """A redis-server listening on a Unix socket only; yields the socket's path."""
     sock = tmp_path / "redis.sock"
-    args = [REDIS_SERVER, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert time.monotonic() < deadline and proc.poll() is None, "unix redis-server did not start"
-            time.sleep(0.05)
+    with redis_process(
+        tmp_path, "--port", "0", "--unixsocket", str(sock), ready=sock.exists, what="unix redis-server"
+    ):
         yield sock
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_broker_over_a_unix_socket(unix_redis: Path, prefix: str) -> None:
