@@ -313,6 +313,13 @@ def test_invalid_gateway_configuration_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_channel_ttl_without_redis_is_a_clear_error() -> None:
+    result = _run_cli("gateway", "--port", "0", "--channel-ttl", "3600", env=_env())
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rtwidgets: error: invalid gateway configuration: channel_ttl applies to")
+
+
 def _usage_error(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run ``main`` in-process expecting argparse's usage error; return stderr."""
     with pytest.raises(SystemExit) as exited:
