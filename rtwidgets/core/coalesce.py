@@ -146,10 +146,17 @@ class RateBudget:
     of T seconds holds at most ``T * total_rate + members`` flushes in total (one leading-edge
     flush per member). :attr:`version` increases whenever shares may have changed, so members
     can re-read their share cheaply. Not thread-safe (the caller locks).
+
+    A member marked idle (:meth:`set_idle`: nothing to send for a while) counts with the cap
+    ``min(max_rate, idle_rate)``, so busy members share what idle ones do not use; an idle
+    member that gets something to send marks itself busy again (its first flush is not
+    delayed: a :class:`Coalescer` flushes at once after a quiet spell).
     """
 
-    def __init__(self, total_rate: float = 800.0) -> None:
+    def __init__(self, total_rate: float = 800.0, idle_rate: float = 4.0) -> None:
         self._total = _check_rate("total_rate", total_rate)
+        self._idle_rate = _check_rate("idle_rate", idle_rate)
+        self._idle: set[int] = set()
         self._caps: dict[int, float] = {}
         self._next_id = 0
         self._level = math.inf
@@ -179,14 +186,35 @@ class RateBudget:
         if member not in self._caps:
             raise KeyError(f"RateBudget: no member {member!r} (already left?)")
         del self._caps[member]
+        self._idle.discard(member)
         self._recompute()
 
-    def share(self, member: int) -> float:
-        """The member's current rate: ``min(its max_rate, water level)``, always > 0."""
-        cap = self._caps.get(member)
-        if cap is None:
+    def set_idle(self, member: int, idle: bool) -> None:
+        """Mark a member idle (it counts with ``min(max_rate, idle_rate)``) or busy again."""
+        if member not in self._caps:
             raise KeyError(f"RateBudget: no member {member!r} (already left?)")
-        return min(cap, self._level)
+        if idle == (member in self._idle):
+            return
+        if idle:
+            self._idle.add(member)
+        else:
+            self._idle.discard(member)
+        self._recompute()
+
+    def is_idle(self, member: int) -> bool:
+        """Whether ``member`` is marked idle."""
+        return member in self._idle
+
+    def _cap(self, member: int) -> float:
+        cap = self._caps[member]
+        return min(cap, self._idle_rate) if member in self._idle else cap
+
+    def share(self, member: int) -> float:
+        """The member's current rate: ``min(its cap, water level)``, always > 0 (the cap is
+        ``max_rate``, or ``min(max_rate, idle_rate)`` while idle)."""
+        if member not in self._caps:
+            raise KeyError(f"RateBudget: no member {member!r} (already left?)")
+        return min(self._cap(member), self._level)
 
     def __len__(self) -> int:
         return len(self._caps)
@@ -197,7 +225,7 @@ class RateBudget:
         remaining = self._total
         left = len(self._caps)
         level = math.inf
-        for cap in sorted(self._caps.values()):
+        for cap in sorted(self._cap(m) for m in self._caps):
             fair = remaining / left
             if cap > fair:
                 level = fair

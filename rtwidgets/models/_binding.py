@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import os
@@ -149,6 +150,9 @@ class LoopClock:
 # Comm messages per second shared by all widgets of the process: Jupyter's iopub limit is about
 # 1000/s per kernel; the rest is headroom for outputs, custom messages and other libraries.
 DEFAULT_MESSAGE_BUDGET = 800.0
+# A CoalescedSync with nothing queued for this long counts as idle in the budget (its share,
+# but for a trickle, goes to the busy widgets) until its next ``set``.
+IDLE_AFTER = 1.0
 MESSAGE_BUDGET_ENV = "RTWIDGETS_MESSAGE_BUDGET"
 
 
@@ -187,6 +191,11 @@ class SharedRateBudget:
         """The member's current rate (KeyError once it left)."""
         with self._lock:
             return self._budget.share(member)
+
+    def set_idle(self, member: int, idle: bool) -> None:
+        """Mark a member idle or busy (:meth:`RateBudget.set_idle`); KeyError once it left."""
+        with self._lock:
+            self._budget.set_idle(member, idle)
 
     def share_and_version(self, member: int) -> tuple[float, int]:
         """``(rate, version)`` read together, so a concurrent change is seen on the next check."""
@@ -247,7 +256,9 @@ class CoalescedSync:
     fresh lists/dicts (traitlets compares them to decide whether to notify).
 
     The effective rate is ``min(max_rate, share of budget)``: ``budget`` defaults to the
-    process-wide :func:`message_budget`, left on :meth:`close`.
+    process-wide :func:`message_budget`, left on :meth:`close`. After ``IDLE_AFTER`` seconds
+    without anything to send the sync marks itself idle in the budget (the busy widgets share
+    its rate); its next ``set`` marks it busy again before flushing, without delay.
     """
 
     def __init__(
@@ -269,6 +280,9 @@ class CoalescedSync:
         self._budget_version = -1
         self._adopt_share()
         self._timer = DeadlineTimer(self._loop, lambda when: self._flush(self._clock(when)))
+        self._idle = False
+        self._last_update = self._clock()
+        self._idle_timer = DeadlineTimer(self._loop, lambda when: self._check_idle(self._clock(when)))
         self._closed = False
         self.flushes = 0
         # When each of the last 1000 flushes happened (loop clock, seconds): the coalescer's own
@@ -318,10 +332,18 @@ class CoalescedSync:
             return
         on_runtime(self._update, {_COMPUTED: compute}, runtime=self._runtime)
 
+    @property
+    def idle(self) -> bool:
+        """Whether this sync counts as idle in the budget now."""
+        return self._idle
+
     def _update(self, values: dict[Any, Any]) -> None:
         if self._closed:
             return
         now = self._clock()
+        self._last_update = now
+        if self._idle:
+            self._set_idle(False)  # moves the budget's version: _flush adopts the full share
         for name, value in values.items():
             self._coalescer.update(name, value, now)
         self._flush(now)
@@ -336,6 +358,23 @@ class CoalescedSync:
             self.flush_times.append(now)
             self._apply(batch, now)
         self._timer.schedule(self._coalescer.next_deadline())
+        if not self._idle:
+            self._idle_timer.schedule(self._last_update + IDLE_AFTER)
+
+    def _check_idle(self, now: float) -> None:
+        if self._closed or self._idle:
+            return
+        due = self._last_update + IDLE_AFTER
+        pending = self._coalescer.next_deadline()
+        if now < due or pending is not None:
+            self._idle_timer.schedule(max(due, pending or due))
+            return
+        self._set_idle(True)
+
+    def _set_idle(self, idle: bool) -> None:
+        self._idle = idle
+        with contextlib.suppress(KeyError):  # closed from another thread meanwhile
+            self._budget.set_idle(self._member, idle)
 
     def _apply(self, batch: dict[Any, Any], now: float) -> None:
         target = self._target
@@ -375,6 +414,7 @@ class CoalescedSync:
         are ignored. Idempotent."""
         self._closed = True
         self._timer.cancel()
+        self._idle_timer.cancel()
         self._leave()  # runs once
 
 

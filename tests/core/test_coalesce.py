@@ -248,3 +248,59 @@ def test_property_shares_fit_the_total_and_are_max_min_fair(
         assert sum(shares.values()) == pytest.approx(total)
     else:
         assert sum(shares.values()) == pytest.approx(sum(live.values()))
+
+
+def test_idle_members_leave_their_rate_to_busy_ones() -> None:
+    budget = RateBudget(800, idle_rate=4)
+    members = [budget.join(60) for _ in range(20)]
+    assert {budget.share(m) for m in members} == {40.0}  # 20 busy widgets: 800 / 20
+    version = budget.version
+    for m in members[2:]:
+        budget.set_idle(m, True)
+    assert budget.version > version and budget.is_idle(members[5]) and not budget.is_idle(members[0])
+    assert [budget.share(m) for m in members[:2]] == [60.0, 60.0]  # capped by their own 60
+    assert {budget.share(m) for m in members[2:]} == {4.0}  # idle: a trickle each
+    budget.set_idle(members[5], False)  # it has something to send again
+    assert budget.share(members[5]) == 60.0
+    budget.set_idle(members[5], False)  # no change, no error
+    budget.leave(members[6])  # an idle member may leave
+    assert len(budget) == 19 and not budget.is_idle(members[6])
+    with pytest.raises(KeyError):
+        budget.set_idle(members[6], True)
+
+
+def test_many_idle_members_still_fit_the_total() -> None:
+    budget = RateBudget(100, idle_rate=4)
+    members = [budget.join(60) for _ in range(50)]
+    for m in members:
+        budget.set_idle(m, True)
+    assert sum(budget.share(m) for m in members) <= 100 + 1e-9  # 50 x 4 would be 200
+    assert {budget.share(m) for m in members} == {2.0}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    total=st.floats(1.0, 2000.0),
+    idle_rate=st.floats(0.1, 50.0),
+    caps=st.lists(st.floats(0.5, 240.0), min_size=1, max_size=40),
+    idle=st.sets(st.integers(0, 39)),
+)
+def test_property_idle_members_never_push_the_total_over(
+    total: float, idle_rate: float, caps: list[float], idle: set[int]
+) -> None:
+    budget = RateBudget(total, idle_rate=idle_rate)
+    members = [budget.join(cap) for cap in caps]
+    for i in idle:
+        if i < len(members):
+            budget.set_idle(members[i], True)
+    shares = {m: budget.share(m) for m in members}
+    assert sum(shares.values()) <= total * (1 + 1e-9)
+    for i, m in enumerate(members):
+        cap = min(caps[i], idle_rate) if i in idle else caps[i]
+        assert 0 < shares[m] <= cap * (1 + 1e-12)
+    # Max-min fair over the effective caps: whoever is below its cap gets the most of anyone.
+    starved = [
+        m for i, m in enumerate(members) if shares[m] < (min(caps[i], idle_rate) if i in idle else caps[i])
+    ]
+    for m in starved:
+        assert shares[m] >= max(shares.values()) * (1 - 1e-9)

@@ -232,3 +232,37 @@ def test_live_chart_data_messages_follow_the_budget_share() -> None:
     finally:
         _binding.set_message_budget(total)
         chart.close()
+
+
+def test_idle_syncs_leave_their_share_to_busy_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_binding, "IDLE_AFTER", 0.2)
+    budget = SharedRateBudget(100)
+    targets = [Target() for _ in range(4)]
+    syncs = [CoalescedSync(t, max_rate=60, budget=budget) for t in targets]
+    try:
+        for i, s in enumerate(syncs):
+            s.set(a=i + 1)
+        wait_until(lambda: [t.a for t in targets] == [1, 2, 3, 4], what="first flushes")
+        assert [s.max_rate for s in syncs] == [25.0] * 4  # 100 / 4, all busy
+        # Two keep sending, two fall silent and become idle after IDLE_AFTER.
+        wait_until(lambda: syncs[2].idle and syncs[3].idle, what="quiet syncs marked idle")
+        value = 10
+
+        def busy_value_shown() -> bool:
+            nonlocal value
+            value += 1
+            syncs[0].set(a=value)
+            syncs[1].set(a=value)
+            return targets[0].a == value - 1 and syncs[0].max_rate == 46.0
+
+        # The busy ones adopt the idle ones' rate: (100 - 2 x 4 idle) / 2 = 46 each.
+        wait_until(busy_value_shown, what="busy syncs at the larger share")
+        assert syncs[1].max_rate == 46.0 and budget.share(syncs[2]._member) == 4.0
+        # An idle one that gets a value is busy again at once and flushes without delay.
+        syncs[2].set(a=99)
+        wait_until(lambda: targets[2].a == 99, what="the woken sync's flush")
+        assert not syncs[2].idle and syncs[2].max_rate == pytest.approx(96 / 3)  # 3 busy, 1 idle
+    finally:
+        for s in syncs:
+            s.close()
+    assert len(budget) == 0
