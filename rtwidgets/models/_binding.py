@@ -197,6 +197,10 @@ class SharedRateBudget:
         with self._lock:
             self._budget.set_idle(member, idle)
 
+    def is_idle(self, member: int) -> bool:
+        with self._lock:
+            return self._budget.is_idle(member)
+
     def share_and_version(self, member: int) -> tuple[float, int]:
         """``(rate, version)`` read together, so a concurrent change is seen on the next check."""
         with self._lock:

@@ -16,6 +16,7 @@ Closing the widget does not close the document (several widgets may show one doc
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -23,6 +24,7 @@ import pycrdt
 import traitlets
 
 from rtwidgets.core import crdt_sync as cs
+from rtwidgets.models import _binding
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, message_budget
 from rtwidgets.models.collab import CollabDoc
 from rtwidgets.runtime import get_runtime
@@ -66,12 +68,17 @@ class CollabText(RealtimeWidget):
         self._last_flush = float("-inf")
         self._timer = DeadlineTimer(loop, lambda when: self._flush(self._clock(when)))
         self._on_close(self._timer.cancel)
-        # The update messages count against the shared comm budget like any trait sync does.
-        budget = message_budget()
-        member = budget.join(self.max_rate)
-        self._update_share = lambda: budget.share(member)
+        # The update messages count against the shared comm budget like any trait sync does,
+        # and like one they count as idle while the document is quiet (see _check_idle).
+        self._budget = budget = message_budget()
+        self._member = member = budget.join(self.max_rate)
         # Returned on close, or when the widget is collected unclosed (called once either way).
         self._on_close(weakref.finalize(self, budget.leave, member))
+        self._stream_idle = False
+        self._set_stream_idle(True)  # quiet until the document changes
+        self._last_update = float("-inf")
+        self._idle_timer = DeadlineTimer(loop, lambda when: self._check_idle(self._clock(when)))
+        self._on_close(self._idle_timer.cancel)
         self.updates_sent = 0  # kernel -> view update messages (after coalescing)
         self._observe(
             doc, self._mirror, ["peers", "cursors", "is_subscribed", "synced", "user_name", "color"]
@@ -85,8 +92,9 @@ class CollabText(RealtimeWidget):
 
     @property
     def update_rate(self) -> float:
-        """Update messages per second now allowed: ``max_rate`` or this stream's budget share."""
-        return self._update_share()
+        """Update messages per second now allowed: ``max_rate`` or this stream's budget share
+        (a trickle while the document has been quiet for ``IDLE_AFTER``)."""
+        return self._budget.share(self._member)
 
     # ------------------------------------------------------------------ kernel -> views
 
@@ -114,8 +122,26 @@ class CollabText(RealtimeWidget):
             status=status,
         )
 
+    def _set_stream_idle(self, idle: bool) -> None:
+        self._stream_idle = idle
+        with contextlib.suppress(KeyError):  # closed meanwhile
+            self._budget.set_idle(self._member, idle)
+
+    def _check_idle(self, now: float) -> None:
+        if self.closed or self._stream_idle:
+            return
+        due = self._last_update + _binding.IDLE_AFTER
+        if now < due or self._pending:
+            self._idle_timer.schedule(max(due, now + 1.0 / self.update_rate))
+            return
+        self._set_stream_idle(True)
+
     def _on_doc_update(self, update: bytes, _origin: str) -> None:
         # Every view gets every change (the one that typed it applies a no-op); batched to max_rate.
+        self._last_update = self._clock()
+        if self._stream_idle:
+            self._set_stream_idle(False)  # busy: the full share, before this flush reads it
+        self._idle_timer.schedule(self._last_update + _binding.IDLE_AFTER)
         self._pending.append(update)
         self._flush(self._clock())
 

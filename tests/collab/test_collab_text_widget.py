@@ -135,19 +135,22 @@ def test_kernel_to_view_updates_are_coalesced_but_complete(pair: Any) -> None:
     assert all(gap >= 1.0 / widget.update_rate - 1e-9 for gap in gaps), gaps
 
 
-def test_update_messages_count_against_the_shared_budget(pair: Any) -> None:
-    _alice, _bob, widget, _view = pair
+def test_update_messages_count_against_the_shared_budget(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_binding, "IDLE_AFTER", 0.2)
+    alice, _bob, widget, view = pair
     budget = message_budget()
     members = len(budget)
-    total = budget.total_rate
-    try:
-        _binding.set_message_budget(10.0)
-        # Two members for this widget (its traits and its update stream) among all the live ones.
-        assert widget.update_rate == pytest.approx(min(widget.max_rate, 10.0 / members))
-    finally:
-        _binding.set_message_budget(total)
+    # Quiet document: its update stream counts as idle (a trickle of the budget).
+    assert budget.is_idle(widget._member) and widget.update_rate <= 4.0
+    widget.handle_intent({"action": "sync"}, [view.ydoc.get_state()])
+    alice.insert(0, "x")  # a change: the stream is busy, at its share of the budget
+    wait_until(lambda: view.text == "x", what="the change reached the view")
+    assert not budget.is_idle(widget._member)
+    assert widget.update_rate == budget.share(widget._member) > 4.0
+    assert widget.update_rate <= widget.max_rate
+    wait_until(lambda: budget.is_idle(widget._member), what="quiet again after IDLE_AFTER")
     widget.close()
-    assert len(budget) == members - 2  # both returned on close
+    assert len(budget) == members - 2  # both members (traits, updates) returned on close
 
 
 def test_bad_intents_are_refused_and_change_nothing(pair: Any) -> None:
