@@ -54,7 +54,7 @@ case "$cmd" in
   test)
     setup
     cd "$ROOT"
-    "$VENV/bin/ruff" check rtwidgets tests benchmarks
+    "$VENV/bin/ruff" check rtwidgets tests benchmarks notebooks
     if [ -f "$ROOT/js/package.json" ]; then (cd "$ROOT/js" && npm test --silent); fi
     exec "$PY" -m pytest "$@"
     ;;
