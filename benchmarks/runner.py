@@ -436,12 +436,17 @@ def row_b5(p: dict[str, Any], ctx: RunContext) -> RowResult:
         for f, r in raw.items()
     }
     vs_b4: dict[str, float | None] = {}
+    p50_vs_b4: dict[str, float | None] = {}
     for f in raw:
         b4 = _get(pair[f]["B4"], "latency", "p99_ms")
         vs_b4[f] = p99[f] / b4 if p99[f] is not None and b4 else None
+        # The same comparison at the median: far steadier than two p99s of 40 bursts each.
+        p50, b4_p50 = _get(raw[f], "latency", "p50_ms"), _get(pair[f]["B4"], "latency", "p50_ms")
+        p50_vs_b4[f] = p50 / b4_p50 if p50 is not None and b4_p50 else None
     res.metrics += [
         Metric("fast_p99", "ms", p99, "lower"),
         Metric("fast_p99_vs_B4_p99", "", vs_b4, ""),
+        Metric("fast_p50_vs_B4_p50", "", p50_vs_b4, ""),
         Metric("rss_growth", "MiB", growth, "lower"),
     ]
     rt, rt_growth = vs_b4.get("rtwidgets"), growth.get("rtwidgets")
