@@ -6,8 +6,8 @@ library and no event loop: one ``select.epoll`` loop over non-blocking sockets, 
 hand-written handshake, and for every publish ONE pre-framed byte string written with a
 bare ``socket.send`` to each subscriber (buffered only when the kernel refuses part of
 it). With ``--redis`` every publish is one Redis ``PUBLISH`` written as RESP bytes on a
-plain socket, and one ``PSUBSCRIBE`` socket relays every channel back (a minimal RESP
-reader). No auth, validation, history, limits or keepalive.
+plain socket, and one ``PSUBSCRIBE`` socket relays every channel back (RESP encoded and
+parsed by ``rtwidgets.gateway.brokers.resp``). No auth, validation, history, limits or keepalive.
 
 Why it exists: on a shared 2-vCPU VM, the latency and throughput goals must be read
 against what the kernel itself costs there (a loopback ``send`` that wakes another
@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from rtwidgets.gateway.brokers.resp import RespError, RespParser, encode_command
+
 __all__ = ["serve_floor"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -47,42 +49,6 @@ def _frame(payload: bytes, opcode: int = 0x1) -> bytes:
     if n < 65536:
         return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
     return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload
-
-
-def _resp(*args: bytes) -> bytes:
-    """A RESP command (array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _parse_resp(buf: bytes | bytearray, pos: int) -> tuple[Any, int] | None:
-    """One RESP2 value at ``pos`` -> (value, next position), or None if incomplete."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return None
-    kind, line = buf[pos : pos + 1], bytes(buf[pos + 1 : end])
-    nxt = end + 2
-    if kind in (b"+", b"-", b":"):
-        return line, nxt
-    if kind == b"$":
-        n = int(line)
-        if n < 0:
-            return None, nxt
-        if len(buf) < nxt + n + 2:
-            return None
-        return bytes(buf[nxt : nxt + n]), nxt + n + 2
-    if kind == b"*":
-        items = []
-        for _ in range(int(line)):
-            got = _parse_resp(buf, nxt)
-            if got is None:
-                return None
-            item, nxt = got
-            items.append(item)
-        return items, nxt
-    raise ValueError(f"unexpected RESP type {kind!r}")
 
 
 class _Conn:
@@ -116,7 +82,10 @@ class FloorServer:
             addr = (parts.hostname or "127.0.0.1", parts.port or 6379)
             self.redis_pub = self._redis_conn(addr)
             self.redis_sub = self._redis_conn(addr)
-            self._send(self.redis_sub, _resp(b"PSUBSCRIBE", _PREFIX + b"*"))
+            self._send(self.redis_sub, encode_command(b"PSUBSCRIBE", _PREFIX + b"*"))
+        # RESP parsing is not what the floor measures: the broker's own sans-I/O parser.
+        self._pub_replies = RespParser()
+        self._sub_pushes = RespParser()
 
     def _redis_conn(self, addr: tuple[str, int]) -> _Conn:
         sock = socket.create_connection(addr)
@@ -176,9 +145,9 @@ class FloorServer:
         buf = conn.inbuf + data if conn.inbuf else data
         try:
             if conn is self.redis_sub:
-                conn.inbuf = self._on_redis_sub(buf)
+                self._on_redis_sub(data)
             elif conn is self.redis_pub:
-                conn.inbuf = self._on_redis_replies(buf)
+                self._on_redis_replies(data)
             elif not conn.upgraded:
                 conn.inbuf = self._handshake(conn, buf)
             else:
@@ -302,7 +271,7 @@ class FloorServer:
         if kind == "publish":
             frame = orjson.dumps({"type": "message", "channel": msg["channel"], "data": msg["data"]})
             if self.redis_pub is not None:
-                self._send(self.redis_pub, _resp(b"PUBLISH", _PREFIX + channel, frame))
+                self._send(self.redis_pub, encode_command(b"PUBLISH", _PREFIX + channel, frame))
             else:
                 self._fan_out(channel, _frame(frame))
         elif kind == "subscribe":
@@ -312,21 +281,15 @@ class FloorServer:
 
     # ------------------------------------------------------------------ Redis
 
-    def _on_redis_replies(self, buf: bytes) -> bytes:
-        pos = 0
-        while (got := _parse_resp(buf, pos)) is not None:
-            reply, pos = got
-            if isinstance(reply, bytes) and buf[pos - len(reply) - 3 : pos - len(reply) - 2] == b"-":
-                raise ValueError(f"Redis refused a PUBLISH: {reply!r}")
-        return buf[pos:]
+    def _on_redis_replies(self, data: bytes) -> None:
+        for reply in self._pub_replies.feed(data):
+            if isinstance(reply, RespError):
+                raise ValueError(f"Redis refused a PUBLISH: {reply}")
 
-    def _on_redis_sub(self, buf: bytes) -> bytes:
-        pos = 0
-        while (got := _parse_resp(buf, pos)) is not None:
-            item, pos = got
+    def _on_redis_sub(self, data: bytes) -> None:
+        for item in self._sub_pushes.feed(data):
             if isinstance(item, list) and item and item[0] == b"pmessage":
                 self._fan_out(item[2][len(_PREFIX) :], _frame(item[3]))
-        return buf[pos:]
 
 
 def serve_floor(host: str, redis_url: str | None, ready: Any) -> None:
