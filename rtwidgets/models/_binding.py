@@ -250,6 +250,18 @@ def set_message_budget(total_per_s: float) -> None:
     message_budget().set_total_rate(total_per_s)
 
 
+def _idle_timer_fired(ref: weakref.ref[CoalescedSync], when: float) -> None:
+    sync = ref()
+    if sync is not None:
+        sync._check_idle(sync._clock(when))
+
+
+def _schedule_idle_check(ref: weakref.ref[CoalescedSync]) -> None:
+    sync = ref()
+    if sync is not None and not sync._closed:
+        sync._idle_timer.schedule(sync._last_update + IDLE_AFTER)
+
+
 class CoalescedSync:
     """Write trait values to ``target`` at most ``max_rate`` times per second.
 
@@ -286,8 +298,13 @@ class CoalescedSync:
         self._timer = DeadlineTimer(self._loop, lambda when: self._flush(self._clock(when)))
         self._idle = False
         self._last_update = self._clock()
-        self._idle_timer = DeadlineTimer(self._loop, lambda when: self._check_idle(self._clock(when)))
+        # The idle timer may wait a second: it holds the sync weakly, so an unclosed sync that is
+        # dropped is still collected (and leaves the budget) meanwhile.
+        this = weakref.ref(self)
+        self._idle_timer = DeadlineTimer(self._loop, lambda when: _idle_timer_fired(this, when))
         self._closed = False
+        # A sync that never gets a value must become idle too (its timer lives on the runtime loop).
+        on_runtime(_schedule_idle_check, this, runtime=self._runtime)
         self.flushes = 0
         # When each of the last 1000 flushes happened (loop clock, seconds): the coalescer's own
         # time base, so a rate check over it is exact (no stamping jitter).
@@ -340,6 +357,14 @@ class CoalescedSync:
     def idle(self) -> bool:
         """Whether this sync counts as idle in the budget now."""
         return self._idle
+
+    @property
+    def budget_share(self) -> float:
+        """This sync's share of the budget now (what its next flush adopts as ``max_rate``)."""
+        try:
+            return self._budget.share(self._member)
+        except KeyError:
+            return self._coalescer.max_rate  # closed: the last rate in force
 
     def _update(self, values: dict[Any, Any]) -> None:
         if self._closed:

@@ -16,18 +16,14 @@ Closing the widget does not close the document (several widgets may show one doc
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from typing import Any
 
 import pycrdt
 import traitlets
 
 from rtwidgets.core import crdt_sync as cs
-from rtwidgets.models import _binding
-from rtwidgets.models._binding import DeadlineTimer, LoopClock, message_budget
+from rtwidgets.models._binding import CoalescedSync
 from rtwidgets.models.collab import CollabDoc
-from rtwidgets.runtime import get_runtime
 from rtwidgets.widgets._base import IntentError, RealtimeWidget, log
 
 __all__ = ["CollabText"]
@@ -62,23 +58,12 @@ class CollabText(RealtimeWidget):
             raise ValueError(f"height must be an int >= 0 (pixels; 0 = grow with the text), got {height!r}")
         super().__init__(channel=doc.name, height=height, placeholder=placeholder, **kwargs)
         self.doc = doc
-        loop = get_runtime().loop
-        self._clock = LoopClock(loop)
         self._pending: list[bytes] = []
-        self._last_flush = float("-inf")
-        self._timer = DeadlineTimer(loop, lambda when: self._flush(self._clock(when)))
-        self._on_close(self._timer.cancel)
-        # The update messages count against the shared comm budget like any trait sync does,
-        # and like one they count as idle while the document is quiet (see _check_idle).
-        self._budget = budget = message_budget()
-        self._member = member = budget.join(self.max_rate)
-        # Returned on close, or when the widget is collected unclosed (called once either way).
-        self._on_close(weakref.finalize(self, budget.leave, member))
-        self._stream_idle = False
-        self._set_stream_idle(True)  # quiet until the document changes
-        self._last_update = float("-inf")
-        self._idle_timer = DeadlineTimer(loop, lambda when: self._check_idle(self._clock(when)))
-        self._on_close(self._idle_timer.cancel)
+        # Document updates go through a second CoalescedSync, so they are paced, counted in the
+        # shared comm budget and idle while the document is quiet, like every widget update; its
+        # flush sends the merged updates as one custom message (it sets no trait).
+        self._updates = CoalescedSync(self, max_rate=self.max_rate)
+        self._on_close(self._updates.close)
         self.updates_sent = 0  # kernel -> view update messages (after coalescing)
         self._observe(
             doc, self._mirror, ["peers", "cursors", "is_subscribed", "synced", "user_name", "color"]
@@ -93,8 +78,8 @@ class CollabText(RealtimeWidget):
     @property
     def update_rate(self) -> float:
         """Update messages per second now allowed: ``max_rate`` or this stream's budget share
-        (a trickle while the document has been quiet for ``IDLE_AFTER``)."""
-        return self._budget.share(self._member)
+        (a trickle while the document has been quiet for a while)."""
+        return self._updates.budget_share
 
     # ------------------------------------------------------------------ kernel -> views
 
@@ -122,41 +107,20 @@ class CollabText(RealtimeWidget):
             status=status,
         )
 
-    def _set_stream_idle(self, idle: bool) -> None:
-        self._stream_idle = idle
-        with contextlib.suppress(KeyError):  # closed meanwhile
-            self._budget.set_idle(self._member, idle)
-
-    def _check_idle(self, now: float) -> None:
-        if self.closed or self._stream_idle:
-            return
-        due = self._last_update + _binding.IDLE_AFTER
-        if now < due or self._pending:
-            self._idle_timer.schedule(max(due, now + 1.0 / self.update_rate))
-            return
-        self._set_stream_idle(True)
-
     def _on_doc_update(self, update: bytes, _origin: str) -> None:
-        # Every view gets every change (the one that typed it applies a no-op); batched to max_rate.
-        self._last_update = self._clock()
-        if self._stream_idle:
-            self._set_stream_idle(False)  # busy: the full share, before this flush reads it
-        self._idle_timer.schedule(self._last_update + _binding.IDLE_AFTER)
+        # Every view gets every change (the one that typed it applies a no-op), merged per flush.
         self._pending.append(update)
-        self._flush(self._clock())
+        self._updates.set_later(self._send_updates)
 
-    def _flush(self, now: float) -> None:
+    def _send_updates(self, _now: float) -> dict[str, Any]:
+        """Flush-time callback of ``_updates``: one message with everything pending."""
         if self.closed or not self._pending:
-            return
-        interval = 1.0 / self.update_rate
-        if now - self._last_flush < interval:
-            self._timer.schedule(self._last_flush + interval)
-            return
+            return {}
         merged = self._pending[0] if len(self._pending) == 1 else pycrdt.merge_updates(*self._pending)
         self._pending.clear()
-        self._last_flush = now
         self.updates_sent += 1
         self.send({"type": "update"}, [merged])
+        return {}
 
     # ------------------------------------------------------------------ views -> kernel
 

@@ -120,7 +120,7 @@ def test_kernel_to_view_updates_are_coalesced_but_complete(pair: Any) -> None:
 
     def spy(content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         if content["type"] == "update":
-            flushed.append(widget._last_flush)
+            flushed.append(widget._updates.flush_times[-1])  # this flush's instant
         receive(content, buffers)
 
     widget.send = spy  # type: ignore[method-assign]
@@ -141,14 +141,15 @@ def test_update_messages_count_against_the_shared_budget(pair: Any, monkeypatch:
     budget = message_budget()
     members = len(budget)
     # Quiet document: its update stream counts as idle (a trickle of the budget).
-    assert budget.is_idle(widget._member) and widget.update_rate <= 4.0
+    wait_until(lambda: budget.is_idle(widget._updates._member), what="idle while the document is quiet")
+    assert budget.is_idle(widget._updates._member) and widget.update_rate <= 4.0
     widget.handle_intent({"action": "sync"}, [view.ydoc.get_state()])
     alice.insert(0, "x")  # a change: the stream is busy, at its share of the budget
     wait_until(lambda: view.text == "x", what="the change reached the view")
-    assert not budget.is_idle(widget._member)
-    assert widget.update_rate == budget.share(widget._member) > 4.0
+    assert not budget.is_idle(widget._updates._member)
+    assert widget.update_rate == budget.share(widget._updates._member) > 4.0
     assert widget.update_rate <= widget.max_rate
-    wait_until(lambda: budget.is_idle(widget._member), what="quiet again after IDLE_AFTER")
+    wait_until(lambda: budget.is_idle(widget._updates._member), what="quiet again after IDLE_AFTER")
     widget.close()
     assert len(budget) == members - 2  # both members (traits, updates) returned on close
 
