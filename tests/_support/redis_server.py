@@ -133,7 +133,10 @@ def redis_process(
     try:
         deadline = time.monotonic() + timeout
         while not ready():
-            assert time.monotonic() < deadline and proc.poll() is None, f"{what} did not start"
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}")
+            if time.monotonic() > deadline:  # a start-up bound, not a speed check
+                raise RuntimeError(f"{what} did not start within {timeout}s")
             time.sleep(0.05)
         yield proc
     finally:
