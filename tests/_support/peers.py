@@ -137,3 +137,36 @@ def check_stream(name: str, seg: list[tuple[int, Any, str | None]], stream: dict
         assert expected == data, f"{name}: offset {offset} has {data!r}, the stream has {expected!r}"
     if stream and seg:
         assert seg[-1][0] == max(stream), f"{name}: stopped at {seg[-1][0]}, stream ends at {max(stream)}"
+
+
+@dataclass
+class Crowd:
+    """Peers on one channel, some of them publishing until ``stop`` is set (see :func:`start_crowd`)."""
+
+    publishers: list[Peer]
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]]
+
+    async def finish(self) -> None:
+        """Stop publishing and wait for the publish loops to end."""
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+
+async def start_crowd(
+    peers: list[Peer], url: str, secret: str, channel: str, *, count: int, publishers: int, what: str
+) -> Crowd:
+    """Add ``count`` peers on ``url`` to ``peers`` (p0, p1, ...; tokens signed with ``secret``),
+    subscribe them to ``channel``, start the first ``publishers`` publishing every 20 ms, and
+    return once each publisher has 5 acks (``what`` names that moment in a timeout)."""
+    from rtwidgets.auth import issue_token
+
+    from .waiting import eventually
+
+    peers.extend(Peer(f"p{i}", url, issue_token(secret, f"p{i}")) for i in range(count))
+    await asyncio.gather(*(p.start(channel) for p in peers))
+    pubs = peers[:publishers]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(pubs)]
+    await eventually(lambda: all(len(p.acks) >= 5 for p in pubs), what)
+    return Crowd(pubs, stop, tasks)

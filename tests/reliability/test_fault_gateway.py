@@ -21,7 +21,7 @@ from rtwidgets.auth import issue_token
 from rtwidgets.chaos import ChaosProxy
 from rtwidgets.core.connection import ConnectionState, HeartbeatConfig
 from tests._support.gateway_proc import Spawn, gateway_processes
-from tests._support.peers import Peer, assert_contiguous, check_stream, segments
+from tests._support.peers import Peer, assert_contiguous, check_stream, segments, start_crowd
 from tests._support.waiting import eventually
 from tests._support.ws import read_stream
 
@@ -58,13 +58,10 @@ async def test_kill9_memory_gateway_reports_lost_history_then_streams_exactly_on
     of the old stream that matches the acks; after it, exactly the new stream, once, in order.
     """
     gw = await asyncio.to_thread(spawn, "--history", "100000")
-    peers.extend(Peer(f"p{i}", gw.url, issue_token(secret, f"p{i}")) for i in range(50))
-    await asyncio.gather(*(p.start(CHANNEL) for p in peers))
-    publishers = peers[:10]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(publishers)]
-
-    await eventually(lambda: all(len(p.acks) >= 5 for p in publishers), "acks before the crash")
+    crowd = await start_crowd(
+        peers, gw.url, secret, CHANNEL, count=50, publishers=10, what="acks before the crash"
+    )
+    publishers = crowd.publishers
     await asyncio.to_thread(gw.kill9)
     await eventually(lambda: all(p.state is not ConnectionState.CONNECTED for p in peers), "clients noticing")
     await asyncio.to_thread(gw.start)
@@ -72,8 +69,7 @@ async def test_kill9_memory_gateway_reports_lost_history_then_streams_exactly_on
     await eventually(
         lambda: all(sum(a.connection >= 2 for a in p.acks) >= 5 for p in publishers), "acks after restart"
     )
-    stop.set()
-    await asyncio.gather(*tasks)
+    await crowd.finish()
 
     epoch, stream = await read_stream(gw.url, secret, CHANNEL)
     await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "consumers caught up")

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from rtwidgets.auth import issue_token
 from rtwidgets.chaos import ChaosProxy
 from rtwidgets.core.connection import ConnectionState
 from tests._support.gateway_proc import Spawn, gateway_processes
-from tests._support.peers import Peer, check_stream, segments
+from tests._support.peers import Peer, check_stream, segments, start_crowd
 from tests._support.redis_server import RedisServer, running_redis
 from tests._support.waiting import eventually
 from tests._support.ws import read_stream
@@ -49,12 +48,10 @@ async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once
     a, b = await asyncio.gather(asyncio.to_thread(spawn), asyncio.to_thread(spawn))
     balancer = await ChaosProxy(a.port, b.port).start_async()  # round robin, skips dead targets
     try:
-        peers.extend(Peer(f"p{i}", balancer.url, issue_token(secret, f"p{i}")) for i in range(50))
-        await asyncio.gather(*(p.start(CHANNEL) for p in peers))
-        publishers = peers[:10]
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(publishers)]
-        await eventually(lambda: all(len(p.acks) >= 5 for p in publishers), "acks before the crash")
+        crowd = await start_crowd(
+            peers, balancer.url, secret, CHANNEL, count=50, publishers=10, what="acks before the crash"
+        )
+        publishers = crowd.publishers
 
         await asyncio.to_thread(a.kill9)
         lost = await eventually(
@@ -64,8 +61,7 @@ async def test_kill9_one_of_two_redis_gateways_every_client_gets_everything_once
         await asyncio.to_thread(a.start)  # the crashed gateway comes back; the others carried on
         count = sum(len(p.acks) for p in publishers)
         await eventually(lambda: sum(len(p.acks) for p in publishers) >= count + 50, "acks after failover")
-        stop.set()
-        await asyncio.gather(*tasks)
+        await crowd.finish()
 
         _, stream = await read_stream(b.url, secret, CHANNEL)
         await eventually(lambda: all(p.last_offset() == max(stream) for p in peers), "caught up", 60)
@@ -89,20 +85,17 @@ async def test_redis_restart_mid_stream_is_reported_never_a_silent_gap(
     spawn: Spawn, secret: str, peers: list[Peer], redis_server: RedisServer
 ) -> None:
     gw = await asyncio.to_thread(spawn)
-    peers.extend(Peer(f"p{i}", gw.url, issue_token(secret, f"p{i}")) for i in range(12))
-    await asyncio.gather(*(p.start(CHANNEL) for p in peers))
-    publishers = peers[:3]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(p.publish_loop(i, stop, pace=0.02)) for i, p in enumerate(publishers)]
-    await eventually(lambda: all(len(p.acks) >= 5 for p in publishers), "acks before the restart")
+    crowd = await start_crowd(
+        peers, gw.url, secret, CHANNEL, count=12, publishers=3, what="acks before the restart"
+    )
+    publishers = crowd.publishers
 
     await asyncio.to_thread(redis_server.stop)
     await eventually(lambda: any(p.refused for p in publishers), "publishes refused while Redis is down")
     await asyncio.to_thread(redis_server.start)
     count = sum(len(p.acks) for p in publishers)
     await eventually(lambda: sum(len(p.acks) for p in publishers) >= count + 30, "acks after the restart", 60)
-    stop.set()
-    await asyncio.gather(*tasks)
+    await crowd.finish()
 
     # Refused publishes were refused explicitly (and are not in any stream).
     codes = {code for p in publishers for _, code in p.refused}
