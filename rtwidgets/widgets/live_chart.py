@@ -23,12 +23,9 @@ per second and within the process-wide comm message budget shared by all widgets
 
 A view asks ``{"action": "window"}`` when it renders and when it sees a ``seq`` gap (Jupyter
 drops iopub messages above its rate limit), and ignores appends until it has a window; the
-next flush answers with a ``window`` (to every view: harmless). Appends are possible because
-the decimation is stable: sample number ``g`` of the stream (a global counter) is kept iff
-``g % stride == 0``, so kept samples stay kept until they leave the window. The stride has
-hysteresis (raised when the series would exceed ``max_points - 1`` points, lowered only when
-it is under half of that) so a steady stream does not flip-flop; a stride change, or a late
-sample inserted among samples the views already have, makes the next message a ``window``.
+next flush answers with a ``window`` (to every view: harmless). The series and its messages
+(stable decimation with stride hysteresis, window vs append, tail) are the sans-I/O
+:class:`rtwidgets.core.series.DecimatedSeries`; this widget feeds it and sends what it says.
 
 The Python traits ``x``, ``y``, ``pressure`` and ``stats`` are not synced (the messages carry
 them): ``chart.x`` / ``chart.y`` are read-only Float64 bytes of what the views show after the
@@ -40,7 +37,6 @@ flush itself.
 
 from __future__ import annotations
 
-import bisect
 import math
 import sys
 import threading
@@ -53,6 +49,7 @@ from typing import Any
 from traitlets import Dict, Float, Unicode
 
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.core.series import DecimatedSeries, choose_stride
 from rtwidgets.models._binding import DeadlineTimer, LoopClock
 from rtwidgets.models.channel import Channel
 from rtwidgets.runtime import get_runtime
@@ -60,16 +57,11 @@ from rtwidgets.widgets._base import RealtimeWidget
 
 __all__ = ["LiveChart", "choose_stride", "float64_bytes"]
 
-# A hard cap on retained samples, whatever the window (memory bound at absurd rates).
-MAX_RETAINED = 200_000
 # Rates (rate_in / rate_out) are measured over this sliding window, seconds.
 RATE_WINDOW = 1.0
 # Data messages carry the stats dict at most this often (and always in a window): half of an
 # append's bytes at 1 kHz were stats, which nobody reads 60 times a second.
 STATS_INTERVAL = 0.25
-# A lowered stride aims at this fraction of the point cap, so the stream must grow by a quarter
-# before the stride goes up again (at stride 2 -> 1 "under half" alone would flip-flop).
-LOWER_TARGET = 0.8
 
 Sample = tuple[float, float, Hashable]
 
@@ -80,39 +72,6 @@ def float64_bytes(values: list[float]) -> bytes:
     if sys.byteorder != "little":
         arr.byteswap()
     return arr.tobytes()
-
-
-def _array_bytes(arr: array) -> bytes:
-    """Little-endian bytes of a Float64 ``array`` (a fresh copy; ``arr`` is not modified)."""
-    if sys.byteorder != "little":
-        arr = array("d", arr)
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def choose_stride(stride: int, n: int, cap: int) -> int:
-    """The decimation stride for ``n`` samples and at most ``cap`` kept points, from ``stride``.
-
-    Raised to the smallest stride that fits when ``ceil(n / stride) > cap``; lowered only when
-    the series is under ``cap / 2`` points and a smaller stride keeps it at most
-    ``LOWER_TARGET * cap`` points (hysteresis: a steady stream keeps its stride).
-    """
-    if cap < 1:
-        raise ValueError(f"cap must be >= 1, got {cap}")
-    if n <= 0:
-        return stride
-    if -(-n // stride) > cap:
-        return -(-n // cap)
-    if 2 * -(-n // stride) < cap:
-        lower = max(1, -(-n // max(1, int(LOWER_TARGET * cap))))
-        if lower < stride:
-            return lower
-    return stride
-
-
-def _json_float(value: float) -> float | None:
-    # Jupyter's JSON refuses NaN and infinities (push() accepts them: drawn as a gap); null -> NaN.
-    return value if math.isfinite(value) else None
 
 
 def _nan_to_none(value: float, _widget: Any) -> float | None:
@@ -213,24 +172,13 @@ class LiveChart(RealtimeWidget):
         )
         self._inbox: deque[Sample] = deque()  # any thread appends; the runtime drains
         self._drain_scheduled = threading.Event()
-        # Float64 arrays, not lists: a flush slices them and sends the bytes as they are.
-        self._xs = array("d")
-        self._ys = array("d")
-        # The stream number of _xs[0] (a sample's number is _base + its index): the stable
-        # decimation keeps numbers that are multiples of the stride.
-        self._base = 0
-        self._stride = 1
-        # Series state the views were last sent: (first kept number, kept count, newest number),
-        # None before the first message or when the next one must be a window.
-        self._sent: tuple[int, int, int] | None = None
-        self._seq = 0
-        self._window_wanted = True
-        # Guards _xs/_ys/_base/_stride between the runtime thread (flush) and x/y readers.
+        # What the views hold, and the window/append messages that keep them in step (sans-I/O).
+        self._series = DecimatedSeries(max_points)
+        # Guards the series between the runtime thread (flush) and x/y readers.
         self._lock = threading.Lock()
         self._invalid = 0
         self._rate_in = _Rate()
         self._rate_out = _Rate()
-        self.windows_sent = 0  # data messages of type "window" (the rest are appends)
         self._stats_sent_at = float("-inf")  # loop time stats last went out in a data message
         super().__init__(
             title=title,
@@ -261,17 +209,24 @@ class LiveChart(RealtimeWidget):
     @property
     def x(self) -> bytes:
         """Float64 LE bytes of the x values (epoch ms) the views show: decimated series + tail."""
-        return self._shown()[0]
+        with self._lock:
+            return self._series.shown()[0]
 
     @property
     def y(self) -> bytes:
         """Float64 LE bytes of the y values the views show (same points as :attr:`x`)."""
-        return self._shown()[1]
+        with self._lock:
+            return self._series.shown()[1]
 
     @property
     def stride(self) -> int:
         """The decimation stride now in force (1 = every retained sample is sent)."""
-        return self._stride
+        return self._series.stride
+
+    @property
+    def windows_sent(self) -> int:
+        """Data messages of type ``window`` so far (the rest are appends)."""
+        return self._series.windows_sent
 
     @property
     def flushes(self) -> int:
@@ -287,7 +242,7 @@ class LiveChart(RealtimeWidget):
     @property
     def points(self) -> int:
         """Samples retained in the window (before decimation)."""
-        return len(self._xs)
+        return len(self._series)
 
     def __repr__(self) -> str:
         source = f"channel={self.model.name!r}" if self.model is not None else "source=push"
@@ -354,7 +309,8 @@ class LiveChart(RealtimeWidget):
 
     def _want_window(self) -> None:
         if not self.closed:
-            self._window_wanted = True
+            with self._lock:
+                self._series.want_window()
             # Paced like every data message: the answer is the next flush.
             self._sync.set_later(self._flush_state)
 
@@ -370,8 +326,8 @@ class LiveChart(RealtimeWidget):
         with self._lock:
             if batch:
                 self._rate_out.add(now, len(batch))
-                self._append(batch)
-            content, buffers = self._data_message()
+                self._series.add(((t, value) for t, value, _key in batch), self.window_ms)
+            content, buffers = self._series.next_message()
         # Leftovers (batch_interval not elapsed yet): flush again once the buffer allows.
         self._timer.schedule(self._buffer.next_deadline())
         pressure, stats = self._buffer.pressure, self._stats_dict(now)
@@ -381,75 +337,6 @@ class LiveChart(RealtimeWidget):
             self._stats_sent_at = now
         self.send(content, buffers)
         return {"pressure": pressure, "stats": stats}
-
-    def _data_message(self) -> tuple[dict[str, Any], list[bytes]]:
-        """The next ``window`` or ``append`` message and its buffers (lock held)."""
-        xs, ys, base = self._xs, self._ys, self._base
-        n = len(xs)
-        stride = choose_stride(self._stride, n, self.max_points - 1)
-        if stride != self._stride:
-            self._stride = stride
-            self._sent = None  # every kept sample changes: the views need a new window
-        first = -(-base // stride) * stride  # the first kept stream number
-        newest = base + n - 1
-        count = len(range(first, newest + 1, stride))
-        self._seq += 1
-        content: dict[str, Any] = {
-            "seq": self._seq,
-            "tail": [_json_float(xs[-1]), _json_float(ys[-1])] if n and newest % stride else None,
-        }
-        sent, self._sent = self._sent, (first, count, newest)
-        if sent is not None and not self._window_wanted:
-            sent_first, sent_count, sent_newest = sent
-            drop = min(sent_count, max(0, (first - sent_first) // stride)) if sent_count else 0
-            start = -(-max(sent_newest + 1, base) // stride) * stride
-            added = len(range(start, newest + 1, stride))
-            if sent_count - drop + added == count:  # always, unless the bookkeeping is broken
-                content.update(type="append", drop=drop)
-                i = start - base
-                return content, [_array_bytes(xs[i::stride]), _array_bytes(ys[i::stride])]
-        self._window_wanted = False
-        self.windows_sent += 1
-        content["type"] = "window"
-        i = first - base
-        return content, [_array_bytes(xs[i::stride]), _array_bytes(ys[i::stride])]
-
-    def _shown(self) -> tuple[bytes, bytes]:
-        """(x, y) bytes of the series the views show after the last flush (tail included)."""
-        with self._lock:
-            xs, ys, base, stride = self._xs, self._ys, self._base, self._stride
-            n = len(xs)
-            if not n:
-                return b"", b""
-            i = -(-base // stride) * stride - base
-            kx, ky = xs[i::stride], ys[i::stride]
-            if (base + n - 1) % stride:
-                kx.append(xs[-1])
-                ky.append(ys[-1])
-            return _array_bytes(kx), _array_bytes(ky)
-
-    def _append(self, batch: list[Sample]) -> None:
-        xs, ys = self._xs, self._ys
-        # Stream numbers up to this one are in the views; a sample inserted among them
-        # renumbers what follows, so the kept set changes: the next message is a window.
-        sent_newest = self._sent[2] if self._sent is not None else -1
-        for t, value, _key in batch:
-            if xs and t < xs[-1]:
-                # Out of order (clock skew between producers): keep x sorted for the window cut.
-                i = bisect.bisect_right(xs, t)
-                xs.insert(i, t)
-                ys.insert(i, value)
-                if self._base + i <= sent_newest:
-                    self._sent = None
-            else:
-                xs.append(t)
-                ys.append(value)
-        cut = bisect.bisect_left(xs, xs[-1] - self.window_ms)
-        cut = max(cut, len(xs) - MAX_RETAINED)
-        if cut > 0:
-            del xs[:cut]
-            del ys[:cut]
-            self._base += cut
 
     def _stats_dict(self, now: float | None = None) -> dict[str, Any]:
         s = self._buffer.stats()
