@@ -493,15 +493,16 @@ class ConnectionCore:
                 self._rtt = max(0.0, now - t / 1000.0)
                 self._events.append(RttMeasured(self._rtt))
         elif ftype == "ack":
-            op = self._pending.pop(frame.get("id"), None) if _hashable(frame.get("id")) else None
+            wire_id = _wire_id(frame.get("id"))
+            op = self._pending.pop(wire_id, None) if wire_id is not None else None
             if op is None:
                 self._late_acks += 1  # timed out or cancelled earlier: already reported
                 return
             op.status = OpStatus.DONE
             self._events.append(AckReceived(op, frame))
         elif ftype == "error":
-            msg_id = frame.get("id")
-            op = self._pending.pop(msg_id, None) if _hashable(msg_id) else None
+            wire_id = _wire_id(frame.get("id"))
+            op = self._pending.pop(wire_id, None) if wire_id is not None else None
             code = str(frame.get("code", "error"))
             reason = str(frame.get("reason", "error from gateway"))
             if op is not None:
@@ -641,10 +642,11 @@ class ConnectionCore:
             self._next_ping = now + self.heartbeat.interval
         self._set_state(ConnectionState.CONNECTED)
         self._events.append(Connected(self.client_id, self.user_id, resumed, frame))
-        # Priority ops (resubscriptions) go first, then ordinary ops in FIFO order.
-        while self._priority and self._state is ConnectionState.CONNECTED:
+        # Priority ops (resubscriptions) go first, then ordinary ops in FIFO order. _transmit
+        # only queues frames (the core does no I/O), so the state stays CONNECTED throughout.
+        while self._priority:
             self._transmit(self._priority.popleft(), now)
-        while self._queue and self._state is ConnectionState.CONNECTED:
+        while self._queue:
             self._transmit(self._queue.popleft(), now)
 
     def _transmit(self, op: Operation, now: float) -> None:
@@ -755,5 +757,10 @@ class ConnectionCore:
         self._set_state(ConnectionState.RECONNECTING, reason or "connection lost")
 
 
-def _hashable(value: Any) -> bool:
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
+def _wire_id(value: object) -> int | None:
+    """``value`` if it can be one of our wire ids (an int, not a bool), else None.
+
+    Wire ids are the ints :meth:`_transmit` assigns; anything else in a frame's ``id``
+    (a string, a list, ``true``) matches no pending op.
+    """
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -29,7 +29,7 @@ MAX_RETAINED = 200_000
 LOWER_TARGET = 0.8
 
 
-def float64_le(arr: array) -> bytes:
+def float64_le(arr: array[float]) -> bytes:
     """Little-endian bytes of a Float64 ``array`` (a fresh copy; ``arr`` is not modified)."""
     if sys.byteorder != "little":
         arr = array("d", arr)
