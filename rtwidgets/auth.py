@@ -56,7 +56,7 @@ class Claims:
 
     user_id: str
     expires_at: float | None
-    patterns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    patterns: dict[Action, tuple[str, ...]] = field(default_factory=dict)
 
     def can(self, action: Action, channel: str) -> bool:
         """True if this token allows ``action`` on ``channel``."""

@@ -95,7 +95,8 @@ class GatewayConfig:
         ):
             raise ValueError("GatewayConfig.dedupe_window must be a positive integer or None")
         if self.allowed_origins is not None:
-            if isinstance(self.allowed_origins, str):
+            origins: object = self.allowed_origins  # untyped callers may pass anything
+            if isinstance(origins, str):
                 # A bare string would be iterated character by character: refuse it.
                 raise ValueError("GatewayConfig.allowed_origins must be a tuple of origins, not a string")
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))

@@ -187,6 +187,8 @@ class Gateway:
         if self._broker is None:
             from rtwidgets.gateway.brokers.redis import RedisBroker  # optional, imported lazily
 
+            # __init__ made a MemoryBroker unless broker= or redis= was given.
+            assert self._redis_url is not None
             self._broker = RedisBroker(
                 self._redis_url,
                 history_size=self.config.history_size,

@@ -22,7 +22,7 @@ __all__ = ["Session", "Subscription"]
 CAN_CACHE_SIZE = 256
 
 # Bit per action, for the per-session "pattern '*' allows every channel" mask.
-_ACTION_BITS: dict[str, int] = {"subscribe": 1, "publish": 2, "presence": 4}
+_ACTION_BITS: dict[Action, int] = {"subscribe": 1, "publish": 2, "presence": 4}
 
 
 @dataclass(eq=False)

@@ -58,7 +58,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -68,6 +68,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from ...protocol import encode
 from .base import Broker, BrokerUnavailable, SnapshotResult, StateFull
@@ -438,7 +439,7 @@ class RedisBroker(Broker):
         # The asyncio Retry: redis-py's sync ``redis.retry.Retry`` given to an asyncio client
         # returns the un-awaited coroutine from its loop, so it silently never retries.
         # ``retries=0`` also catches nothing, so redis-py never reconnects inside a failed call.
-        errors: tuple[type[Exception], ...] = (RedisConnectionError,) if retries else ()
+        errors: tuple[type[RedisError], ...] = (RedisConnectionError,) if retries else ()
         return aioredis.Redis.from_url(
             self.url,
             decode_responses=True,
@@ -804,7 +805,7 @@ class RedisBroker(Broker):
         status = result[0]
         if status == "dup":
             self._stats["duplicates"] += 1
-            earlier = orjson.loads(result[1])
+            earlier: dict[str, Any] = orjson.loads(result[1])
             earlier["duplicate"] = True
             return earlier
         if status == "state_full":
@@ -831,15 +832,17 @@ class RedisBroker(Broker):
             try:
                 conn = await self._command_connection()
                 try:
-                    return await conn.call(
+                    reply: list[Any] = await conn.call(
                         "EVALSHA", self._publish_script.sha, "6", *keys, *args, timeout=self.command_timeout
                     )
+                    return reply
                 except RespError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
-                    return await conn.call(
+                    reply = await conn.call(
                         "EVAL", _PUBLISH_LUA, "6", *keys, *args, timeout=self.command_timeout
                     )
+                    return reply
             except (RedisConnectionError, OSError) as exc:
                 sent = isinstance(exc, RedisConnectionError) and not isinstance(exc, NotSentError)
                 if attempt == 2 or self._closed or (sent and not idempotent):
@@ -891,7 +894,7 @@ class RedisBroker(Broker):
         lid = last_event_id if asked and _STREAM_ID_RE.match(last_event_id or "") else ""
         keys = [self._k(channel, w) for w in ("offset", "epoch", "events", "state")]
         # A malformed id cannot be retained: ask with a valid id that matches nothing.
-        args = [
+        args: list[EncodableT] = [
             secrets.token_hex(8),
             lid or ("0-0" if asked else ""),
             epoch or "",
@@ -930,7 +933,7 @@ class RedisBroker(Broker):
         self._pending_removals.discard((channel, client_id))
 
     async def _store_member(self, channel: str, client_id: str, member: dict[str, Any]) -> None:
-        args = [
+        args: list[EncodableT] = [
             client_id,
             self.gateway_id,
             int(time.time() * 1000),
@@ -972,7 +975,12 @@ class RedisBroker(Broker):
         """Live members in join order. Members of gateways whose liveness key expired are
         removed here (and their ``presence_leave`` broadcast, once across all gateways)."""
         redis_ = self._client()
-        raw = await self._read("presence members", lambda: redis_.hgetall(self._k(channel, "presence")))
+        # decode_responses=True (see _make_client): the reply is str -> str, although redis-py
+        # annotates every reply as bytes | str whatever the client's mode.
+        raw = cast(
+            "dict[str, str]",
+            await self._read("presence members", lambda: redis_.hgetall(self._k(channel, "presence"))),
+        )
         records: list[tuple[int, str, str, dict[str, Any]]] = []
         for client_id, value in raw.items():
             try:
@@ -1040,7 +1048,8 @@ class RedisBroker(Broker):
     async def _sweep_dead_gateways(self) -> None:
         redis_ = self._client_unchecked()
         async with self._guard("sweep"):
-            ids = await redis_.smembers(self._gateways_key)
+            # decode_responses=True: members are str (redis-py annotates them bytes | str).
+            ids = cast("set[str]", await redis_.smembers(self._gateways_key))
         for gw in await self._dead_gateways(sorted(i for i in ids if i != self.gateway_id)):
             async with self._guard("sweep"):
                 pairs = await redis_.smembers(self._owned_key(gw))

@@ -28,9 +28,9 @@ import asyncio
 import collections
 import ssl
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from redis.connection import parse_url
+from redis.connection import parse_url as _untyped_parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -215,9 +215,13 @@ def _wrap(exc: Exception) -> RedisConnectionError:
     return err
 
 
+# redis-py leaves parse_url unannotated; it returns the connection keyword arguments.
+_parse_url = cast(Callable[[str], dict[str, Any]], _untyped_parse_url)
+
+
 def check_url(url: str) -> dict[str, Any]:
     """Parse ``url`` (as redis-py does); raise ``ValueError`` naming what is not supported."""
-    opts = parse_url(url)
+    opts = _parse_url(url)
     unsupported = sorted(set(opts) - _URL_OPTIONS)
     if unsupported:
         raise ValueError(
