@@ -144,7 +144,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         if not isinstance(content, dict):
             raise IntentError(f"an intent must be an object, got {type(content).__name__}")
         action = content.get("action")
-        handler = getattr(self, f"_intent_{action}", None) if isinstance(action, str) else None
+        handler: Callable[..., None] | None = (
+            getattr(self, f"_intent_{action}", None) if isinstance(action, str) else None
+        )
         if handler is None:
             raise IntentError(f"{type(self).__name__} has no action {action!r}")
         if self._closed:

@@ -27,8 +27,9 @@ MAX_TEXT = 4000
 
 
 def _text_of(data: Any) -> str:
-    if isinstance(data, dict) and isinstance(data.get("text"), str):
-        return data["text"]
+    text = data.get("text") if isinstance(data, dict) else None
+    if isinstance(text, str):
+        return text
     # Not a chat message (another publisher on the channel): show it, never drop it silently.
     return orjson.dumps(data).decode()
 
@@ -43,8 +44,8 @@ class Chat(RealtimeWidget):
     channel = Unicode("").tag(sync=True)
     me = Unicode("").tag(sync=True)
     state = Unicode("disconnected").tag(sync=True)
-    messages = List().tag(sync=True)
-    typing = List().tag(sync=True)
+    messages: List[dict[str, Any]] = List().tag(sync=True)
+    typing: List[str] = List().tag(sync=True)  # user ids
     placeholder = Unicode("Type a message").tag(sync=True)
 
     def __init__(

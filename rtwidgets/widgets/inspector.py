@@ -96,7 +96,7 @@ class Inspector(RealtimeWidget):
     _bundle = "inspector"
 
     snapshot = Dict().tag(sync=True)
-    events = List().tag(sync=True)
+    events: List[dict[str, Any]] = List().tag(sync=True)
 
     def __init__(self, connection: Connection, **kwargs: Any) -> None:
         if not isinstance(connection, Connection):

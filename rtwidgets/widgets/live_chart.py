@@ -48,7 +48,7 @@ from typing import Any
 
 from traitlets import Dict, Float, Unicode
 
-from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig, SamplingStrategy
 from rtwidgets.core.series import DecimatedSeries, choose_stride
 from rtwidgets.models._binding import DeadlineTimer, LoopClock
 from rtwidgets.models.channel import Channel
@@ -131,7 +131,7 @@ class LiveChart(RealtimeWidget):
         *,
         key: str | Callable[[Any], Hashable] | None = None,
         window_ms: float = 10_000.0,
-        strategy: str = "latest",
+        strategy: SamplingStrategy = "latest",
         title: str = "",
         max_buffer_size: int = 1000,
         batch_interval: float = 1 / 60,
@@ -156,7 +156,7 @@ class LiveChart(RealtimeWidget):
         config = BackpressureConfig(
             max_buffer_size=max_buffer_size,
             sampling_strategy=strategy,
-            batch_interval=batch_interval,  # type: ignore[arg-type]
+            batch_interval=batch_interval,
             batch_size_none=batch,
             batch_size_moderate=batch,
             batch_size_high=batch,

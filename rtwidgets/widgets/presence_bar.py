@@ -48,8 +48,8 @@ class PresenceBar(RealtimeWidget):
 
     channel = Unicode("").tag(sync=True)
     me = Unicode("").tag(sync=True)
-    members = List().tag(sync=True)
-    recent = List().tag(sync=True)
+    members: List[dict[str, Any]] = List().tag(sync=True)
+    recent: List[dict[str, Any]] = List().tag(sync=True)
 
     def __init__(self, presence_or_channel: Presence | Channel, **kwargs: Any) -> None:
         if isinstance(presence_or_channel, Presence):

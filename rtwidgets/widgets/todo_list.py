@@ -42,7 +42,7 @@ class TodoList(RealtimeWidget):
     _bundle = "todo_list"
 
     channel = Unicode("").tag(sync=True)
-    items = List().tag(sync=True)
+    items: List[dict[str, Any]] = List().tag(sync=True)
     pending_count = Int(0).tag(sync=True)
     last_rollback = Dict().tag(sync=True)
     state = Unicode("disconnected").tag(sync=True)
