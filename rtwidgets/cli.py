@@ -31,7 +31,7 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from rtwidgets import __version__
@@ -279,6 +279,41 @@ def _loop_factory(no_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | 
     return factory
 
 
+def _run(main: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
+    """Run ``main`` to completion on a new loop from ``loop_factory`` (asyncio's when None).
+
+    ``asyncio.Runner`` where there is one (Python 3.11+), else :func:`_run_without_runner`.
+    """
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    return _run_without_runner(main, loop_factory)
+
+
+def _run_without_runner(
+    main: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+) -> int:
+    """What ``asyncio.Runner`` does, for Python 3.10: run ``main`` on a fresh loop set as the
+    current one, then cancel the tasks left over, finish async generators and the default
+    executor, and close the loop (also when ``main`` raises)."""
+    loop = (loop_factory or asyncio.new_event_loop)()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
 def _print_line(stream: TextIO, text: str) -> None:
     print(text, file=stream, flush=True)
 
@@ -369,8 +404,7 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if args.print_secret:
             _print_line(sys.stderr, f"rtwidgets: secret: {secret}")
     try:
-        with asyncio.Runner(loop_factory=_loop_factory(args.no_uvloop)) as runner:
-            return runner.run(_serve(args, secret))
+        return _run(_serve(args, secret), _loop_factory(args.no_uvloop))
     except _StartupError as exc:
         _print_line(sys.stderr, f"rtwidgets: error: {exc}")
         return 1

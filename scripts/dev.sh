@@ -55,6 +55,7 @@ case "$cmd" in
     setup
     cd "$ROOT"
     "$VENV/bin/ruff" check rtwidgets tests benchmarks notebooks
+    NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$ROOT/site"   # docs: broken links fail
     if [ -f "$ROOT/js/package.json" ]; then (cd "$ROOT/js" && npm test --silent); fi
     exec "$PY" -m pytest "$@"
     ;;

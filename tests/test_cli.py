@@ -386,3 +386,39 @@ def test_version() -> None:
     result = _run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"rtwidgets {rtwidgets.__version__}"
+
+
+# ----------------------------------------------------------------------------- Python 3.10
+
+
+def test_run_without_runner_matches_asyncio_runner() -> None:
+    """Python 3.10 has no asyncio.Runner: the fallback runs on the factory's loop, returns the
+    result, cancels leftover tasks and closes the loop (also when the coroutine raises)."""
+    from rtwidgets.cli import _run_without_runner
+
+    loops: list[asyncio.AbstractEventLoop] = []
+    leftover: list[asyncio.Task[None]] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loops.append(asyncio.new_event_loop())
+        return loops[-1]
+
+    async def ok() -> int:
+        assert asyncio.get_running_loop() is loops[-1]
+        leftover.append(asyncio.create_task(asyncio.sleep(3600)))
+        return 7
+
+    assert _run_without_runner(ok(), factory) == 7
+    assert loops[-1].is_closed() and leftover[-1].cancelled()
+
+    async def fails() -> int:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _run_without_runner(fails(), factory)
+    assert len(loops) == 2 and loops[-1].is_closed()
+
+    async def plain() -> int:
+        return 8
+
+    assert _run_without_runner(plain(), None) == 8  # asyncio's own loop when no factory
