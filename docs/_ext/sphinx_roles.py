@@ -24,8 +24,27 @@ _LITERAL = re.compile(r"::(?=[ \t]*$)", re.MULTILINE)
 
 
 _TRAITS = frozenset(
-    "Any Bool Bytes CBool CFloat CInt CUnicode Dict Enum Float Instance Int Integer List "
-    "Set Tuple Type Unicode UseEnum".split()
+    [
+        "Any",
+        "Bool",
+        "Bytes",
+        "CBool",
+        "CFloat",
+        "CInt",
+        "CUnicode",
+        "Dict",
+        "Enum",
+        "Float",
+        "Instance",
+        "Int",
+        "Integer",
+        "List",
+        "Set",
+        "Tuple",
+        "Type",
+        "Unicode",
+        "UseEnum",
+    ]
 )
 
 
@@ -39,9 +58,7 @@ def _trait_doc(attr: griffe.Object) -> str | None:
         return None
     synced = False
     # unwrap Unicode(...).tag(sync=True)
-    while (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "tag"
-    ):
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "tag":
         synced = synced or any(k.arg == "sync" for k in node.keywords)
         node = node.func.value
     if not isinstance(node, ast.Call):
@@ -51,8 +68,11 @@ def _trait_doc(attr: griffe.Object) -> str | None:
     if name not in _TRAITS:
         return None
     text = next(
-        (k.value.value for k in node.keywords
-         if k.arg == "help" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)),
+        (
+            k.value.value
+            for k in node.keywords
+            if k.arg == "help" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+        ),
         "",
     )
     kind = f"`{name}` trait" + (", synced with the browser" if synced else "")
