@@ -20,7 +20,7 @@ _EXPORTS: dict[str, str] = {
     # asyncio client and sync facade
     "RealtimeConnection": "rtwidgets.client",
     "connect": "rtwidgets.sync_client",
-    # models (the article's hooks)
+    # models (the design's hooks: docs/design.md#hooks-and-models)
     "Connection": "rtwidgets.models",
     "Channel": "rtwidgets.models",
     "Presence": "rtwidgets.models",

@@ -3,9 +3,9 @@
 Rules of this module:
 
 * It is shared by the gateway and every client; it does no I/O and keeps no state.
-* Frames are JSON text objects with a ``type`` field, exactly as in the design article
-  (``../shared/seed``); everything added here is an optional field or a new message
-  type, so the article's own client keeps working (a superset, never a change).
+* Frames are JSON text objects with a ``type`` field, exactly as in the design
+  rtwidgets follows (docs/design.md#wire-messages); everything added here is an optional field
+  or a new message type, so the design's reference client keeps working (a superset, never a change).
 * :func:`parse_client_frame` turns one raw frame into a validated ``dict`` or raises
   :class:`ProtocolError` carrying an :class:`ErrorCode`; the gateway answers that with
   :func:`error_frame` and keeps the connection open.
@@ -40,7 +40,7 @@ MAX_CHANNEL_LENGTH: Final = 200
 MAX_NESTING: Final = 32
 MAX_ID_LENGTH: Final = 128
 
-# Client -> server message types (article) plus rtwidgets' additions.
+# Client -> server message types (the design's, docs/design.md#wire-messages) plus rtwidgets' additions.
 CLIENT_TYPES: Final = frozenset({"ping", "subscribe", "unsubscribe", "publish", "presence_update", "sync"})
 # Server -> client message types.
 SERVER_TYPES: Final = frozenset(
@@ -83,13 +83,13 @@ class CloseCode(IntEnum):
     """WebSocket close codes used by rtwidgets (4000-4999 are application codes)."""
 
     NORMAL = 1000  # client or server closed on purpose: do not reconnect
-    GOING_AWAY = 1001  # gateway shutting down: do not reconnect (article semantics)
+    GOING_AWAY = 1001  # gateway shutting down: do not reconnect (as in the design)
     POLICY = 1008  # forbidden Origin
     TOO_BIG = 1009  # frame above the hard size cap (websockets closes it)
     INTERNAL_ERROR = 1011  # keepalive ping timeout or server fault: reconnect
     SERVICE_RESTART = 1012  # gateway restarting (e.g. a rolling restart): reconnect, maybe elsewhere
-    HEARTBEAT_TIMEOUT = 4000  # client saw no pong in time (article): reconnect
-    AUTH_FAILED = 4001  # missing, forged or expired token: do not reconnect (article)
+    HEARTBEAT_TIMEOUT = 4000  # client saw no pong in time (the design's code): reconnect
+    AUTH_FAILED = 4001  # missing, forged or expired token: do not reconnect (as in the design)
     TOKEN_EXPIRED = 4002  # token expired during the session: reconnect with a fresh token
     SLOW_CONSUMER = 4008  # outbound buffer over its bound: reconnect and recover history
     IDLE_TIMEOUT = 4009  # gateway saw no traffic within its heartbeat timeout: reconnect

@@ -255,7 +255,8 @@ class Gateway:
     async def stop_async(self, *, restart: bool = False) -> None:
         """Close every client, stop listening, close the broker. Idempotent.
 
-        Clients are closed with 1001 (going away: they do not reconnect, as in the article),
+        Clients are closed with 1001 (going away: they do not reconnect, as in the design:
+        docs/design.md#connection-state-machine),
         or with ``restart=True`` with 1012 (service restart: they reconnect with backoff —
         behind a load balancer, to another gateway sharing the Redis broker).
         """
