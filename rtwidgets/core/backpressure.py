@@ -5,13 +5,13 @@ Rules of this module:
 * Sans-I/O. No timers, no threads, no asyncio: the caller passes ``now`` (seconds from a
   monotonic clock; the injected ``clock`` is used when ``now`` is omitted), calls
   :meth:`BackpressureBuffer.poll` when :meth:`~BackpressureBuffer.next_deadline` is reached,
-  and receives the batch. This replaces the article's ``requestAnimationFrame`` loop.
+  and receives the batch. This replaces the design's ``requestAnimationFrame`` loop.
 * Nothing is lost silently. Every pushed item ends in exactly one of four places, and
   ``pushed == delivered + dropped + merged + buffered`` always holds (see :meth:`stats`).
   ``on_discard(item, reason)`` is told about every item that is not delivered.
 * Not thread-safe: drive one buffer from one thread (the runtime's loop).
 
-Functional spec: the article's ``BackpressureBuffer`` ("Backpressure Handling"), with these fixes:
+Functional spec: the design's ``BackpressureBuffer`` (docs/design.md#backpressure), with these fixes:
 
 * 'latest' found the existing key with a linear ``findIndex`` (O(n) per push at capacity);
   here a dict indexes the newest slot per key, so a push is O(1).
@@ -63,9 +63,9 @@ class BackpressureConfig:
     """Buffer tuning. Water marks are fill ratios in [0, 1]; ``batch_interval`` is in seconds.
 
     Pressure is ``'high'`` when ``fill >= high_water_mark``, ``'moderate'`` when
-    ``fill >= low_water_mark``, else ``'none'`` (the article's thresholds). A batch holds at
+    ``fill >= low_water_mark``, else ``'none'`` (the design's thresholds). A batch holds at
     most ``batch_size_none`` / ``batch_size_moderate`` / ``batch_size_high`` items for the
-    pressure level at poll time (article: 20 / 50 / 100), so a congested buffer drains faster.
+    pressure level at poll time (the design: 20 / 50 / 100), so a congested buffer drains faster.
     """
 
     max_buffer_size: int = 1000
@@ -78,7 +78,7 @@ class BackpressureConfig:
     batch_size_none: int = 20
     batch_size_moderate: int = 50
     batch_size_high: int = 100
-    # Fraction of the buffer shed at capacity by the 'batch' strategy (article: 10 %).
+    # Fraction of the buffer shed at capacity by the 'batch' strategy (the design: 10 %).
     batch_drop_fraction: float = 0.1
 
     def __post_init__(self) -> None:
@@ -303,7 +303,7 @@ class BackpressureBuffer(Generic[T]):
             self._append(item, key)
 
     def _dedupe(self, slots: list[_Slot[T]]) -> list[T]:
-        """Latest value per key, at the key's first position in the batch (article semantics)."""
+        """Latest value per key, at the key's first position in the batch (the design's semantics)."""
         latest: dict[Hashable, T] = {}
         for slot in slots:
             if slot.key in latest:

@@ -1,6 +1,6 @@
 """State reconciliation after disconnects: a sans-I/O ``StateReconciler``.
 
-This is the article's ``StateReconciler`` ("State Reconciliation After Disconnects") made
+This is the design's ``StateReconciler`` (docs/design.md#reconciliation) made
 real. Rules of this module:
 
 * No I/O, no asyncio, no clock reads: the caller passes ``now`` and feeds server frames in;
@@ -11,10 +11,10 @@ real. Rules of this module:
   confirmed state with the still-pending local operations re-applied on top, in the order
   they were performed. Rollback of a refused operation is therefore exact: the visible
   state is recomputed from the confirmed state and the remaining pending operations (the
-  article's reconciler had no rollback at all).
+  design's reconciler had no rollback at all).
 * Own operations are recognised by ``msgId``: every publish carries a fresh ``msgId`` and
   retries reuse it, so the server de-duplicates them and the echoed event confirms them.
-* ``sync`` requests are correlated with their ``sync_response`` by channel (the article's
+* ``sync`` requests are correlated with their ``sync_response`` by channel (the design's
   "simplified" request promise never resolved).
 
 ``apply_event(state, event) -> state`` must be pure (return a new state, never mutate its
@@ -56,12 +56,12 @@ class ReconciliationConfig:
     ``conflict_resolution``:
 
     * ``'client-wins'`` (default): the snapshot becomes the confirmed state and pending
-      local operations are re-applied on top and re-sent (the article's behaviour).
+      local operations are re-applied on top and re-sent (the design's behaviour).
     * ``'server-wins'``: the snapshot wins; pending operations the server has not stored
       are dropped (not re-sent) and listed by :meth:`StateReconciler.drain_dropped`.
     * ``'merge'``: ``on_conflict(server_state, client_confirmed_state)`` gives the new
       confirmed state; pending operations are then re-applied on top and re-sent. The
-      client's *confirmed* state is passed (not the optimistic one, as in the article) so
+      client's *confirmed* state is passed (not the optimistic one, as in the design) so
       pending operations are not applied twice.
     """
 
@@ -135,7 +135,7 @@ class StateReconciler(Generic[S]):
     frame) into a state; by default the frames are folded with ``apply_event`` in offset
     order onto ``initial_state``, which is right when each key's latest event alone
     determines that key's part of the state (publish with ``key``).
-    ``on_state(state)`` is called whenever the visible state changes (the article's
+    ``on_state(state)`` is called whenever the visible state changes (the design's
     ``setState``).
     """
 
