@@ -368,6 +368,7 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
                 await asyncio.wait_for(gateway.stop_async(), timeout=args.start_timeout)
             raise _StartupError(_describe_start_error(exc, args.host, args.port, args.redis)) from None
 
+        assert gateway.port is not None  # start_async() returned: the socket is bound
         _print_line(sys.stdout, f"rtwidgets gateway listening on {_format_url(args.host, gateway.port)}")
         await stop.wait()
         log.info("stopping: closing client connections")
