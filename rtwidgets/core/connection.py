@@ -1,4 +1,6 @@
-"""Sans-I/O connection state machine: the logic of the article's ``RealtimeConnection``.
+"""Sans-I/O connection state machine: the logic of the design's ``RealtimeConnection``.
+
+The design is summarised in docs/design.md#connection-state-machine.
 
 Rules of this module:
 
@@ -68,7 +70,7 @@ __all__ = [
 
 
 class ConnectionState(str, Enum):
-    """Where the connection is in its lifecycle (the article's states plus ``failed``)."""
+    """Where the connection is in its lifecycle (the design's states plus ``failed``)."""
 
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
@@ -79,7 +81,7 @@ class ConnectionState(str, Enum):
 
 @dataclass(frozen=True)
 class ReconnectConfig:
-    """Automatic reconnection with exponential backoff and jitter (article defaults, seconds)."""
+    """Automatic reconnection with exponential backoff and jitter (the design's defaults, seconds)."""
 
     enabled: bool = True
     max_attempts: int = 10
@@ -96,7 +98,7 @@ class ReconnectConfig:
             raise ValueError("jitter_factor must be in [0, 2] (the delay must stay >= 0)")
 
     def delay(self, attempt: int, rnd: float) -> float:
-        """The article's formula: ``min(base * 2**attempt, max) * (1 + (rnd - 0.5) * jitter)``.
+        """The design's formula: ``min(base * 2**attempt, max) * (1 + (rnd - 0.5) * jitter)``.
 
         ``rnd`` is a uniform sample in [0, 1); the result lies within
         ``exp * (1 ± jitter/2)`` where ``exp = min(base * 2**attempt, max)``.
@@ -479,7 +481,7 @@ class ConnectionCore:
         if self._stale(generation):
             return
         self._frames_received += 1
-        # Any traffic proves the link is alive (article: reset the heartbeat timeout).
+        # Any traffic proves the link is alive (as in the design: reset the heartbeat timeout).
         self._pong_deadline = None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             self._events.append(Error("bad_frame", "server frame is not an object with a 'type'"))

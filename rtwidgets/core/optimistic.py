@@ -1,6 +1,7 @@
 """Optimistic list of items with ids, synced over a keyed channel: ``OptimisticStore``.
 
-The logic of the article's ``useOptimisticRealtime`` hook, sans-I/O. Rules of this module:
+The logic of the design's ``useOptimisticRealtime`` hook (docs/design.md#optimistic-updates),
+sans-I/O. Rules of this module:
 
 * No I/O, no clock reads: ``now`` (seconds, the caller's clock) is passed in and op ids
   come from an injectable ``new_id``. Methods return frames to send; the caller feeds back
@@ -17,7 +18,7 @@ The logic of the article's ``useOptimisticRealtime`` hook, sans-I/O. Rules of th
 * Two layers are kept: the **confirmed** items (what the server said) and the **pending**
   ops in the order they were made. The visible list is always confirmed + pending ops
   re-applied. Rolling an op back recomputes from those two layers instead of restoring a
-  saved ``previousItem`` as the article does: that naive restore would undo a *remote*
+  saved ``previousItem`` as the design does: that naive restore would undo a *remote*
   update that arrived after the op (or resurrect an item another client deleted), and
   would drop the effect of a later local op on the same item.
 * Any message for a key (create, update, or a remote update of an item we never saw) sets
@@ -173,7 +174,7 @@ class OptimisticStore:
         self._epoch: str | None = None
         self._events: list[StoreEvent] = []
         self._sorted: list[dict[str, Any]] | None = None
-        # ``initial`` is treated as confirmed server state (the article's initialData).
+        # ``initial`` is treated as confirmed server state (the design's initialData).
         for index, item in enumerate(initial or []):
             item_id = _item_id(item, "initial")
             if item_id in self._confirmed:
@@ -475,10 +476,10 @@ class OptimisticStore:
             if not isinstance(item_id, str) or not item_id:
                 raise StoreError(f"message item needs a non-empty string 'id', got {item_id!r}")
             if key is None:
-                key = item_id  # an article-style publish without ``key``
+                key = item_id  # a publish in the design's style, without ``key``
             elif key != item_id:
                 raise StoreError(f"message key {key!r} does not match its item id {item_id!r}")
-            # The article's hook deletes with {type: 'delete', item: {id}}: accept it too.
+            # The design's hook deletes with {type: 'delete', item: {id}}: accept it too.
             if data.get("type") != "delete":
                 item = copy.deepcopy(dict(raw_item))
         if not isinstance(key, str) or not key:
