@@ -4,9 +4,9 @@ Rules of this module:
 
 * Sans-I/O. :meth:`MessageOrderer.receive` returns the payloads that became deliverable, in
   delivery order; :meth:`~MessageOrderer.tick` does the same for gaps whose wait expired
-  (the article's ``setTimeout``). Call ``tick`` at :meth:`~MessageOrderer.next_deadline`.
+  (the design's ``setTimeout``). Call ``tick`` at :meth:`~MessageOrderer.next_deadline`.
   Times are seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is
-  omitted. The article's ``onMessage`` callback becomes these return values.
+  omitted. The design's ``onMessage`` callback becomes these return values.
 * Nothing is lost silently: ``received == delivered + buffered + duplicates + late + discarded``
   (see :class:`OrderingStats`).
 * Not thread-safe: drive one orderer from one thread.
@@ -20,17 +20,17 @@ seen is 5000) never waits for offsets 1..4999; a message below the start point t
 afterwards is counted as ``late`` and not delivered (total order forbids delivering it after
 a later one). Callers that know their position (e.g. resuming after offset N) pass N + 1.
 
-Functional spec: the article's ``MessageOrderer`` ("Consistency Guarantees"), with fixes:
+Functional spec: the design's ``MessageOrderer`` (docs/design.md#ordering), with fixes:
 
 * FIFO forced delivery on a full buffer delivered the oldest buffered message without
   advancing the expected sequence, so smaller sequence numbers could still be delivered
   after it (order broken) and the stream then stalled on the hole it left until a timeout.
   Here forced delivery skips the gap up to the forced message (counted in
-  ``gaps_skipped``) and advances, exactly like the article's total-order path.
+  ``gaps_skipped``) and advances, exactly like the design's total-order path.
 * Buffer insertion and duplicate checks were linear scans; here they are dict/heap O(log n).
 * Duplicates and late messages were ignored silently; they are counted.
 * The buffer bound is ``max_buffer_size`` messages per stream (per sender for 'fifo', as in
-  the article; one stream for 'total'), and is never exceeded at rest.
+  the design; one stream for 'total'), and is never exceeded at rest.
 """
 
 from __future__ import annotations

@@ -3,18 +3,18 @@
 Rules of this module:
 
 * Sans-I/O. The caller reports each rendered frame with :meth:`AdaptiveRateController.record_frame`
-  (instead of the article's ``requestAnimationFrame`` loop) and asks
+  (instead of the design's ``requestAnimationFrame`` loop) and asks
   :meth:`~AdaptiveRateController.should_process` before handling a message. Times are
   seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is omitted.
 * Not thread-safe: drive one controller from one thread.
 
-Functional spec: the article's ``AdaptiveRateController`` ("Adaptive Rate Control"): every
+Functional spec: the design's ``AdaptiveRateController`` (docs/design.md#adaptive-rate): every
 ``adjustment_interval`` (0.5 s), if at least ``min_samples`` (10) frames are in the window,
 the rate is multiplied by 0.8 when fps < 0.9 x target, and by 1.1 (up to ``max_rate``) when
 throttling and fps > 0.95 x target; throttling ends when the rate is back at ``max_rate``.
 Fixes:
 
-* The article trimmed its window with ``now - frameTimings[0] > cutoff``, comparing a frame
+* The design trimmed its window with ``now - frameTimings[0] > cutoff``, comparing a frame
   *duration* with a *timestamp* (``cutoff = now - window``), so it trimmed nothing useful.
   Here each sample keeps its timestamp and samples older than ``now - measurement_window``
   are dropped.

@@ -150,7 +150,7 @@ class LiveChart(RealtimeWidget):
         if isinstance(max_buffer_size, bool) or not isinstance(max_buffer_size, int):
             raise TypeError(f"max_buffer_size must be an int, got {max_buffer_size!r}")
         # Each poll releases everything buffered (batch sizes = buffer size): the buffer's job
-        # here is to bound memory and shed load, not to pace. The article's 20/50/100 per poll
+        # here is to bound memory and shed load, not to pace. The design's 20/50/100 per poll
         # (at most 6000 samples/s) made a 1 kHz stream queue up and lag by tens of ms.
         batch = max(1, max_buffer_size)
         config = BackpressureConfig(
