@@ -56,6 +56,8 @@ case "$cmd" in
     cd "$ROOT"
     "$VENV/bin/ruff" check rtwidgets tests benchmarks notebooks
     NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$ROOT/site"   # docs: broken links fail
+    # [tool.mypy] in pyproject.toml names the checked files; .mypy_cache keeps reruns fast.
+    "$VENV/bin/mypy" --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache"
     if [ -f "$ROOT/js/package.json" ]; then (cd "$ROOT/js" && npm test --silent); fi
     exec "$PY" -m pytest "$@"
     ;;
