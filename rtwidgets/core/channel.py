@@ -43,6 +43,8 @@ __all__ = [
     "Reset",
     "SubscriptionChanged",
     "SyncReceived",
+    "apply_keyed",
+    "frame_offset",
 ]
 
 
@@ -164,9 +166,24 @@ def _event_id(frame: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _offset(frame: dict[str, Any]) -> int | None:
+def frame_offset(frame: dict[str, Any]) -> int | None:
+    """A frame's ``offset`` (None for ephemeral messages and frames without one)."""
     value = frame.get("offset")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_offset = frame_offset
+
+
+def apply_keyed(state: dict[str, Any], frame: dict[str, Any]) -> None:
+    """Apply a message to a keyed state (key -> latest frame; ``data: null`` deletes the key)."""
+    key = frame.get("key")
+    if not isinstance(key, str):
+        return
+    if frame.get("data") is None:
+        state.pop(key, None)
+    else:
+        state[key] = frame
 
 
 class ChannelCore:
@@ -206,6 +223,14 @@ class ChannelCore:
         if state is not self._state:
             previous, self._state = self._state, state
             events.append(SubscriptionChanged(self.name, previous, state))
+
+    def set_presence(self, presence: bool, data: dict[str, Any] | None) -> None:
+        """Change what (re)subscribes ask for presence (several subscribers' union); the I/O
+        layer sends the re-subscribe or ``presence_update`` that applies it now."""
+        self.options = ChannelOptions(
+            presence=presence, presence_data=data, history=self.options.history, state=self.options.state
+        )
+        self.presence_data = data if presence else None
 
     # ------------------------------------------------------------------ frames out
 
@@ -363,6 +388,17 @@ class ChannelCore:
         return events
 
     @property
+    def awaiting_history(self) -> bool:
+        """True while the subscribe in flight will be answered with a ``history`` frame of its own."""
+        return self._awaiting_history
+
+    @property
+    def resuming(self) -> bool:
+        """True while the subscribe in flight resumes after an event id (its ``history`` frame
+        is the channel's own catch-up)."""
+        return self._resuming
+
+    @property
     def resyncing(self) -> bool:
         """True while an :class:`EpochChanged` waits for its ``sync_response``."""
         return self._resyncing
@@ -416,13 +452,8 @@ class ChannelCore:
         return True
 
     def _apply_key(self, frame: dict[str, Any]) -> None:
-        key = frame.get("key")
-        if self.keyed_state is None or not isinstance(key, str):
-            return
-        if frame.get("data") is None:
-            self.keyed_state.pop(key, None)
-        else:
-            self.keyed_state[key] = frame
+        if self.keyed_state is not None:
+            apply_keyed(self.keyed_state, frame)
 
     def _deliver(self, frame: dict[str, Any], events: list[ChannelEvent], *, replayed: bool) -> None:
         if self._accept(frame, events):

@@ -690,6 +690,10 @@ class Gateway:
                     )
                 held_before_members = len(sub.held)
                 members = await self.broker.presence_members(channel)
+            elif sub.member is not None:
+                # Re-subscribing without presence leaves presence (the client's last model that
+                # wanted it is gone; the subscription stays).
+                await self._leave_presence(session, sub)
         except BaseException as exc:
             self._abort_subscribe(session, sub, route, is_new=is_new, joined=stored is not None)
             if stored is not None:
@@ -702,14 +706,17 @@ class Gateway:
             raise
         # Every broker call succeeded: from here on only synchronous writes, in order.
         if options.get("history") or options.get("lastEventId") is not None or options.get("state"):
-            self._send(conn, _history_frame(snap))
+            self._send(conn, _history_frame(snap, msg_id))
         held, sub.held = sub.held, None
         route.catching.pop(sub, None)
         for i, (frame, data) in enumerate(held):
             if i == held_before_members and members is not None:
                 self._send(conn, {"type": "presence_sync", "channel": channel, "members": members})
                 members = None
-            if _covered(frame, snap):
+            # A new subscription skips what its snapshot covers. A live one re-subscribing (another
+            # model of the client catching up) gets every frame: it has not seen the snapshot's
+            # events, only its own stream, and drops repeats by offset.
+            if is_new and _covered(frame, snap):
                 continue
             if conn.protocol.state is State.OPEN:
                 broadcast((conn,), data, text=True)
@@ -822,17 +829,22 @@ class Gateway:
             route.live.discard(session.conn)
             route.catching.pop(sub, None)
         try:
-            if sub.member is not None:
-                sub.member = None
-                removed = await self.broker.presence_remove(channel, session.client_id)
-                # None: someone else already removed it (a Redis sweeper) and broadcast its leave.
-                if removed is not None:
-                    await self.broker.broadcast(
-                        channel, {"type": "presence_leave", "channel": channel, "member": removed}
-                    )
+            await self._leave_presence(session, sub)
         finally:
             if route is not None:
                 self._release_route(channel, route)
+
+    async def _leave_presence(self, session: Session, sub: Subscription) -> None:
+        """Remove the subscription's presence member (if any) and tell the channel."""
+        if sub.member is None:
+            return
+        channel = sub.channel
+        sub.member = None
+        removed = await self.broker.presence_remove(channel, session.client_id)
+        # None: someone else already removed it (a Redis sweeper) and broadcast its leave.
+        if removed is not None:
+            leave = {"type": "presence_leave", "channel": channel, "member": removed}
+            await self.broker.broadcast(channel, leave)
 
     async def _on_unsubscribe(self, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
         channel: str = msg["channel"]
@@ -1039,7 +1051,7 @@ def _response(
     return response
 
 
-def _history_frame(snap: SnapshotResult) -> dict[str, Any]:
+def _history_frame(snap: SnapshotResult, request_id: Any = None) -> dict[str, Any]:
     frame: dict[str, Any] = {
         "type": "history",
         "channel": snap.channel,
@@ -1048,6 +1060,10 @@ def _history_frame(snap: SnapshotResult) -> dict[str, Any]:
         "latestEventId": snap.latest_event_id,
         "offset": snap.offset,
     }
+    if request_id is not None:
+        # [ext] which subscribe this answers: a client with several models on the channel routes
+        # the catch-up to the one that asked.
+        frame["requestId"] = request_id
     if snap.recovered is not None:
         frame["recovered"] = snap.recovered
     if snap.state is not None:

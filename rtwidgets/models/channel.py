@@ -239,7 +239,7 @@ class Channel(HasTraits):
 
     def _handle_alive(self) -> bool:
         handle = self._handle
-        return handle is not None and self.connection.client.channels.get(self.name) is handle
+        return handle is not None and handle.active
 
     def _sync_status(self, _event: Any = None) -> None:
         handle = self._handle
@@ -367,7 +367,7 @@ class Channel(HasTraits):
     def _on_presence_event(self, event: Any) -> None:
         if self._closed:
             return
-        handle = self._handle or self.connection.client.channels.get(self.name)
+        handle = self._handle
         if handle is not None:
             self._set(members=list(handle.members), users=list(handle.users))
         for listener in list(self._listeners["presence"]):

@@ -512,10 +512,11 @@ async def test_unsubscribe_while_subscribe_in_flight(gateway: Gateway, make_clie
     a.on_event(events.append)
     sub = asyncio.create_task(a.subscribe("fleeting"))
     await until(lambda: "fleeting" in a.channels, "subscribe() to register the channel")
-    handle = a.channels["fleeting"]
+    [handle] = a.channels["fleeting"].handles.values()
     assert handle.status is ChannelState.SUBSCRIBING  # really in flight: no ack yet
     await handle.unsubscribe()
-    assert (await sub) is handle
+    with pytest.raises(ConnectionClosedError, match="unsubscribed"):
+        await sub  # the subscribe() it answered learns that it was closed
     assert handle.status is ChannelState.UNSUBSCRIBED and "fleeting" not in a.channels
     acked = [e.op.type for e in events if type(e).__name__ == "AckReceived"]
     assert acked == ["subscribe", "unsubscribe"]  # the gateway saw both, in order

@@ -244,12 +244,12 @@ async def test_expired_session_is_closed_4002_and_client_resumes_with_fresh_toke
     states: list[ConnectionState] = []
     conn.on_state_change(lambda cur, prev, reason: states.append(cur))
     await conn.connect(timeout=TIMEOUT)
-    await conn.subscribe("room")
+    room = await conn.subscribe("room")
     await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=TIMEOUT)
     await conn.wait_for_state(ConnectionState.CONNECTED, timeout=TIMEOUT)
     assert conn.stats().last_close_code == 4002  # closed because the token expired
     assert len(issued) >= 2  # a fresh token was fetched for the reconnect
-    ack = await conn.channels["room"].publish("after-refresh")
+    ack = await room.publish("after-refresh")
     assert ack is not None and ack["offset"] == 1
     await conn.close()
 
