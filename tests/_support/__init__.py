@@ -8,7 +8,7 @@ The repository root is on ``sys.path`` through ``pythonpath = ["."]`` in pyproje
 ``[tool.pytest.ini_options]``; ``tests`` itself stays a namespace package (no
 ``tests/__init__.py``), so the test folders keep pytest's default ``prepend`` import mode.
 
-Modules: ``node`` (the article's JavaScript client under Node), ``gateway_proc`` (a gateway
+Modules: ``node`` (the design's reference JavaScript client under Node), ``gateway_proc`` (a gateway
 as a real subprocess) and its entry point ``redis_gateway``, ``redis_server`` (a real
 ``redis-server``), ``tcp_proxy`` (a cuttable TCP proxy), ``net`` (free ports), ``waiting``
 (``eventually``), ``ws`` (raw WebSocket clients), ``broker_listener`` (a recording broker

@@ -1,4 +1,6 @@
-"""The design article's JavaScript client (``tests/conformance/article_client.mjs``) under Node.
+"""The design's reference JavaScript client (``tests/conformance/article_client.mjs``) under Node.
+
+The design and its wire messages: docs/design.md#wire-messages.
 
 ``NODE_MARKS`` marks a module as needing ``node``; :func:`require_websocket_node` skips when this
 ``node`` has no global ``WebSocket`` (Node >= 20.10 with ``--experimental-websocket``);
@@ -28,7 +30,7 @@ NODE_FLAGS = ("--experimental-websocket", "--no-warnings")
 
 NODE_MARKS = [
     pytest.mark.node,
-    pytest.mark.skipif(NODE is None, reason="node is not installed (needed to run the article's client)"),
+    pytest.mark.skipif(NODE is None, reason="node is not installed (needed to run the reference client)"),
 ]
 
 Observed = dict[str, dict[str, Any]]
@@ -52,7 +54,7 @@ def node_supports_websocket() -> bool:
 def require_websocket_node() -> str:
     """The path of ``node``; skips the calling test or fixture if it cannot run the client."""
     if NODE is None:
-        pytest.skip("node is not installed (needed to run the article's client)")
+        pytest.skip("node is not installed (needed to run the design's reference client)")
     if not node_supports_websocket():
         pytest.skip("this node has no WebSocket even with --experimental-websocket (need Node >= 20.10)")
     return NODE

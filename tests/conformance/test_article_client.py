@@ -1,9 +1,9 @@
-"""The design article's own JavaScript client (run in Node 20) against our gateway.
+"""The design's reference JavaScript client (run in Node 20) against our gateway.
 
-``article_client.mjs`` transcribes the article's ``RealtimeConnection``, ``Channel`` and
+``article_client.mjs`` transcribes the design's ``RealtimeConnection``, ``Channel`` and
 ``ChannelManager`` faithfully and drives one scenario against an in-process gateway,
 printing a JSON line per observation. The scenario runs once per module; each test
-asserts one behaviour the article's client relies on.
+asserts one behaviour the design's client relies on (docs/design.md#wire-messages).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def observed() -> Observed:
 
 
 def _payload(entry: Any) -> Any:
-    # The article's Channel hands live messages to onMessage as `message.data`, but
-    # history entries as whatever the history frame's `data` array holds (the article's
+    # The design's Channel hands live messages to onMessage as `message.data`, but
+    # history entries as whatever the history frame's `data` array holds (the design's
     # own gateway stores whole event frames there).
     return entry.get("data") if isinstance(entry, dict) and entry.get("type") == "message" else entry
 
@@ -86,7 +86,7 @@ def test_publish_with_ack_reaches_the_other_client(observed: Observed) -> None:
     assert seen["data"] == {"text": "hello", "n": 0}
     frame = seen["frame"]
     assert frame["type"] == "message" and frame["channel"] == CHANNEL
-    # The article's Channel tracks eventId for resumption.
+    # The design's Channel tracks eventId for resumption.
     assert isinstance(frame["eventId"], str) and frame["eventId"]
     assert seen["lastEventIdAtB"] == frame["eventId"]
 
@@ -95,7 +95,7 @@ def test_presence_join_update_leave_seen_by_the_other_client(observed: Observed)
     join = observed["presence_join"]
     assert join["channelState"] == "subscribed"
     assert join["member"]["userId"] == "bob"
-    # The joiner's own join is broadcast to it too, as in the article's gateway.
+    # The joiner's own join is broadcast to it too, as in the design's gateway.
     assert [m["userId"] for m in join["joinsAtA"]][:2] == ["alice", "bob"]
     assert {m["userId"] for m in join["membersAtB"]} == {"alice", "bob"}  # from presence_sync
     update = observed["presence_update"]
@@ -154,7 +154,7 @@ def test_refused_subscribe_is_an_error_frame_the_article_client_only_sees_as_ack
     observed: Observed,
 ) -> None:
     # The gateway refuses with `error {code: forbidden, id}` instead of an `ack`. The
-    # article's RealtimeConnection has no `error` handling, so its subscribe promise
+    # design's RealtimeConnection has no `error` handling, so its subscribe promise
     # rejects only when its fixed 5 s ack timer fires. Documented, not bent.
     seen = observed["forbidden_subscribe"]
     sent_id = seen["sent"]["_id"]

@@ -191,7 +191,9 @@ def test_latest_without_key_drops_oldest() -> None:
 
 
 def test_latest_with_key_replaces_newest_slot_of_that_key() -> None:
-    """Regression for the article's bug: k:3 must not land in k:1's slot and be overtaken by k:2."""
+    """Regression for the design's bug (docs/design.md#departures).
+
+    k:3 must not land in k:1's slot and be overtaken by k:2."""
     buf: BackpressureBuffer[Item] = BackpressureBuffer(
         BackpressureConfig(
             max_buffer_size=3, batch_interval=0.0, batch_size_none=1, batch_size_moderate=1, batch_size_high=1
@@ -217,7 +219,7 @@ def test_latest_with_new_key_at_capacity_drops_oldest_and_forgets_its_key() -> N
 
 
 def test_key_extractor_runs_once_per_push() -> None:
-    """The article re-ran the extractor over the whole buffer per push at capacity (O(n))."""
+    """The design re-ran the extractor over the whole buffer per push at capacity (O(n))."""
     calls = Counter[str]()
 
     def counting_key(item: Item) -> str:
@@ -375,7 +377,7 @@ def test_property_bounded_and_every_item_accounted_for(
 
 @settings(max_examples=150, deadline=None)
 @given(ops=ops, max_size=st.integers(1, 6), batch=st.integers(1, 4))
-# The article's bug: a:2 landed in a:0's slot, then dedupe let a:1 win over it.
+# The design's bug: a:2 landed in a:0's slot, then dedupe let a:1 win over it.
 @example(
     ops=[("push", "a", 0.0), ("push", "a", 0.0), ("push", "a", 0.0), ("poll", "", 0.0)], max_size=2, batch=4
 )

@@ -273,7 +273,7 @@ def test_rollback_of_update_keeps_later_remote_update() -> None:
     s.update({"id": "a", "v": "mine"}, 0.0)
     s.handle_message(remote("update", {"id": "a", "v": "theirs"}, 1))
     s.fail("op1", "forbidden")
-    # The article's naive restore would bring back v=0 and lose the remote update.
+    # The design's naive restore would bring back v=0 and lose the remote update.
     assert s.data == [{"id": "a", "v": "theirs"}]
 
 

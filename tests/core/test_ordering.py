@@ -166,7 +166,7 @@ def test_receive_flushes_expired_gaps_first() -> None:
 
 
 def test_fifo_full_buffer_forces_delivery_and_advances() -> None:
-    """Regression: the article force-delivered without advancing, so 2 could follow 3."""
+    """Regression: the design force-delivered without advancing, so 2 could follow 3."""
     orderer = fifo(initial_sequence=1, max_buffer_size=2)
     assert orderer.receive(msg("a", 3), 0.0) == []
     assert orderer.receive(msg("a", 4), 0.0) == []

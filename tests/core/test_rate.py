@@ -63,7 +63,7 @@ def test_time_going_backwards_is_an_error() -> None:
 
 
 def test_measured_fps_covers_only_the_window() -> None:
-    """Regression: the article compared frame durations with a timestamp and never trimmed correctly."""
+    """Regression: the design compared frame durations with a timestamp and never trimmed correctly."""
     ctrl = AdaptiveRateController(RateControlConfig(measurement_window=1.0))
     t = frames(ctrl, 0.0, 10, 3.0)  # slow frames for 3 s
     t = frames(ctrl, t, 50, 1.5)  # then fast frames for longer than the window

@@ -17,7 +17,7 @@ async def test_join_sync_update_leave(gateway: Gateway, connect) -> None:
     a = await connect(gateway, "alice")
     b = await connect(gateway, "bob")
     _, before = await a.subscribe("room", presence=True, presenceData={"color": "red"})
-    # The joiner sees its own join (as in the article) and then a full sync.
+    # The joiner sees its own join (as in the design: docs/design.md#presence) and then a full sync.
     assert [f["type"] for f in before] == ["presence_join", "presence_sync"]
     assert before[0]["member"]["clientId"] == a.client_id
     assert before[1]["members"] == [before[0]["member"]]

@@ -1,4 +1,6 @@
-"""The design article's own client, connected to gateway 1 and gateway 2, talks across them.
+"""The design's reference client, connected to gateway 1 and gateway 2, talks across them.
+
+The design is summarised in docs/design.md#scaling-out-with-redis.
 
 Two in-process gateways share one real Redis (``RedisBroker`` with a key prefix unique to
 this module). ``tests/conformance/article_client.mjs`` runs its short ``cross`` scenario:
@@ -115,7 +117,7 @@ def test_publish_from_a_acked_and_received_by_b_with_its_event_id(observed: Obse
     assert frame["type"] == "message" and frame["channel"] == CHANNEL
     assert isinstance(frame["eventId"], str) and frame["eventId"]
     assert frame["eventId"] == seen["ack"]["eventId"]  # the id gateway 1 acked is the one B got
-    assert seen["lastEventIdAtB"] == frame["eventId"]  # the article's Channel tracks it
+    assert seen["lastEventIdAtB"] == frame["eventId"]  # the design's Channel tracks it
 
 
 def test_publish_from_b_received_by_a(observed: Observed) -> None:

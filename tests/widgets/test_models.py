@@ -1,4 +1,7 @@
-"""Models (the article's hooks as traitlets) against a real gateway on 127.0.0.1."""
+"""Models (the design's hooks as traitlets) against a real gateway on 127.0.0.1.
+
+The hooks they follow: docs/design.md#hooks-and-models.
+"""
 
 from __future__ import annotations
 
