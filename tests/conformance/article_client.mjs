@@ -1,4 +1,5 @@
 // The design article's own client, run against the rtwidgets gateway (conformance test).
+// "The article" below is the design rtwidgets follows, summarised in docs/design.md.
 //
 // Part 1 is a transcription of the article's `RealtimeConnection` ("Robust WebSocket
 // Client") and `Channel` / `ChannelManager` ("Channel-Based Messaging System") from
