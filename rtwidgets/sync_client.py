@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from rtwidgets.client import ChannelHandle, RealtimeConnection, Unsubscribe
+from rtwidgets.client import ChannelHandle, RealtimeConnection
+from rtwidgets.client_errors import Unsubscribe
 from rtwidgets.core.channel import ChannelState, Reset
 from rtwidgets.core.connection import ConnectionState, ConnectionStats
 from rtwidgets.runtime import Runtime, get_runtime
