@@ -32,7 +32,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -47,7 +47,7 @@ from rtwidgets.core.channel import (
     frame_offset,
 )
 
-__all__ = ["Subscriber", "SubscriberPhase", "SubscriberSet"]
+__all__ = ["Subscriber", "SubscriberPhase", "SubscriberSet", "presence_conflict"]
 
 
 class SubscriberPhase(str, Enum):
@@ -76,6 +76,26 @@ class Subscriber:
     @property
     def wants_catch_up(self) -> bool:
         return self.history > 0 or self.state
+
+
+def presence_conflict(
+    channel: str, others: Iterable[dict[str, Any] | None], data: dict[str, Any] | None
+) -> str | None:
+    """Why ``data`` cannot join the presence data ``others`` already gave (None if it can).
+
+    One connection is one presence member, so two subscribers that give one key two values
+    cannot both be shown; the caller refuses the newcomer with this text.
+    """
+    for other in others:
+        for key, value in (other or {}).items():
+            if data and key in data and data[key] != value:
+                return (
+                    f"presence data conflicts with another model on channel {channel!r} of this "
+                    f"connection: {key!r} is {value!r} there and {data[key]!r} here (one connection is "
+                    "one presence member); pass the same value, close the other model first, or use "
+                    "update_presence()"
+                )
+    return None
 
 
 def _check_presence_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -119,16 +139,9 @@ class SubscriberSet:
             raise ValueError(f"history must be an int >= 0, got {history!r}")
         data = _check_presence_data(presence_data)
         presence = bool(presence or data is not None)
-        if data:
-            for other in self._subscribers:
-                for key, value in (other.presence_data or {}).items():
-                    if key in data and data[key] != value:
-                        raise ValueError(
-                            f"presence data conflicts with another model on channel {self.channel!r} of "
-                            f"this connection: {key!r} is {value!r} there and {data[key]!r} here (one "
-                            "connection is one presence member); pass the same value, close the other "
-                            "model first, or use update_presence()"
-                        )
+        conflict = presence_conflict(self.channel, (s.presence_data for s in self._subscribers), data)
+        if conflict is not None:
+            raise ValueError(conflict)
         self._next_id += 1
         self._presence_clock += 1
         sub = Subscriber(

@@ -355,6 +355,19 @@ class Gateway:
         out["running"] = self._server is not None
         return out
 
+    def sessions(self) -> list[dict[str, Any]]:
+        """One dict per open connection: ``clientId``, ``userId``, ``channels`` (subscribed, sorted)
+        and ``presence`` (the channels where it is a presence member). Call on the gateway's loop."""
+        return [
+            {
+                "clientId": s.client_id,
+                "userId": s.user_id,
+                "channels": sorted(s.subscriptions),
+                "presence": sorted(name for name, sub in s.subscriptions.items() if sub.member is not None),
+            }
+            for s in self._sessions.values()
+        ]
+
     # ------------------------------------------------------------------ HTTP
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:

@@ -20,6 +20,7 @@ from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.client import ServerError
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.core.subscribers import presence_conflict
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
 from rtwidgets.models.connection import Connection
 from rtwidgets.protocol import validate_channel
@@ -77,6 +78,16 @@ class Channel(HasTraits):
             raise ValueError(f"history must be an int >= 0, got {history!r}")
         if presence_data is not None and not isinstance(presence_data, dict):
             raise TypeError("presence_data must be a dict")
+        # Several models on one channel of one connection share one presence member: a key two of
+        # them set to different values is refused here, at construction, not later on the loop.
+        others = [
+            m.presence_data
+            for m in list(connection.attached)
+            if isinstance(m, Channel) and m.name == name and not m._closed and m.presence
+        ]
+        conflict = presence_conflict(name, others, presence_data)
+        if conflict is not None:
+            raise ValueError(conflict)
         super().__init__()
         self.set_trait("name", name)
         self.connection = connection
