@@ -5,6 +5,11 @@ notebook asserts what it demonstrates), and cells marked ``# NBVAL_CHECK_OUTPUT`
 reproduce their stored text output (after ``notebooks/nbval_sanitize.cfg``). The kernel is
 the current interpreter (``--nbval-current-env``), so the venv's rtwidgets is the one tested.
 A subprocess keeps nbval's kernels and event loops out of this test session.
+
+No notebook cleans up in a cell (*Run All* must leave the widgets live, see
+``test_live_after_run_all.py``); each ends with a markdown "Clean up" section holding the code
+to paste. nbval runs a copy of each notebook with that code appended as a last code cell, so
+the cells run exactly as stored and the documented clean-up is proved to work after them.
 """
 
 from __future__ import annotations
@@ -17,14 +22,37 @@ import sys
 
 import pytest
 
+from .test_live_after_run_all import cleanup_snippet
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Every numbered demo notebook runs under nbval, and each is checked for having something to
 # check (asserts and compared outputs): a notebook without them would pass trivially.
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def with_cleanup_cell(path: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
+    """A copy of ``path`` in ``folder`` whose last code cell is its documented clean-up code."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    notebook["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "rtw-clean-up",
+            "metadata": {},
+            "outputs": [],
+            "source": cleanup_snippet(path),
+        }
+    )
+    copy = folder / path.name
+    copy.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+    return copy
+
+
 @pytest.mark.timeout(600)
 def test_notebooks_run_and_checks_pass(tmp_path: pathlib.Path) -> None:
+    copies = tmp_path / "notebooks"
+    copies.mkdir()
+    runs = [with_cleanup_cell(path, copies) for path in NOTEBOOKS]
     env = dict(os.environ)
     # Fresh Jupyter/IPython dirs: no user config or history leaks into the run.
     for var, sub in (
@@ -46,12 +74,16 @@ def test_notebooks_run_and_checks_pass(tmp_path: pathlib.Path) -> None:
         "--nbval-cell-timeout=120",
         "--nbval-sanitize-with",
         str(ROOT / "notebooks" / "nbval_sanitize.cfg"),
-        *map(str, NOTEBOOKS),
+        *map(str, runs),
     ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, f"nbval failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}"
-    # Every cell of every notebook ran as an nbval item and passed.
+    # Every cell of every notebook, and each clean-up, ran as an nbval item and passed.
     cells = sum(
+        sum(1 for c in json.loads(p.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code")
+        for p in runs
+    )
+    assert cells == len(NOTEBOOKS) + sum(
         sum(1 for c in json.loads(p.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code")
         for p in NOTEBOOKS
     )
