@@ -116,12 +116,17 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 class LabServer:
-    """``python -m jupyterlab`` on a free port, serving ``root`` (fresh Jupyter dirs under ``home``)."""
+    """``python -m jupyterlab`` on a free port, serving ``root`` (fresh Jupyter dirs under ``home``).
 
-    def __init__(self, root: Path, home: Path, log_path: Path) -> None:
+    ``python`` is the interpreter that runs JupyterLab (and so its kernels): by default this
+    one; tests/package passes a fresh venv's, to render widgets from an installed wheel.
+    """
+
+    def __init__(self, root: Path, home: Path, log_path: Path, python: str | None = None) -> None:
         self.root = root
         self.home = home
         self.log_path = log_path
+        self.python = python or sys.executable
         self.token = secrets.token_hex(16)
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -150,9 +155,13 @@ class LabServer:
             "JUPYTERLAB_WORKSPACES_DIR": str(config / "lab" / "workspaces"),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.python != sys.executable:
+            # Another venv's JupyterLab: its bin/ first on PATH, so what it starts by name is its own.
+            env["PATH"] = os.pathsep.join([os.path.dirname(self.python), env.get("PATH", "")])
+            env.pop("VIRTUAL_ENV", None)
         # No "jupyter lab" dispatcher: killing it would leave the real server running.
         cmd = [
-            sys.executable,
+            self.python,
             "-m",
             "jupyterlab",
             "--no-browser",
