@@ -40,7 +40,7 @@ from rtwidgets.widgets._base import RealtimeWidget as _RealtimeWidget
 def _rtw_probe():
     widgets, connections = [], {}
     for name, value in list(globals().items()):
-        if name.startswith("_"):
+        if name.startswith("_") or name in ("In", "Out"):  # IPython history
             continue
         items = list(value.values()) if isinstance(value, dict) else value
         items = items if isinstance(items, (list, tuple)) else [value]
