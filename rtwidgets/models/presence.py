@@ -38,6 +38,7 @@ class Presence(HasTraits):
         self.my_presence = dict(user_data or {})
         self.connection = connection
         self.channel = Channel(connection, name, presence=True, presence_data=dict(user_data or {}))
+        self._closed = False
         self.channel.observe(self._mirror, names=["members", "users", "is_subscribed"])
         self._mirror(None)
 
@@ -61,7 +62,11 @@ class Presence(HasTraits):
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        """Leave the channel (others see us leave) and release listeners."""
+        """Leave the channel (others see us leave, unless another model of this connection still
+        wants presence there) and release listeners. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.channel.unobserve(self._mirror, names=["members", "users", "is_subscribed"])
         self.channel.close(timeout)
         self._mirror(None)

@@ -153,3 +153,10 @@ def test_collab_doc_opened_twice(connect: Any) -> None:
     assert d1.text == "hello"  # closed: unchanged
     d2.close()
     d_bob.close()
+
+
+def test_closing_a_presence_twice_is_harmless(connect: Any) -> None:
+    presence = Presence(connect("alice"), "room")
+    presence.close()
+    presence.close()
+    assert not presence.is_joined
