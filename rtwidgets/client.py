@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -346,20 +346,19 @@ class RealtimeConnection:
             # Its last handle is unsubscribing: let that finish, then subscribe afresh.
             await asyncio.shield(sub.gone)
             sub = self._subscriptions.get(channel)
-        options = {
-            "history": history,
-            "state": state,
-            "presence": presence,
-            "presence_data": presence_data,
-            "max_messages": max_messages or self.max_messages,
-        }
+        is_new = sub is None
         if sub is None:
             sub = ChannelSubscription(self, self._channels.add(channel))
-            handle = sub.add_handle(**options)  # a new set: nothing to conflict with
+        handle = sub.add_handle(
+            history=history,
+            state=state,
+            presence=presence,
+            presence_data=presence_data,
+            max_messages=max_messages or self.max_messages,
+        )  # on a new subscription nothing can conflict: it is registered only after this
+        if is_new:
             self._subscriptions[channel] = sub
             sub.send_subscribe(priority=False)
-        else:
-            handle = sub.add_handle(**options)
         if on_message is not None:
             handle.on_message(on_message)
         if on_presence is not None:
@@ -381,7 +380,7 @@ class RealtimeConnection:
         elif self._loop is not loop:
             raise RuntimeError("a RealtimeConnection is bound to the event loop it first connected on")
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -1,4 +1,4 @@
-"""Traitlets models: the design article's React hooks, observable from Python.
+"""Traitlets models: the design's React hooks (docs/design.md#hooks-and-models), observable from Python.
 
 ``Connection`` <- useRealtimeConnection, ``Channel`` <- useChannel, ``Presence`` <-
 usePresence, ``OptimisticList`` <- useOptimisticRealtime; ``CollabDoc`` is a shared CRDT

@@ -1,10 +1,11 @@
-"""``Channel``: the article's ``useChannel`` hook as a traitlets model.
+"""``Channel``: the design's ``useChannel`` hook as a traitlets model
+(docs/design.md#channels).
 
 Subscribes once the :class:`~rtwidgets.models.connection.Connection` is connected (the
 client re-subscribes by itself after reconnects, resuming from the last event id), keeps
 a bounded ``messages`` list and the presence ``members``, and optionally paces incoming
 messages through a :class:`~rtwidgets.core.backpressure.BackpressureBuffer` (the
-article's ``bufferConfig``). Network events are applied on the runtime thread.
+design's ``bufferConfig``, docs/design.md#backpressure). Network events are applied on the runtime thread.
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ class Channel(HasTraits):
     """
 
     name = Unicode(read_only=True)
-    messages = List(help="last max_messages message frames, newest last")
-    members = List(help="presence members, one per clientId")
-    users = List(help="distinct user ids present")
+    messages: List[dict[str, Any]] = List(help="last max_messages message frames, newest last")
+    members: List[dict[str, Any]] = List(help="presence members, one per clientId")
+    users: List[str] = List(help="distinct user ids present")
     is_subscribed = Bool(False)
     error = Unicode("", help="why the subscription or the last operation failed; '' when fine")
     pressure = Unicode("none", help="backpressure level: none|moderate|high")
     buffer_stats = Dict(help="backpressure counters (pushed, delivered, merged, dropped, ...)")
     received = Int(0, help="message frames received (before backpressure)")
+
+    # Plain attributes, set in __init__ (declared here: other models of the connection read them).
+    presence: bool
+    presence_data: dict[str, Any]
+    _closed: bool
 
     def __init__(
         self,

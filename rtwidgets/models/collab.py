@@ -86,8 +86,10 @@ class CollabDoc(HasTraits):
     is_subscribed = Bool(False)
     user_name = Unicode("")
     color = Unicode("")
-    cursors = List(help="remote cursors: {clientId, userId, name, color, anchor, head, anchorPos, headPos}")
-    peers = List(help="everyone on the document: {clientId, userId, name, color}")
+    cursors: List[dict[str, Any]] = List(
+        help="remote cursors: {clientId, userId, name, color, anchor, head, anchorPos, headPos}"
+    )
+    peers: List[dict[str, Any]] = List(help="everyone on the document: {clientId, userId, name, color}")
     error = Unicode("", help="the last problem (publish refused, bad payload); '' when fine")
 
     def __init__(
@@ -114,7 +116,7 @@ class CollabDoc(HasTraits):
         self._runtime = get_runtime()
         self._loop = self._runtime.loop
         self._tasks = TaskGroup(f"collab {name!r}")
-        self._ydoc: pycrdt.Doc = pycrdt.Doc()
+        self._ydoc: pycrdt.Doc[Any] = pycrdt.Doc()
         self._ytext: pycrdt.Text = self._ydoc.get(TEXT_NAME, type=pycrdt.Text)
         self._captured: list[bytes] = []
         self._sub = self._ydoc.observe(lambda event: self._captured.append(event.update))
@@ -181,7 +183,7 @@ class CollabDoc(HasTraits):
             raise ValueError(f"replacement of more than {MAX_INSERT_BYTES} UTF-8 bytes: split it")
         return self._call(self._replace_rt, text, start, end, timeout=timeout)
 
-    def edit(self, fn: Callable[[pycrdt.Doc], T], *, timeout: float = 10.0) -> T:
+    def edit(self, fn: Callable[[pycrdt.Doc[Any]], T], *, timeout: float = 10.0) -> T:
         """Run ``fn(ydoc)`` in one transaction on the runtime thread and share what it changed.
 
         For structured state next to the text: ``doc.edit(lambda d: d.get("meta",
@@ -191,9 +193,9 @@ class CollabDoc(HasTraits):
         """
         if not callable(fn):
             raise TypeError("edit() needs a callable taking the pycrdt Doc")
-        return self._call(self._edit_rt, fn, timeout=timeout)
+        return self._call(lambda: self._edit_rt(fn), timeout=timeout)
 
-    def read(self, fn: Callable[[pycrdt.Doc], T], *, timeout: float = 10.0) -> T:
+    def read(self, fn: Callable[[pycrdt.Doc[Any]], T], *, timeout: float = 10.0) -> T:
         """Return ``fn(ydoc)`` computed on the runtime thread (convert to plain Python inside ``fn``)."""
         if not callable(fn):
             raise TypeError("read() needs a callable taking the pycrdt Doc")
@@ -367,7 +369,7 @@ class CollabDoc(HasTraits):
             # Yjs cannot roll back: if ``mutate`` raised half-way, what it did is shared anyway.
             self._after_change(origin)
 
-    def _edit_rt(self, fn: Callable[[pycrdt.Doc], T]) -> T:
+    def _edit_rt(self, fn: Callable[[pycrdt.Doc[Any]], T]) -> T:
         result: list[T] = []
         self._transact("local", lambda: result.append(fn(self._ydoc)))
         return result[0]
@@ -731,7 +733,8 @@ class CollabDoc(HasTraits):
         peers: list[dict[str, Any]] = []
         cursors: list[dict[str, Any]] = []
         for member in self._channel.members:
-            data = member.get("data") if isinstance(member.get("data"), dict) else {}
+            raw = member.get("data")
+            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
             who = {
                 "clientId": member.get("clientId"),
                 "userId": member.get("userId"),

@@ -1,4 +1,5 @@
-"""``Connection``: the article's ``useRealtimeConnection`` hook as a traitlets model.
+"""``Connection``: the design's ``useRealtimeConnection`` hook as a traitlets
+model (docs/design.md#connection-state-machine).
 
 The asyncio :class:`rtwidgets.client.RealtimeConnection` lives on the runtime loop; this
 model mirrors its state into traits (set on the runtime thread) and offers thread-safe,

@@ -1,4 +1,5 @@
-"""``OptimisticList``: the article's ``useOptimisticRealtime`` hook as a traitlets model.
+"""``OptimisticList``: the design's ``useOptimisticRealtime`` hook as a traitlets
+model (docs/design.md#optimistic-updates).
 
 All list logic is :class:`rtwidgets.core.optimistic.OptimisticStore` (confirmed layer +
 pending ops, exact rollback); this model only moves frames between the store and a keyed
@@ -50,9 +51,9 @@ class OptimisticList(HasTraits):
     """
 
     name = Unicode(read_only=True)
-    data = List(help="visible items (confirmed + pending ops), in list order")
-    pending_ops = List(help="ids of ops not yet confirmed, oldest first")
-    pending_items = List(help="ids of items touched by a pending op")
+    data: List[dict[str, Any]] = List(help="visible items (confirmed + pending ops), in list order")
+    pending_ops: List[str] = List(help="ids of ops not yet confirmed, oldest first")
+    pending_items: List[str] = List(help="ids of items touched by a pending op")
     has_pending_ops = Bool(False)
     last_rollback = Dict(help="{opId, itemId, kind, reason, ts (epoch ms)} of the newest rollback")
     rollbacks = Int(0)
@@ -198,7 +199,7 @@ class OptimisticList(HasTraits):
             frame = self.store.delete(arg, now)
         else:
             raise ValueError(f"unknown op kind {kind!r} (create, update or delete)")
-        op_id = frame["msgId"]
+        op_id = str(frame["msgId"])
         self._outcomes[op_id] = concurrent.futures.Future()
         self._publish_events()
         self._tasks.spawn(self._send(op_id, frame))

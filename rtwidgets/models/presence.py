@@ -1,7 +1,8 @@
-"""``Presence``: the article's ``usePresence`` hook as a traitlets model.
+"""``Presence``: the design's ``usePresence`` hook as a traitlets model
+(docs/design.md#presence).
 
 A thin layer over a presence-enabled :class:`~rtwidgets.models.channel.Channel`: it joins
-with ``user_data`` and mirrors who is here. Unlike the article's hook, :meth:`Presence.update`
+with ``user_data`` and mirrors who is here. Unlike the design's hook, :meth:`Presence.update`
 really sends the new data (the hook left that effect commented out).
 """
 
@@ -25,8 +26,8 @@ class Presence(HasTraits):
     """
 
     name = Unicode(read_only=True)
-    members = List()
-    users = List()
+    members: List[dict[str, Any]] = List()
+    users: List[str] = List()
     is_joined = Bool(False)
     my_presence = Dict()
 
