@@ -23,13 +23,9 @@ setup() {
     echo "[setup] creating venv $VENV"
     python3 -m venv "$VENV"
   fi
-  local stamp="$VENV/.rtw-installed"
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    echo "[setup] pip install -e .[dev]"
-    "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e "$ROOT[dev]"
-    touch "$stamp"
-  fi
+  # The JS bundles before `pip install -e`: its build hook (hatch-jupyter-builder, see
+  # pyproject.toml) then finds them newer than js/src and skips npm instead of running
+  # `npm install` + the build itself.
   if [ -f "$ROOT/js/package.json" ]; then
     if [ ! -d "$ROOT/js/node_modules" ] || [ "$ROOT/js/package-lock.json" -nt "$ROOT/js/node_modules" ]; then
       echo "[setup] npm ci (js/)"
@@ -37,6 +33,13 @@ setup() {
     fi
     echo "[setup] building the JS bundle"
     (cd "$ROOT/js" && npm run --silent build)
+  fi
+  local stamp="$VENV/.rtw-installed"
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    echo "[setup] pip install -e .[dev]"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q -e "$ROOT[dev]"
+    touch "$stamp"
   fi
 }
 
