@@ -11,6 +11,7 @@ import pytest
 from rtwidgets.chaos import ChaosProxy
 
 TIMEOUT = 10.0
+CLOCK_SLACK = 0.01  # asyncio may fire a timer up to its clock resolution early
 
 pytestmark = pytest.mark.fault
 
@@ -80,17 +81,50 @@ async def test_forwards_bytes_unchanged_and_in_order(proxy: ChaosProxy) -> None:
 
 
 async def test_latency_with_jitter_keeps_order(proxy: ChaosProxy) -> None:
-    proxy.latency(0.01, jitter=0.01)
+    """Every chunk is delayed by at least ``latency - jitter`` in each direction, order kept.
+
+    The oracle is a lower bound the fault itself causes: a byte written at ``t0`` is read by
+    the proxy no earlier than ``t0``, released upstream no earlier than ``t0 + (L - J)``, echoed,
+    and released downstream no earlier than another ``L - J`` later. A loaded machine only
+    makes the round trip longer, so ``elapsed >= 2 (L - J)`` cannot fail from slowness; it fails
+    when the latency is not applied (the bare echo round trip is well under a millisecond).
+    """
+    proxy.latency(0.15, jitter=0.05)
+    floor = 2 * (0.15 - 0.05)
     reader, writer = await open_client(proxy)
+    loop = asyncio.get_running_loop()
     sent = b""
+    started = loop.time()
     for i in range(50):  # many small writes, each delayed by a different jitter sample
         chunk = f"<{i}>".encode()
         sent += chunk
         writer.write(chunk)
         await writer.drain()
-    got = await asyncio.wait_for(reader.readexactly(len(sent)), TIMEOUT)
-    assert got == sent
-    assert proxy.stats().latency == 0.01 and proxy.stats().jitter == 0.01
+    first = await asyncio.wait_for(reader.readexactly(len(b"<0>")), TIMEOUT)
+    first_elapsed = loop.time() - started
+    rest = await asyncio.wait_for(reader.readexactly(len(sent) - len(first)), TIMEOUT)
+    assert first + rest == sent
+    # CLOCK_SLACK: asyncio may run a timer up to its clock resolution early.
+    assert first_elapsed >= floor - CLOCK_SLACK, f"first byte back after {first_elapsed:.3f} s < {floor} s"
+    assert proxy.stats().latency == 0.15 and proxy.stats().jitter == 0.05
+    writer.close()
+
+
+async def test_latency_delays_each_direction_by_at_least_the_setting(proxy: ChaosProxy) -> None:
+    """Without jitter a round trip takes at least twice the latency, and healing removes it.
+
+    Same lower-bound oracle as above (a fault-caused minimum, not a speed expectation). After
+    ``heal()`` the bytes still arrive unchanged; no upper bound is asserted on that leg.
+    """
+    proxy.latency(0.2)
+    reader, writer = await open_client(proxy)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await roundtrip(reader, writer, b"ping") == b"ping"
+    elapsed = loop.time() - started
+    assert elapsed >= 2 * 0.2 - CLOCK_SLACK, f"round trip took {elapsed:.3f} s, latency 0.2 s each way"
+    proxy.heal()
+    assert await roundtrip(reader, writer, b"pong") == b"pong"
     writer.close()
 
 
@@ -146,11 +180,39 @@ async def test_drop_new_refuses_connections_until_disabled(proxy: ChaosProxy, ec
 
 
 async def test_throttle_limits_throughput_without_losing_bytes(proxy: ChaosProxy) -> None:
-    proxy.throttle(200_000)
+    """A throttled link never delivers faster than its rate, and loses nothing.
+
+    The oracle is the rate limit itself, checked at every arrival: the proxy releases a
+    direction's bytes in slices of at most ``rate * 0.05`` and sleeps ``size / rate`` after
+    each, so by any time ``t`` after the first write at ``t0`` at most ``burst + rate (t - t0)``
+    bytes can have come back (``burst``: the slice the proxy may write before its first
+    sleep). That is an upper bound on bytes per second, i.e. a lower bound on time caused by
+    the fault: a slow machine only delivers later, so it cannot flake; without the throttle
+    the 60 kB echo arrives within milliseconds and breaks the bound at once. The same bound
+    is checked on the proxy's own ``bytes_down`` counter.
+    """
+    rate = 100_000
+    burst = int(rate * 0.05)
+    proxy.throttle(rate)
     reader, writer = await open_client(proxy)
-    payload = b"z" * 30_000
-    assert await roundtrip(reader, writer, payload) == payload
-    assert proxy.stats().throttle == 200_000
+    loop = asyncio.get_running_loop()
+    payload = bytes(range(256)) * 240  # 61 440 bytes: several slices, two proxy chunks
+    started = loop.time()
+    writer.write(payload)
+    await writer.drain()
+    got = bytearray()
+    while len(got) < len(payload):
+        data = await asyncio.wait_for(reader.read(65536), TIMEOUT)
+        assert data, "the link closed before the echo arrived"
+        now = loop.time()
+        got += data
+        allowed = burst + rate * (now - started + CLOCK_SLACK)
+        assert len(got) <= allowed, f"{len(got)} bytes after {now - started:.3f} s through {rate} B/s"
+        assert proxy.stats().bytes_down <= allowed
+    assert bytes(got) == payload
+    elapsed = loop.time() - started
+    assert elapsed >= (len(payload) - burst) / rate - CLOCK_SLACK
+    assert proxy.stats().throttle == rate
     proxy.throttle(None)
     assert proxy.stats().throttle is None
     writer.close()
