@@ -7,9 +7,11 @@ bundles or ``dist/`` appear in the tree other tests and engineers use).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import zipfile
@@ -75,23 +77,35 @@ def run(
     Args:
         cmd: the command and its arguments.
         cwd: working directory.
-        timeout: seconds before the command is killed (then :class:`subprocess.TimeoutExpired`).
+        timeout: seconds before the command and everything it started are killed (then
+            :class:`subprocess.TimeoutExpired`).
         env: the environment (default: this process's).
         check: fail with the command's output if it exits non-zero.
 
     Raises:
         AssertionError: ``check`` is set and the command failed (the message ends with its output).
     """
-    result = subprocess.run(
-        [str(part) for part in cmd],
+    args = [str(part) for part in cmd]
+    # Its own session, so a timeout or an interrupted test ends the whole tree (pip's build
+    # backend, npm, node), not only the direct child.
+    process = subprocess.Popen(
+        args,
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
         stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    result = subprocess.CompletedProcess(args, process.returncode, output)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(map(str, cmd))} exited with {result.returncode}:\n{result.stdout[-6000:]}"

@@ -364,6 +364,7 @@ def _quickstart_cells(venv: Venv) -> list[str]:
     return [setup, post]
 
 
+@pytest.mark.e2e  # also a browser test: `-m "not e2e"` skips it with the others
 def test_quickstart_renders_in_jupyterlab_from_the_installed_wheel(
     venv: Venv, venv_lab: LabServer, browser: Any
 ) -> None:
