@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Channel": "rtwidgets.models",
     "Presence": "rtwidgets.models",
     "OptimisticList": "rtwidgets.models",
-    "OperationRolledBack": "rtwidgets.models.optimistic",
+    "OperationRolledBack": "rtwidgets.errors",
     "CollabDoc": "rtwidgets.models",
     # widgets
     "ConnectionStatus": "rtwidgets.widgets",
@@ -39,15 +39,29 @@ _EXPORTS: dict[str, str] = {
     "set_message_budget": "rtwidgets.models._binding",
     # fault injection
     "ChaosProxy": "rtwidgets.chaos",
+    # errors (all defined in rtwidgets.errors)
+    "RealtimeError": "rtwidgets.errors",
+    "AuthenticationError": "rtwidgets.errors",
+    "ConnectionClosedError": "rtwidgets.errors",
+    "ConnectionFailedError": "rtwidgets.errors",
+    "QueueFullError": "rtwidgets.errors",
+    "AckTimeoutError": "rtwidgets.errors",
+    "ServerError": "rtwidgets.errors",
+    "ChannelClosedError": "rtwidgets.errors",
 }
 
 __all__ = [
+    "AckTimeoutError",
+    "AuthenticationError",
     "Channel",
+    "ChannelClosedError",
     "ChaosProxy",
     "Chat",
     "CollabDoc",
     "CollabText",
     "Connection",
+    "ConnectionClosedError",
+    "ConnectionFailedError",
     "ConnectionStatus",
     "Gateway",
     "GatewayConfig",
@@ -57,7 +71,10 @@ __all__ = [
     "OptimisticList",
     "Presence",
     "PresenceBar",
+    "QueueFullError",
     "RealtimeConnection",
+    "RealtimeError",
+    "ServerError",
     "TodoList",
     "__version__",
     "connect",
@@ -83,11 +100,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from rtwidgets.auth import issue_token
     from rtwidgets.chaos import ChaosProxy
     from rtwidgets.client import RealtimeConnection
+    from rtwidgets.errors import (
+        AckTimeoutError,
+        AuthenticationError,
+        ChannelClosedError,
+        ConnectionClosedError,
+        ConnectionFailedError,
+        OperationRolledBack,
+        QueueFullError,
+        RealtimeError,
+        ServerError,
+    )
     from rtwidgets.gateway import Gateway, GatewayConfig
     from rtwidgets.models import Channel, Connection, OptimisticList, Presence
     from rtwidgets.models._binding import set_message_budget
     from rtwidgets.models.collab import CollabDoc
-    from rtwidgets.models.optimistic import OperationRolledBack
     from rtwidgets.sync_client import connect
     from rtwidgets.widgets import Chat, ConnectionStatus, Inspector, LiveChart, PresenceBar, TodoList
     from rtwidgets.widgets.collab_text import CollabText

@@ -30,6 +30,10 @@ from typing import Any, Literal
 
 import jwt
 
+# AuthError is rtwidgets.errors.AuthenticationError under its gateway-side name (one class for a
+# refused token, whichever side refuses it).
+from rtwidgets.errors import AuthError
+
 __all__ = [
     "ACTIONS",
     "AuthError",
@@ -44,10 +48,6 @@ __all__ = [
 Action = Literal["subscribe", "publish", "presence"]
 ACTIONS: tuple[Action, ...] = ("subscribe", "publish", "presence")
 DEFAULT_ALGORITHM = "HS256"
-
-
-class AuthError(Exception):
-    """The token was refused. The message never contains the token itself."""
 
 
 @dataclass(frozen=True)

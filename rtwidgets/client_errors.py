@@ -1,7 +1,8 @@
-"""Errors of the realtime client, and the small callback helpers its layers share.
+"""How the client turns core events into its errors, and the small callback helpers its layers share.
 
-Every error is a :class:`RealtimeError` with a machine-readable ``code``; :class:`ServerError`
-carries the gateway's ``ErrorCode`` value.
+The error classes themselves live in :mod:`rtwidgets.errors` and are re-exported here (this was
+their home before). Every error is a :class:`RealtimeError` with a machine-readable ``code``;
+:class:`ServerError` carries the gateway's ``ErrorCode`` value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from rtwidgets.core.connection import Error, SendFailed
+from rtwidgets.errors import (
+    AckTimeoutError,
+    AuthenticationError,
+    ConnectionClosedError,
+    ConnectionFailedError,
+    QueueFullError,
+    RealtimeError,
+    ServerError,
+)
 
 __all__ = [
     "AckTimeoutError",
@@ -27,56 +37,6 @@ __all__ = [
 log = logging.getLogger("rtwidgets.client")
 
 Unsubscribe = Callable[[], None]
-
-
-class RealtimeError(Exception):
-    """Base class of every client error. ``code`` is machine-readable."""
-
-    code: str = "error"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-
-class AuthenticationError(RealtimeError):
-    """The gateway refused the token (close 4001 or HTTP 401/403). Not retried."""
-
-    code = "auth_failed"
-
-
-class ConnectionClosedError(RealtimeError):
-    """The connection closed (or was never open) before the operation completed."""
-
-    code = "connection_closed"
-
-
-class ConnectionFailedError(RealtimeError):
-    """Reconnection gave up (max attempts) or the gateway closed for good."""
-
-    code = "connection_failed"
-
-
-class QueueFullError(RealtimeError):
-    """The offline queue is full; the frame was not queued."""
-
-    code = "queue_full"
-
-
-class AckTimeoutError(RealtimeError, TimeoutError):
-    """No ack arrived within ``ack_timeout``; the gateway may or may not have applied it."""
-
-    code = "ack_timeout"
-
-
-class ServerError(RealtimeError):
-    """The gateway answered with an ``error`` frame; ``code`` is its ``ErrorCode`` value."""
-
-    def __init__(self, code: str, reason: str, frame: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {reason}", code)
-        self.reason = reason
-        self.frame = frame
 
 
 def _error_from_failed(ev: SendFailed) -> RealtimeError:

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import orjson
 
+from rtwidgets.errors import ProtocolError  # defined there; re-exported from here
+
 __all__ = [
     "CLIENT_TYPES",
     "MAX_CHANNEL_LENGTH",
@@ -99,16 +101,6 @@ class CloseCode(IntEnum):
 NO_RECONNECT_CODES: Final = frozenset(
     {CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.AUTH_FAILED, CloseCode.POLICY}
 )
-
-
-class ProtocolError(Exception):
-    """A frame was refused. ``code`` goes on the wire; ``reason`` is for humans."""
-
-    def __init__(self, code: ErrorCode, reason: str, msg_id: Any = None) -> None:
-        super().__init__(f"{code.value}: {reason}")
-        self.code = code
-        self.reason = reason
-        self.msg_id = msg_id
 
 
 def encode(message: dict[str, Any]) -> str:

@@ -38,6 +38,8 @@ from typing import Any, Final
 
 import pycrdt
 
+from rtwidgets.errors import CollabProtocolError  # defined there; re-exported from here
+
 __all__ = [
     "EMPTY_UPDATE",
     "PROTOCOL_VERSION",
@@ -80,10 +82,6 @@ MAX_CLIENT_ID_LENGTH: Final = 128
 # How far position corrections scan inside one item (bounds the cost on huge pasted items;
 # beyond it a cursor after non-ASCII text may be off by a few characters).
 MAX_RUN_SCAN: Final = 2048
-
-
-class CollabProtocolError(ValueError):
-    """A collaborative-document payload was malformed (wrong shape, bad base64, bad bytes)."""
 
 
 # ----------------------------------------------------------------------------- messages

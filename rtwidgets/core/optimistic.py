@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rtwidgets.errors import StoreError  # defined there; re-exported from here
+
 __all__ = [
     "Confirmed",
     "Created",
@@ -48,10 +50,6 @@ __all__ = [
 ]
 
 OpKind = Literal["create", "update", "delete"]
-
-
-class StoreError(ValueError):
-    """A frame handed to the store is malformed or does not describe an item."""
 
 
 # ------------------------------------------------------------------------- events

@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from rtwidgets.errors import ReconcileError  # defined there; re-exported from here
+
 __all__ = [
     "ConflictResolution",
     "PendingOperation",
@@ -41,10 +43,6 @@ S = TypeVar("S")
 
 ConflictResolution = Literal["server-wins", "client-wins", "merge"]
 _POLICIES: frozenset[str] = frozenset({"server-wins", "client-wins", "merge"})
-
-
-class ReconcileError(ValueError):
-    """A server frame handed to the reconciler is malformed or was not expected."""
 
 
 @dataclass(frozen=True)

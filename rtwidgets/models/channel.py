@@ -22,6 +22,7 @@ from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 from rtwidgets.client import ServerError
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
 from rtwidgets.core.subscribers import presence_conflict
+from rtwidgets.errors import ChannelClosedError  # defined there; re-exported from here
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
 from rtwidgets.models.connection import Connection
 from rtwidgets.protocol import validate_channel
@@ -31,10 +32,6 @@ __all__ = ["Channel", "ChannelClosedError"]
 
 Listener = Callable[[dict[str, Any]], None]
 log = logging.getLogger("rtwidgets.models")
-
-
-class ChannelClosedError(RuntimeError):
-    """The channel model was closed (or its subscription refused) before the operation ran."""
 
 
 class Channel(HasTraits):

@@ -19,6 +19,7 @@ from typing import Any
 from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.core.optimistic import OptimisticStore, RolledBack, StoreError
+from rtwidgets.errors import OperationRolledBack  # defined there; re-exported from here
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.connection import Connection
@@ -27,17 +28,6 @@ from rtwidgets.runtime import get_runtime
 __all__ = ["OperationRolledBack", "OptimisticList"]
 
 log = logging.getLogger("rtwidgets.models")
-
-
-class OperationRolledBack(RuntimeError):
-    """An optimistic operation was refused by the gateway or not acknowledged in time."""
-
-    def __init__(self, op_id: str, kind: str, item_id: str, reason: str) -> None:
-        super().__init__(f"{kind} of item {item_id!r} rolled back: {reason}")
-        self.op_id = op_id
-        self.kind = kind
-        self.item_id = item_id
-        self.reason = reason
 
 
 class OptimisticList(HasTraits):
