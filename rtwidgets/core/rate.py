@@ -19,8 +19,9 @@ Fixes:
   Here each sample keeps its timestamp and samples older than ``now - measurement_window``
   are dropped.
 * ``shouldProcess`` was a probabilistic placeholder (``Math.random() < rate/1000``, which is
-  per-call, not per-second). Here it is a real token bucket refilled at ``current_rate``
-  tokens per second, holding at most ``burst`` tokens.
+  per-call, not per-second). Here it is a real token bucket
+  (:class:`~rtwidgets.core.token_bucket.TokenBucket`) refilled at ``current_rate`` tokens per
+  second, holding at most ``burst`` tokens.
 """
 
 from __future__ import annotations
@@ -32,13 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._clock import MonotonicNow
+from .token_bucket import TokenBucket
 
 __all__ = ["AdaptiveRateController", "RateControlConfig"]
-
-# Tolerance when comparing a refilled bucket with one token: refilling over exactly one
-# token's interval (e.g. 10.1 - 10.0 at 10/s) can land a hair below 1.0 in floating point,
-# and a caller that waits until next_deadline() must be let through.
-_TOKEN_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -89,8 +86,8 @@ class AdaptiveRateController:
         self._frames: deque[tuple[float, float]] = deque()
         self._last_frame: float | None = None
         self._last_adjustment: float | None = None
-        self._tokens = self.config.burst
-        self._tokens_at: float | None = None
+        # Created full at the first should_process(): until then no time base is known.
+        self._bucket: TokenBucket | None = None
 
     @property
     def current_rate(self) -> float:
@@ -125,26 +122,15 @@ class AdaptiveRateController:
     def should_process(self, now: float | None = None) -> bool:
         """Take one token if available: True means handle the message now, False means defer or drop."""
         now = self._now.observe(now)
-        self._refill(now)
-        if self._tokens >= 1.0 - _TOKEN_EPSILON:
-            self._tokens = max(0.0, self._tokens - 1.0)
-            return True
-        return False
+        if self._bucket is None:
+            self._bucket = TokenBucket(self._rate, self.config.burst, now)
+        return self._bucket.try_acquire(now)
 
     def next_deadline(self) -> float | None:
         """When the next token is available (a past time if one is available now); None before first use."""
-        if self._tokens_at is None:
-            return None
-        if self._tokens >= 1.0 - _TOKEN_EPSILON:
-            return self._tokens_at
-        return self._tokens_at + (1.0 - self._tokens) / self._rate
+        return None if self._bucket is None else self._bucket.next_deadline()
 
     # ------------------------------------------------------------------ internals
-
-    def _refill(self, now: float) -> None:
-        if self._tokens_at is not None:
-            self._tokens = min(self.config.burst, self._tokens + (now - self._tokens_at) * self._rate)
-        self._tokens_at = now
 
     def _adjust(self, now: float) -> None:
         last = self._last_adjustment
@@ -166,6 +152,6 @@ class AdaptiveRateController:
 
     def _set_rate(self, now: float, rate: float) -> None:
         # Tokens earned so far accrue at the old rate; the new rate applies from now on.
-        if self._tokens_at is not None:
-            self._refill(now)
+        if self._bucket is not None:
+            self._bucket.set_rate(rate, now)
         self._rate = rate

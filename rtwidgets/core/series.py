@@ -20,7 +20,14 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["LOWER_TARGET", "MAX_RETAINED", "DecimatedSeries", "choose_stride", "float64_le"]
+__all__ = [
+    "LOWER_TARGET",
+    "MAX_RETAINED",
+    "DecimatedSeries",
+    "choose_stride",
+    "float64_bytes",
+    "float64_le",
+]
 
 # A hard cap on retained samples, whatever the window (memory bound at absurd rates).
 MAX_RETAINED = 200_000
@@ -29,12 +36,20 @@ MAX_RETAINED = 200_000
 LOWER_TARGET = 0.8
 
 
-def float64_le(arr: array[float]) -> bytes:
-    """Little-endian bytes of a Float64 ``array`` (a fresh copy; ``arr`` is not modified)."""
+def float64_bytes(values: Iterable[float]) -> bytes:
+    """Little-endian Float64 bytes of ``values`` (what the browser wraps in a Float64Array).
+
+    ``values`` may be a Float64 ``array`` (copied, never modified) or any iterable of numbers.
+    """
+    arr = values if isinstance(values, array) and values.typecode == "d" else array("d", values)
     if sys.byteorder != "little":
-        arr = array("d", arr)
+        arr = array("d", arr)  # a copy: the caller's array stays in native order
         arr.byteswap()
     return arr.tobytes()
+
+
+# The name this module used before float64_bytes was the library's only such function.
+float64_le = float64_bytes
 
 
 def choose_stride(stride: int, n: int, cap: int) -> int:
@@ -142,12 +157,12 @@ class DecimatedSeries:
             if sent_count - drop + added == count:  # always, unless the bookkeeping is broken
                 content.update(type="append", drop=drop)
                 i = start - base
-                return content, [float64_le(xs[i::stride]), float64_le(ys[i::stride])]
+                return content, [float64_bytes(xs[i::stride]), float64_bytes(ys[i::stride])]
         self._window_wanted = False
         self.windows_sent += 1
         content["type"] = "window"
         i = first - base
-        return content, [float64_le(xs[i::stride]), float64_le(ys[i::stride])]
+        return content, [float64_bytes(xs[i::stride]), float64_bytes(ys[i::stride])]
 
     def shown(self) -> tuple[bytes, bytes]:
         """``(x, y)`` bytes of the series as the views hold it after the last message (tail
@@ -161,4 +176,4 @@ class DecimatedSeries:
         if (base + n - 1) % stride:
             kx.append(xs[-1])
             ky.append(ys[-1])
-        return float64_le(kx), float64_le(ky)
+        return float64_bytes(kx), float64_bytes(ky)

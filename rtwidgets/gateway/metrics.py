@@ -9,13 +9,15 @@ gateways in one process (tests, notebooks) never clash.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from rtwidgets.core.rate_meter import RateMeter
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -37,8 +39,8 @@ class GatewayMetrics:
         self.auth_failures = 0
         self.frames_dropped_closed = 0  # frames for a connection that was no longer open
         self.errors: Counter[str] = Counter()
-        # (time, messages_published) samples, one per second at most, for the rate.
-        self._samples: deque[tuple[float, int]] = deque()
+        # messages_published read at each publish_rate() call, one mark per second at most.
+        self._publishes = RateMeter(_RATE_WINDOW, clock(), resolution=1.0)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -49,14 +51,8 @@ class GatewayMetrics:
     def publish_rate(self) -> float:
         """Stored + ephemeral publishes per second over the last ~10 s."""
         now = self._clock()
-        samples = self._samples
-        if not samples or now - samples[-1][0] >= 1.0:
-            samples.append((now, self.messages_published))
-        while len(samples) > 1 and now - samples[0][0] > _RATE_WINDOW:
-            samples.popleft()
-        t0, n0 = samples[0]
-        span = now - t0
-        return (self.messages_published - n0) / span if span > 0 else 0.0
+        self._publishes.observe_total(self.messages_published, now)
+        return self._publishes.rate(now)
 
     def render(self) -> bytes:
         """Prometheus text exposition of this gateway."""

@@ -38,10 +38,8 @@ flush itself.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -49,7 +47,8 @@ from typing import Any
 from traitlets import Dict, Float, Unicode
 
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig, SamplingStrategy
-from rtwidgets.core.series import DecimatedSeries, choose_stride
+from rtwidgets.core.rate_meter import RateMeter
+from rtwidgets.core.series import DecimatedSeries, choose_stride, float64_bytes
 from rtwidgets.models._binding import DeadlineTimer, LoopClock
 from rtwidgets.models.channel import Channel
 from rtwidgets.runtime import get_runtime
@@ -66,14 +65,6 @@ STATS_INTERVAL = 0.25
 Sample = tuple[float, float, Hashable]
 
 
-def float64_bytes(values: list[float]) -> bytes:
-    """Little-endian Float64 bytes of ``values`` (what the browser wraps in a Float64Array)."""
-    arr = array("d", values)
-    if sys.byteorder != "little":
-        arr.byteswap()
-    return arr.tobytes()
-
-
 def _nan_to_none(value: float, _widget: Any) -> float | None:
     # Jupyter's JSON refuses NaN; the front end reads null as "auto".
     return None if value is None or not math.isfinite(value) else value
@@ -81,27 +72,6 @@ def _nan_to_none(value: float, _widget: Any) -> float | None:
 
 def _none_to_nan(value: Any, _widget: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-class _Rate:
-    """Events per second over a sliding window (runtime thread only)."""
-
-    def __init__(self) -> None:
-        self._marks: deque[tuple[float, int]] = deque()
-        self._total = 0
-
-    def add(self, now: float, count: int) -> None:
-        self._marks.append((now, count))
-        self._total += count
-        self.trim(now)
-
-    def trim(self, now: float) -> None:
-        while self._marks and self._marks[0][0] < now - RATE_WINDOW:
-            self._total -= self._marks.popleft()[1]
-
-    def per_second(self, now: float) -> float:
-        self.trim(now)
-        return self._total / RATE_WINDOW
 
 
 class LiveChart(RealtimeWidget):
@@ -177,8 +147,8 @@ class LiveChart(RealtimeWidget):
         # Guards the series between the runtime thread (flush) and x/y readers.
         self._lock = threading.Lock()
         self._invalid = 0
-        self._rate_in = _Rate()
-        self._rate_out = _Rate()
+        self._rate_in = RateMeter(RATE_WINDOW, self._clock())
+        self._rate_out = RateMeter(RATE_WINDOW, self._clock())
         self._stats_sent_at = float("-inf")  # loop time stats last went out in a data message
         super().__init__(
             title=title,
@@ -293,7 +263,7 @@ class LiveChart(RealtimeWidget):
             buffer.push(self._inbox.popleft(), now)
             count += 1
         if count:
-            self._rate_in.add(now, count)
+            self._rate_in.add(count, now)
         return count
 
     def _poll(self, when: float) -> None:
@@ -325,7 +295,7 @@ class LiveChart(RealtimeWidget):
         batch = self._buffer.poll(now)
         with self._lock:
             if batch:
-                self._rate_out.add(now, len(batch))
+                self._rate_out.add(len(batch), now)
                 self._series.add(((t, value) for t, value, _key in batch), self.window_ms)
             content, buffers = self._series.next_message()
         # Leftovers (batch_interval not elapsed yet): flush again once the buffer allows.
@@ -347,6 +317,6 @@ class LiveChart(RealtimeWidget):
             "dropped": s.dropped,
             "buffered": s.buffer_size,
             "invalid": self._invalid,
-            "rate_in": round(self._rate_in.per_second(now), 1) if now is not None else 0.0,
-            "rate_out": round(self._rate_out.per_second(now), 1) if now is not None else 0.0,
+            "rate_in": round(self._rate_in.rate(now), 1) if now is not None else 0.0,
+            "rate_out": round(self._rate_out.rate(now), 1) if now is not None else 0.0,
         }
