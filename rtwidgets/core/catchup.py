@@ -34,7 +34,10 @@ Rules of this module:
   :attr:`CatchUp.position`, the newest ``(epoch, offset)`` delivered or covered, and **drops a
   positioned frame whose offset is at or below it in the same epoch** (counted in
   :attr:`CatchUp.duplicates`). A positioned frame of another epoch is delivered and moves the
-  position to its epoch (the history was replaced; the receiver is told by that epoch). So the
+  position to its epoch (the history was replaced; the receiver is told by that epoch). The
+  ``covered`` of the latest read stays a second floor until the next read: a frame it covers is
+  dropped even after a frame of another epoch went out (a Redis restart racing a snapshot: an
+  old-epoch frame arrives, then new-epoch frames the snapshot already holds). So the
   output is in offset order within an epoch and each offset comes out at most once. Frames that
   are not positioned (ephemeral messages, presence frames) are never dropped and keep their
   place among the live frames.
@@ -145,12 +148,13 @@ class CatchUp:
         TypeError: ``position`` is not a :class:`Position` or None.
     """
 
-    __slots__ = ("_bytes", "_events", "_frames", "_held", "_position", "_ticket", "duplicates")
+    __slots__ = ("_bytes", "_events", "_floor", "_frames", "_held", "_position", "_ticket", "duplicates")
 
     def __init__(self, position: Position | None = None) -> None:
         if position is not None and not isinstance(position, Position):
             raise TypeError(f"position must be a Position or None, got {position!r}")
         self._position = position
+        self._floor: Position | None = None  # ``covered`` of the latest read
         self._held: list[Deliver | Marker] | None = None  # None: not holding
         self._bytes = 0
         self._frames = 0
@@ -239,6 +243,7 @@ class CatchUp:
             _check_frame(frame, data)
         for frame, data in pairs:
             self._output(Deliver(frame, data, read=True))
+        self._floor = covered
         if covered is not None:
             self._advance(covered)
         self._events.append(ReadDone(ticket, covered))
@@ -288,7 +293,8 @@ class CatchUp:
         pos = stream_position(item.frame)
         if pos is not None:
             current = self._position
-            if current is not None and current.covers(pos):
+            floor = self._floor
+            if (current is not None and current.covers(pos)) or (floor is not None and floor.covers(pos)):
                 self.duplicates += 1
                 return
             self._position = pos

@@ -199,6 +199,27 @@ def test_held_frame_of_the_old_epoch_after_a_covered_new_epoch_is_delivered() ->
     assert describe(cu.events()) == [("done", Position("e2", 1)), "me1:9"]
 
 
+def test_covered_still_applies_after_a_frame_of_another_epoch() -> None:
+    # Redis restarted empty during a subscribe: an old-epoch frame was in flight, then new-epoch
+    # frames the snapshot (of the new epoch) already holds.
+    cu = CatchUp()
+    ticket = cu.hold()
+    cu.on_live(*msg(50, "e1"))
+    cu.on_live(*msg(1, "e2"))
+    cu.on_live(*msg(2, "e2"))
+    cu.on_live(*msg(3, "e2"))
+    cu.on_read(ticket, covered=Position("e2", 2))
+    assert describe(cu.events()) == [("done", Position("e2", 2)), "me1:50", "me2:3"]
+    # The floor lasts until the next read replaces it.
+    cu.on_live(*msg(51, "e1"))
+    cu.on_live(*msg(2, "e2"))
+    assert describe(cu.events()) == ["me1:51"]
+    ticket = cu.hold()
+    cu.on_read(ticket)
+    cu.on_live(*msg(2, "e2"))  # the position is e1:51 and no floor is left
+    assert describe(cu.events()) == [("done", None), "me2:2"]
+
+
 def test_read_of_a_new_epoch_is_delivered_whole() -> None:
     # Redis restarted empty: the gap fill reads every retained event of the new epoch.
     cu = CatchUp(position=Position("e1", 40))
