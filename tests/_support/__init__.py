@@ -12,6 +12,7 @@ Modules: ``node`` (the design's reference JavaScript client under Node), ``gatew
 as a real subprocess) and its entry point ``redis_gateway``, ``redis_server`` (a real
 ``redis-server``), ``tcp_proxy`` (a cuttable TCP proxy), ``net`` (free ports), ``waiting``
 (``eventually``), ``ws`` (raw WebSocket clients), ``broker_listener`` (a recording broker
-listener), ``peers`` (recording ``RealtimeConnection`` peers) and ``fuzzing`` (hypothesis
-strategies for frames).
+listener), ``peers`` (recording ``RealtimeConnection`` peers), ``fuzzing`` (hypothesis
+strategies for frames) and ``js_chart`` (a browser view of a LiveChart series: the front end's
+own ``ChartSeries`` under Node, through ``chart_view.mjs``).
 """

@@ -1,4 +1,7 @@
-"""DecimatedSeries (sans-I/O): what a view rebuilt from its messages holds equals ``shown()``."""
+"""DecimatedSeries (sans-I/O): what a view rebuilt from its messages holds equals ``shown()``.
+
+The view is the front end's own ``ChartSeries`` (``js/src/live_chart.js``) run under Node.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwidgets.core.series import DecimatedSeries, choose_stride
-from tests._support.chart_view import ViewSeries, floats
+from tests._support.js_chart import ViewSeries, floats
 
 
 def step(series: DecimatedSeries, view: ViewSeries, samples: list[tuple[float, float]]) -> str:
