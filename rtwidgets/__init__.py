@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "OptimisticList": "rtwidgets.models",
     "OperationRolledBack": "rtwidgets.errors",
     "CollabDoc": "rtwidgets.models",
+    "SharedState": "rtwidgets.models",
+    # any widget, shared
+    "share": "rtwidgets.sharing",
+    "ShareLink": "rtwidgets.sharing",
     # widgets
     "ConnectionStatus": "rtwidgets.widgets",
     "Chat": "rtwidgets.widgets",
@@ -75,11 +79,14 @@ __all__ = [
     "RealtimeConnection",
     "RealtimeError",
     "ServerError",
+    "ShareLink",
+    "SharedState",
     "TodoList",
     "__version__",
     "connect",
     "issue_token",
     "set_message_budget",
+    "share",
 ]
 
 

@@ -227,13 +227,19 @@ class ChannelHandle:
         merged = self._sub.subscribers.update_presence(self._subscriber, data)
         return await self._sub.send_presence_update(merged)
 
-    async def sync(self) -> dict[str, Any]:
+    async def sync(self, frame: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the gateway for everything after ``last_event_id``; returns the ``sync_response``.
 
         A delta is delivered through ``on_message`` of every handle (deduplicated); a snapshot
-        calls ``on_reset``.
+        calls ``on_reset``. ``frame``: a ``sync`` frame of one's own for this channel (e.g. a
+        reconciler's, with its ``lastEventId`` and ``pendingOps``) instead of the connection's.
+
+        Raises:
+            ValueError: ``frame`` is not a ``sync`` frame for this channel.
         """
-        return await self._sub.sync()
+        if frame is not None and (frame.get("type") != "sync" or frame.get("channel") != self.name):
+            raise ValueError(f"expected a 'sync' frame for channel {self.name!r}")
+        return await self._sub.sync(frame)
 
     async def unsubscribe(self) -> None:
         """Leave the channel (idempotent). The gateway subscription (and presence) ends with the
@@ -468,9 +474,9 @@ class ChannelSubscription:
         frame = self.core.presence_update_frame(merged)
         return await self._conn._request(frame, ack=True, retry=True)  # type: ignore[no-any-return]
 
-    async def sync(self) -> dict[str, Any]:
+    async def sync(self, frame: dict[str, Any] | None = None) -> dict[str, Any]:
         self._last_sync = None
-        await self._conn._request(self.core.sync_frame(), ack=True)
+        await self._conn._request(dict(frame) if frame is not None else self.core.sync_frame(), ack=True)
         if self._last_sync is None:
             raise ServerError("internal", "the gateway acked sync without a sync_response")
         return self._last_sync

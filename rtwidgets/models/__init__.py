@@ -2,7 +2,8 @@
 
 ``Connection`` <- useRealtimeConnection, ``Channel`` <- useChannel, ``Presence`` <-
 usePresence, ``OptimisticList`` <- useOptimisticRealtime; ``CollabDoc`` is a shared CRDT
-text. Network events update their traits on the rtwidgets runtime thread; their public
+text; ``SharedState`` is a shared dict with conflict policies (the design's reconciliation).
+Network events update their traits on the rtwidgets runtime thread; their public
 methods are thread-safe.
 """
 
@@ -11,5 +12,6 @@ from rtwidgets.models.collab import CollabDoc
 from rtwidgets.models.connection import Connection
 from rtwidgets.models.optimistic import OptimisticList
 from rtwidgets.models.presence import Presence
+from rtwidgets.models.shared_state import SharedState
 
-__all__ = ["Channel", "CollabDoc", "Connection", "OptimisticList", "Presence"]
+__all__ = ["Channel", "CollabDoc", "Connection", "OptimisticList", "Presence", "SharedState"]

@@ -271,6 +271,10 @@ class CoalescedSync:
     ``flushes`` counts applied batches. Values must not be mutated after ``set``: pass
     fresh lists/dicts (traitlets compares them to decide whether to notify).
 
+    With ``apply``, each flush calls ``apply(batch)`` (on the runtime thread) instead of
+    setting traits on ``target``: for paced output that is not a widget's traits, e.g. changes
+    going to the network at the budget's rate (:func:`rtwidgets.share`).
+
     The effective rate is ``min(max_rate, share of budget)``: ``budget`` defaults to the
     process-wide :func:`message_budget`, left on :meth:`close`. After ``IDLE_AFTER`` seconds
     without anything to send the sync marks itself idle in the budget (the busy widgets share
@@ -279,12 +283,16 @@ class CoalescedSync:
 
     def __init__(
         self,
-        target: HasTraits,
+        target: HasTraits | None,
         max_rate: float = 60.0,
         runtime: Runtime | None = None,
         budget: SharedRateBudget | None = None,
+        apply: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        if target is None and apply is None:
+            raise TypeError("CoalescedSync needs a target to set traits on, or an apply(batch) callable")
         self._target = target
+        self._apply_batch = apply
         self._runtime = runtime or get_runtime()
         self._loop = self._runtime.loop
         self._clock = LoopClock(self._loop)
@@ -415,12 +423,12 @@ class CoalescedSync:
                 computed = compute(now)
                 names += sorted(computed)
                 batch.update(computed)
-            if hold is None:
-                with target.hold_trait_notifications():
-                    for name, value in batch.items():
-                        setattr(target, name, value)
+            if self._apply_batch is not None:
+                self._apply_batch(batch)
             else:
-                with hold(), target.hold_trait_notifications():
+                assert target is not None  # __init__ requires a target or apply
+                sync_held = hold() if hold is not None else contextlib.nullcontext()
+                with sync_held, target.hold_trait_notifications():
                     for name, value in batch.items():
                         setattr(target, name, value)
         except Exception:
