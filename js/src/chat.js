@@ -1,12 +1,11 @@
 // Chat: message feed (pending / failed marks), typing line, input with Enter-to-send.
 // Intents: {action:"send", text, localId}, {action:"typing", typing}. Python answers with traits.
-import { userColor } from "./lib/color.js";
+import { paintUserBadge, setStateBadge, stateBadge } from "./lib/badge.js";
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
+import { createKeyedList } from "./lib/keyed_list.js";
 import { formatClock } from "./lib/time.js";
 import { list, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
 
 /** Send typing:true at most this often while the user keeps typing. */
 export const TYPING_THROTTLE_MS = 1500;
@@ -22,7 +21,7 @@ const CSS = `
 }
 .rtw-chat .rtw-msg { padding: 2px 0; }
 .rtw-chat .rtw-msg-head { display: flex; gap: 6px; align-items: baseline; }
-.rtw-chat .rtw-msg-user { font-weight: 600; }
+.rtw-chat .rtw-msg-user { font-size: 0.9em; }
 .rtw-chat .rtw-msg-time { font-size: 0.85em; color: var(--jp-ui-font-color2, #777); }
 .rtw-chat .rtw-msg-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .rtw-chat .rtw-msg.rtw-pending { opacity: 0.6; }
@@ -75,7 +74,9 @@ function updateRow(parts, msg, me) {
   row.classList.toggle("rtw-failed", failed);
   row.classList.toggle("rtw-mine", userId === me);
   setText(user, userId || "?");
-  user.style.color = userColor(msg.color, userId);
+  // A badge in the user's colour (text readable on it), not coloured text: a user colour as
+  // text on the theme background cannot be readable in both light and dark themes.
+  paintUserBadge(user, msg.color, userId);
   const ts = num(msg.ts, NaN);
   setText(time, formatClock(ts));
   setAttr(time, "datetime", Number.isFinite(ts) ? new Date(ts).toISOString() : null);
@@ -94,13 +95,9 @@ function updateRow(parts, msg, me) {
   setAttr(mark, "aria-label", failed ? "not sent" : pending ? "sending" : null);
 }
 
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("chat", CSS, el);
-  const scope = createScope(model);
-
+function build({ model, scope }) {
   const title = h("span", { class: "rtw-chat-channel" });
-  const badge = h("span", { class: "rtw-badge" });
+  const badge = stateBadge();
   const offline = h("span", { class: "rtw-chat-offline rtw-muted", "aria-live": "polite" });
   const feed = h("ol", {
     class: "rtw-chat-feed",
@@ -123,32 +120,17 @@ function render({ model, el }) {
   );
 
   /** id -> row parts: rows are reused across updates (cheap, keeps the DOM stable). */
-  const rows = new Map();
+  let me = "";
+  const rows = createKeyedList(feed, {
+    keyOf: (msg) => str(msg.id),
+    create: buildRow,
+    update: (parts, msg) => updateRow(parts, msg, me),
+  });
 
   function renderMessages() {
-    const me = str(model.get("me"));
+    me = str(model.get("me"));
     const stick = isAtBottom(feed);
-    const seen = new Set();
-    const ordered = [];
-    for (const msg of list(model.get("messages"))) {
-      if (msg === null || typeof msg !== "object") continue;
-      const id = str(msg.id);
-      if (seen.has(id)) continue; // a duplicate id would reuse one node twice
-      seen.add(id);
-      let parts = rows.get(id);
-      if (!parts) {
-        parts = buildRow();
-        rows.set(id, parts);
-      }
-      updateRow(parts, msg, me);
-      ordered.push(parts.row);
-    }
-    for (const id of rows.keys()) if (!seen.has(id)) rows.delete(id);
-    // Only touch the child list when order or membership changed.
-    const current = feed.children;
-    let same = current.length === ordered.length;
-    for (let i = 0; same && i < ordered.length; i++) same = current[i] === ordered[i];
-    if (!same) feed.replaceChildren(...ordered);
+    rows.render(list(model.get("messages")));
     if (stick) feed.scrollTop = feed.scrollHeight;
   }
 
@@ -157,8 +139,7 @@ function render({ model, el }) {
     const state = str(model.get("state"), "disconnected");
     root.dataset.state = state;
     setText(title, channel ? `#${channel}` : "");
-    setText(badge, state);
-    for (const t of ["success", "warn", "error"]) badge.classList.toggle(`rtw-tone-${t}`, t === toneForState(state));
+    setStateBadge(badge, state);
     setText(offline, state === "connected" ? "" : "offline: messages are sent when the connection is back");
     setAttr(input, "placeholder", str(model.get("placeholder")) || "Type a message");
   }
@@ -232,8 +213,6 @@ function render({ model, el }) {
   renderHeader();
   renderMessages();
   renderTyping();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
   // A view going away while typing must not leave "alice is typing…" on other screens.
   scope.add(() => {
     if (typingActive) {
@@ -244,8 +223,7 @@ function render({ model, el }) {
       }
     }
   });
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "chat", css: CSS }, build) };

@@ -14,13 +14,12 @@ import { EditorState } from "@codemirror/state";
 import { EditorView, keymap, lineNumbers, placeholder as placeholderExt } from "@codemirror/view";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
+import { userBadge } from "./lib/badge.js";
 import { encodePosition, TraitAwareness } from "./lib/collab_awareness.js";
 import { userColor } from "./lib/color.js";
 import { h, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle } from "./lib/style.js";
 import { list, num, str } from "./lib/traits.js";
+import { renderWidget } from "./lib/widget.js";
 
 /** Origin tag of updates that came from the kernel (they are not sent back). */
 export const KERNEL = Symbol("rtwidgets-kernel");
@@ -32,9 +31,7 @@ export const CURSOR_THROTTLE_MS = 50;
 const CSS = `
 .rtw-collab_text { display: flex; flex-direction: column; gap: 6px; }
 .rtw-collab_text .rtw-ct-head { display: flex; align-items: center; gap: 6px; flex-wrap: wrap; }
-.rtw-collab_text .rtw-ct-peer {
-  padding: 0 8px; border-radius: 999px; color: #fff; font-weight: 600; font-size: 0.9em;
-}
+.rtw-collab_text .rtw-ct-peer { font-size: 0.9em; }
 .rtw-collab_text .rtw-ct-peer.rtw-me { outline: 2px solid var(--jp-ui-font-color1, #222); }
 .rtw-collab_text .rtw-ct-status { margin-left: auto; font-size: 0.9em; }
 .rtw-collab_text .rtw-ct-editor {
@@ -42,7 +39,10 @@ const CSS = `
   background: var(--jp-layout-color1, #fff);
 }
 .rtw-collab_text .cm-editor { height: 100%; }
-.rtw-collab_text .cm-editor.cm-focused { outline: none; }
+/* Keyboard users must see where they are: a visible outline while the editor has focus. */
+.rtw-collab_text .cm-editor.cm-focused {
+  outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: -2px;
+}
 .rtw-collab_text .cm-content { font-family: var(--jp-code-font-family, monospace); }
 `;
 
@@ -59,10 +59,15 @@ export function toBytes(buffer) {
  * which removes every listener, timer and DOM node it created.
  */
 export function createCollabEditor({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("collab_text", CSS, el);
-  const scope = createScope(model);
+  return renderWidget({ model, el }, { name: "collab_text", css: CSS }, build);
+}
 
+/** Screen-reader name of the editor. */
+export function editorLabel(channel) {
+  return channel ? `Shared document ${channel}` : "Shared document";
+}
+
+function build({ model, scope }) {
   const ydoc = new Y.Doc();
   const ytext = ydoc.getText(TEXT_NAME);
   const awareness = new TraitAwareness(ydoc);
@@ -82,6 +87,8 @@ export function createCollabEditor({ model, el }) {
         keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
         lineNumbers(),
         EditorView.lineWrapping,
+        // The editable element is what screen readers land on: it carries the name.
+        EditorView.contentAttributes.of({ "aria-label": editorLabel(str(model.get("channel"))) }),
         placeholderExt(str(model.get("placeholder"))),
         yCollab(ytext, awareness), // with its own Y.UndoManager: undo only reverts our edits
       ],
@@ -140,12 +147,13 @@ export function createCollabEditor({ model, el }) {
     const chips = list(model.get("peers"))
       .filter((p) => p && typeof p === "object")
       .map((p) =>
-        h(
+        userBadge(
           "span",
           {
             class: ["rtw-ct-peer", p.clientId === me && "rtw-me"],
             title: `${str(p.name)} (${str(p.userId)})${p.clientId === me ? " - you" : ""}`,
-            style: { background: userColor(p.color, p.userId) },
+            color: p.color,
+            userId: str(p.userId),
           },
           str(p.name) || str(p.userId) || "?",
         ),
@@ -179,9 +187,7 @@ export function createCollabEditor({ model, el }) {
   renderPeers();
   renderStatus();
   renderHeight();
-  setAttr(root, "aria-label", `Shared document ${str(model.get("channel"))}`);
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
+  setAttr(root, "aria-label", editorLabel(str(model.get("channel"))));
 
   // Ask the kernel for everything this (empty) replica lacks.
   model.send({ action: "sync" }, undefined, [Y.encodeStateVector(ydoc)]);
@@ -190,9 +196,8 @@ export function createCollabEditor({ model, el }) {
     view.destroy();
     awareness.destroy();
     ydoc.destroy();
-    root.remove();
   });
-  return { view, ydoc, ytext, awareness, root, dispose: () => scope.dispose() };
+  return { view, ydoc, ytext, awareness, root };
 }
 
 function render({ model, el }) {

@@ -1,12 +1,13 @@
 // ConnectionStatus: state badge, live reconnect countdown, last error, user and RTT,
 // Reconnect / Disconnect buttons. Traits and intents: see docs/widgets_contract (ConnectionStatus).
+// The countdown runs on this browser's clock: the kernel sends `retry_in_ms`, a delay measured
+// when it was sent, never its own clock's instant (the two clocks need not agree).
+import { setStateBadge, stateBadge } from "./lib/badge.js";
 import { startCountdown } from "./lib/countdown.js";
 import { h, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
 import { formatRtt } from "./lib/time.js";
 import { num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
 
 const CSS = `
 .rtw-connection_status { display: flex; flex-direction: column; gap: 6px; }
@@ -14,14 +15,8 @@ const CSS = `
 .rtw-connection_status .rtw-cs-meta { font-size: 0.9em; }
 `;
 
-const TONES = ["success", "warn", "error"];
-
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("connection_status", CSS, el);
-  const scope = createScope(model);
-
-  const badge = h("span", { class: "rtw-badge", role: "status" });
+function build({ model, scope }) {
+  const badge = stateBadge({ role: "status" });
   const retry = h("span", { class: "rtw-cs-retry rtw-muted", "aria-live": "polite" });
   const attempt = h("span", { class: "rtw-cs-attempt rtw-muted" });
   const error = h("div", { class: "rtw-cs-error rtw-error-text", "aria-live": "polite" });
@@ -44,12 +39,13 @@ function render({ model, el }) {
   function renderCountdown() {
     stopCountdown();
     stopCountdown = () => {};
-    const retryAt = num(model.get("retry_at"));
-    if (str(model.get("state")) !== "reconnecting" || retryAt <= 0) {
+    const retryIn = num(model.get("retry_in_ms"));
+    if (str(model.get("state")) !== "reconnecting" || retryIn <= 0) {
       setText(retry, "");
       return;
     }
-    stopCountdown = startCountdown(scope, retryAt, (s) => {
+    // The delay counts from when it arrived (now), on this browser's clock.
+    stopCountdown = startCountdown(scope, Date.now() + retryIn, (s) => {
       setText(retry, s > 0 ? `retry in ${s} s` : "retrying…");
     });
   }
@@ -57,9 +53,7 @@ function render({ model, el }) {
   function renderState() {
     const state = str(model.get("state"), "disconnected");
     root.dataset.state = state;
-    const tone = toneForState(state);
-    for (const t of TONES) badge.classList.toggle(`rtw-tone-${t}`, t === tone);
-    setText(badge, state);
+    setStateBadge(badge, state);
     reconnect.disabled = state === "connected";
     disconnect.disabled = state !== "connected";
     renderAttempt();
@@ -88,7 +82,7 @@ function render({ model, el }) {
   scope.listen(disconnect, "click", () => model.send({ action: "disconnect" }));
 
   scope.onModel("change:state", renderState);
-  scope.onModel("change:retry_at", renderCountdown);
+  scope.onModel("change:retry_in_ms", renderCountdown);
   scope.onModel("change:attempt", renderAttempt);
   scope.onModel("change:max_attempts", renderAttempt);
   for (const trait of ["user_id", "client_id", "rtt_ms", "url", "last_error"]) {
@@ -97,10 +91,7 @@ function render({ model, el }) {
 
   renderState();
   renderMeta();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "connection_status", css: CSS }, build) };

@@ -1,11 +1,10 @@
 // Inspector: a compact table of the connection snapshot and a scrolling monospace event log
 // with a client-side type filter and a pause button (freezes the log view, not the data).
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
+import { setStateBadge, stateBadge } from "./lib/badge.js";
 import { formatClockMs, formatCount, formatRtt } from "./lib/time.js";
 import { dict, list, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
 
 const CSS = `
 .rtw-inspector { display: flex; flex-direction: column; gap: 6px; }
@@ -63,12 +62,8 @@ export function filterEvents(events, filter) {
   return valid.filter((e) => str(e.type).toLowerCase().includes(needle));
 }
 
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("inspector", CSS, el);
-  const scope = createScope(model);
-
-  const badge = h("span", { class: "rtw-badge" });
+function build({ model, scope }) {
+  const badge = stateBadge();
   const snapBody = h("tbody");
   const chanBody = h("tbody");
   const chanTable = h(
@@ -112,8 +107,7 @@ function render({ model, el }) {
     const s = dict(model.get("snapshot"));
     const state = str(s.state, "disconnected");
     root.dataset.state = state;
-    setText(badge, state);
-    for (const t of ["success", "warn", "error"]) badge.classList.toggle(`rtw-tone-${t}`, t === toneForState(state));
+    setStateBadge(badge, state);
     snapBody.replaceChildren(
       ...snapshotRows(s).map(([k, v]) => h("tr", { dataset: { key: k } }, h("th", { scope: "row", text: k }), h("td", { text: v }))),
     );
@@ -184,10 +178,7 @@ function render({ model, el }) {
   renderSnapshot();
   renderLog();
   renderStatus();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "inspector", css: CSS }, build) };

@@ -23,10 +23,14 @@ const CSS = `
 .rtw-live_chart .rtw-lc-title { font-weight: 600; }
 .rtw-live_chart canvas { width: 100%; height: ${DEFAULT_HEIGHT}px; display: block; }
 .rtw-live_chart .rtw-lc-stats { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em; }
-.rtw-live_chart .rtw-pressure { font-size: 0.85em; padding: 0 6px; border-radius: 999px; }
-.rtw-live_chart .rtw-pressure-none { background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #222); }
-.rtw-live_chart .rtw-pressure-moderate { background: var(--jp-warn-color1, #f57c00); color: #fff; }
-.rtw-live_chart .rtw-pressure-high { background: var(--jp-error-color1, #d32f2f); color: #fff; }
+/* Theme text on the theme surface (readable in light and dark themes); the level is the border. */
+.rtw-live_chart .rtw-pressure {
+  font-size: 0.85em; padding: 0 6px; border-radius: 999px;
+  background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #222);
+  border: 1px solid var(--jp-border-color1, #bbb);
+}
+.rtw-live_chart .rtw-pressure-moderate { border: 2px solid var(--jp-warn-color1, #f57c00); }
+.rtw-live_chart .rtw-pressure-high { border: 2px solid var(--jp-error-color1, #d32f2f); }
 .rtw-live_chart .rtw-lc-error:empty { display: none; }
 `;
 

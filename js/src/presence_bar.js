@@ -1,11 +1,11 @@
 // PresenceBar: one avatar per user (initials in the user's colour), a "me" ring, a typing dot,
 // "N here", and transient "alice joined" / "bob left" lines that fade ~5 s after their ts.
-import { initials, userColor } from "./lib/color.js";
+import { userBadge } from "./lib/badge.js";
+import { initials } from "./lib/color.js";
 import { h, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle } from "./lib/style.js";
+import { createKeyedList } from "./lib/keyed_list.js";
 import { list, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
 
 /** How long a join/leave line stays visible after its ts. */
 export const RECENT_VISIBLE_MS = 5000;
@@ -17,8 +17,8 @@ const CSS = `
 .rtw-presence_bar .rtw-pb-avatars { display: flex; gap: 4px; list-style: none; margin: 0; padding: 0; flex-wrap: wrap; }
 .rtw-presence_bar .rtw-avatar {
   position: relative; width: 28px; height: 28px; border-radius: 50%;
-  display: inline-flex; align-items: center; justify-content: center;
-  color: #fff; font-weight: 600; font-size: 12px; user-select: none;
+  display: inline-flex; align-items: center; justify-content: center; padding: 0;
+  font-weight: 600; font-size: 12px; user-select: none;
   border: 2px solid var(--jp-layout-color0, #fff);
 }
 .rtw-presence_bar .rtw-avatar.rtw-me { box-shadow: 0 0 0 2px var(--jp-brand-color1, #1976d2); }
@@ -57,14 +57,15 @@ function avatarFor(member, me) {
   const typing = member.typing === true;
   const isMe = userId !== "" && userId === me;
   const label = `${name}${isMe ? " (you)" : ""}${devices > 1 ? `, ${devices} devices` : ""}${typing ? ", typing" : ""}`;
-  const avatar = h(
+  const avatar = userBadge(
     "li",
     {
       class: ["rtw-avatar", isMe && "rtw-me", typing && "rtw-typing"],
       title: `${name}${isMe ? " (you)" : ""} · ${devices} device${devices === 1 ? "" : "s"}`,
       "aria-label": label,
       dataset: { userId },
-      style: { background: userColor(member.color, userId) },
+      color: member.color,
+      userId,
     },
     initials(name),
     devices > 1 && h("span", { class: "rtw-devices", "aria-hidden": "true", text: devices }),
@@ -73,11 +74,7 @@ function avatarFor(member, me) {
   return avatar;
 }
 
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("presence_bar", CSS, el);
-  const scope = createScope(model);
-
+function build({ model, scope }) {
   const avatars = h("ul", { class: "rtw-pb-avatars", "aria-label": "People here" });
   const count = h("span", { class: "rtw-pb-count rtw-muted" });
   const recentList = h("ul", { class: "rtw-pb-recent rtw-muted", "aria-live": "polite" });
@@ -95,29 +92,23 @@ function render({ model, el }) {
   }
 
   let expiryTimer;
-  /** key -> <li>, so a line that stays visible is not re-created (its fade keeps running). */
-  const recentRows = new Map();
+  /** One <li> per join/leave line, reused while it stays visible (its fade keeps running). */
+  const recentRows = createKeyedList(recentList, {
+    keyOf: (e) => `${e.kind === "leave" ? "leave" : "join"}|${str(e.userId)}|${num(e.ts)}`,
+    create: (_key, e) => {
+      const kind = e.kind === "leave" ? "leave" : "join";
+      const name = str(e.name) || str(e.userId) || "someone";
+      return { row: h("li", { class: ["rtw-recent", `rtw-recent-${kind}`] }, `${name} ${kind === "leave" ? "left" : "joined"}`) };
+    },
+    update: () => {},
+  });
 
   function renderRecent() {
     scope.clearTimeout(expiryTimer);
     expiryTimer = undefined;
     const now = Date.now();
     const shown = visibleRecent(model.get("recent"), now);
-    const keep = new Set();
-    const rows = shown.map((e) => {
-      const kind = e.kind === "leave" ? "leave" : "join";
-      const name = str(e.name) || str(e.userId) || "someone";
-      const key = `${kind}|${str(e.userId)}|${num(e.ts)}`;
-      keep.add(key);
-      let li = recentRows.get(key);
-      if (!li) {
-        li = h("li", { class: ["rtw-recent", `rtw-recent-${kind}`] }, `${name} ${kind === "leave" ? "left" : "joined"}`);
-        recentRows.set(key, li);
-      }
-      return li;
-    });
-    for (const key of recentRows.keys()) if (!keep.has(key)) recentRows.delete(key);
-    recentList.replaceChildren(...rows);
+    recentRows.render(shown);
     // One timer, for the earliest expiry; it re-renders and schedules the next.
     if (shown.length > 0) {
       const earliest = Math.min(...shown.map((e) => num(e.ts) + RECENT_VISIBLE_MS));
@@ -132,10 +123,7 @@ function render({ model, el }) {
 
   renderMembers();
   renderRecent();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "presence_bar", css: CSS }, build) };

@@ -1,14 +1,25 @@
 // TodoList: optimistic list. Rows are controlled by the `items` trait: a click sends an intent
 // and the row only changes when Python's optimistic state arrives (so the view never lies).
 // Intents: create {text}, toggle {id}, edit {id, text}, delete {id}.
+// Rollbacks are one-off events, so they arrive as custom messages
+// {type: "rollback", rollbacks: [{opId, itemId, kind, reason, ts}, ...]} (every rollback of a
+// flush, none lost), not as a latest-wins trait.
+import { setStateBadge, stateBadge } from "./lib/badge.js";
 import { h, setAttr, setText } from "./lib/dom.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle, toneForState } from "./lib/style.js";
+import { createKeyedList } from "./lib/keyed_list.js";
 import { dict, list, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
 
 /** How long a rolled-back row keeps its `rtw-rolled-back` flash. */
 export const ROLLBACK_FLASH_MS = 2000;
+/** At most this many rollback lines in the notice (newest last). */
+export const ROLLBACK_LINES = 5;
+
+/** The notice line for one rollback (plain text). */
+export function rollbackText(rb) {
+  const reason = str(rb.reason) || "refused by the server";
+  return `Change rolled back: ${reason}`;
+}
 
 const CSS = `
 .rtw-todo_list { display: flex; flex-direction: column; gap: 6px; }
@@ -29,26 +40,23 @@ const CSS = `
 }
 .rtw-todo_list .rtw-rollback {
   display: flex; gap: 8px; align-items: center; padding: 4px 8px; border-radius: 4px;
-  border: 1px solid var(--jp-error-color1, #d32f2f); color: var(--jp-error-color1, #d32f2f);
+  border: 1px solid var(--jp-error-color1, #d32f2f); border-left-width: 4px;
 }
 .rtw-todo_list .rtw-rollback[hidden] { display: none; }
+.rtw-todo_list .rtw-rollback-lines { list-style: none; margin: 0; padding: 0; flex: 1; }
 .rtw-todo_list .rtw-todo-pending:empty { display: none; }
 .rtw-todo_list .rtw-todo-empty { padding: 4px; }
 @keyframes rtw-spin { to { transform: rotate(360deg); } }
 @media (prefers-reduced-motion: reduce) { .rtw-todo_list .rtw-item.rtw-pending .rtw-spinner { animation: none; } }
 `;
 
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("todo_list", CSS, el);
-  const scope = createScope(model);
-
-  const badge = h("span", { class: "rtw-badge" });
+function build({ model, scope }) {
+  const badge = stateBadge();
   const channel = h("span", { class: "rtw-todo-channel" });
   const pendingCount = h("span", { class: "rtw-todo-pending rtw-muted", "aria-live": "polite" });
   const input = h("input", { type: "text", class: "rtw-todo-input", "aria-label": "New item", placeholder: "What needs doing?" });
   const add = h("button", { type: "button", class: "rtw-todo-add", text: "Add" });
-  const noticeText = h("span", { class: "rtw-rollback-text" });
+  const noticeText = h("ul", { class: "rtw-rollback-lines" });
   const dismiss = h("button", { type: "button", class: "rtw-rollback-dismiss", text: "Dismiss" });
   const notice = h("div", { class: "rtw-rollback", role: "status", "aria-live": "polite", hidden: true }, noticeText, dismiss);
   const itemsList = h("ul", { class: "rtw-todo-items", "aria-label": "Items" });
@@ -64,7 +72,11 @@ function render({ model, el }) {
   );
 
   /** id -> row parts; rows are reused so an edit in progress survives other updates. */
-  const rows = new Map();
+  const rows = createKeyedList(itemsList, {
+    keyOf: (item) => str(item.id),
+    create: (id) => buildRow(id),
+    update: (parts, item) => updateRow(parts, item),
+  });
   /** itemId -> flash timer for rows currently showing `rtw-rolled-back`. */
   const flashing = new Map();
 
@@ -163,34 +175,13 @@ function render({ model, el }) {
   }
 
   function renderItems() {
-    const seen = new Set();
-    const ordered = [];
-    for (const item of list(model.get("items"))) {
-      if (item === null || typeof item !== "object") continue;
-      const id = str(item.id);
-      if (seen.has(id)) continue;
-      seen.add(id);
-      let parts = rows.get(id);
-      if (!parts) {
-        parts = buildRow(id);
-        rows.set(id, parts);
-      }
-      updateRow(parts, item);
-      ordered.push(parts.row);
-    }
-    for (const id of rows.keys()) if (!seen.has(id)) rows.delete(id);
-    const current = itemsList.children;
-    let same = current.length === ordered.length;
-    for (let i = 0; same && i < ordered.length; i++) same = current[i] === ordered[i];
-    if (!same) itemsList.replaceChildren(...ordered);
-    empty.hidden = ordered.length > 0;
+    empty.hidden = rows.render(list(model.get("items"))) > 0;
   }
 
   function renderHeader() {
     const state = str(model.get("state"), "disconnected");
     root.dataset.state = state;
-    setText(badge, state);
-    for (const t of ["success", "warn", "error"]) badge.classList.toggle(`rtw-tone-${t}`, t === toneForState(state));
+    setStateBadge(badge, state);
     const ch = str(model.get("channel"));
     setText(channel, ch ? `#${ch}` : "");
     const n = Math.max(0, Math.trunc(num(model.get("pending_count"))));
@@ -208,19 +199,18 @@ function render({ model, el }) {
     rows.get(itemId)?.row.classList.add("rtw-rolled-back");
   }
 
-  // Only a rollback with a new ts is news; the value present at render time is history.
-  let lastRollbackTs = num(dict(model.get("last_rollback")).ts, NaN);
-
-  function onRollback() {
-    const rb = dict(model.get("last_rollback"));
-    const ts = num(rb.ts, NaN);
-    if (!Number.isFinite(ts) || ts === lastRollbackTs) return;
-    lastRollbackTs = ts;
-    const reason = str(rb.reason) || "refused by the server";
-    setText(noticeText, `Change rolled back: ${reason}`);
+  /** Show every rollback of one message: a notice line each (the newest ROLLBACK_LINES), a row flash each. */
+  function onRollbacks(rollbacks) {
+    const fresh = list(rollbacks).map(dict).filter((rb) => Object.keys(rb).length > 0);
+    if (fresh.length === 0) return;
+    const added = fresh.map((rb) => h("li", { class: "rtw-rollback-line" }, rollbackText(rb)));
+    const lines = [...noticeText.children, ...added];
+    noticeText.replaceChildren(...lines.slice(-ROLLBACK_LINES));
     notice.hidden = false;
-    const itemId = str(rb.itemId);
-    if (itemId) flash(itemId);
+    for (const rb of fresh) {
+      const itemId = str(rb.itemId);
+      if (itemId) flash(itemId);
+    }
   }
 
   function create() {
@@ -239,18 +229,18 @@ function render({ model, el }) {
   });
   scope.listen(dismiss, "click", () => {
     notice.hidden = true;
+    noticeText.replaceChildren();
   });
 
   scope.onModel("change:items", renderItems);
-  scope.onModel("change:last_rollback", onRollback);
+  scope.onModel("msg:custom", (msg) => {
+    if (msg && typeof msg === "object" && msg.type === "rollback") onRollbacks(msg.rollbacks);
+  });
   for (const trait of ["state", "channel", "pending_count"]) scope.onModel(`change:${trait}`, renderHeader);
 
   renderHeader();
   renderItems();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "todo_list", css: CSS }, build) };

@@ -45,7 +45,11 @@ describe("chat", () => {
     const rows = root.querySelectorAll(".rtw-msg");
     expect([...rows].map((r) => r.dataset.id)).toEqual(["m1", "m2"]);
     expect(rows[0].querySelector(".rtw-msg-user").textContent).toBe("bob");
-    expect(rows[0].querySelector(".rtw-msg-user").style.color).toBe("rgb(51, 102, 153)");
+    // The sender is a badge in the user's colour, with text readable on it.
+    const user = rows[0].querySelector(".rtw-msg-user");
+    expect(user.classList.contains("rtw-user-badge")).toBe(true);
+    expect(user.style.background).toBe("rgb(51, 102, 153)");
+    expect(user.style.color).toBe("rgb(255, 255, 255)");
     expect(rows[0].querySelector(".rtw-msg-time").textContent).toBe("12:34");
     expect(rows[0].querySelector(".rtw-msg-text").textContent).toBe("hello");
     expect(rows[1].classList.contains("rtw-mine")).toBe(true);
@@ -62,7 +66,8 @@ describe("chat", () => {
     expect(row.querySelector("b")).toBeNull();
     expect(row.querySelector(".rtw-msg-user").textContent).toBe("<script>");
     // An unsafe colour string falls back to the computed per-user colour.
-    expect(row.querySelector(".rtw-msg-user").style.color).not.toContain("red");
+    expect(row.querySelector(".rtw-msg-user").style.background).not.toContain("red");
+    expect(row.querySelector(".rtw-msg-user").style.background).not.toBe("");
     model.set("typing", ['<img src=x onerror="1">']);
     expect(el.querySelector(".rtw-chat-typing img")).toBeNull();
     expect(el.querySelector("img")).toBeNull();

@@ -55,6 +55,30 @@ describe("collab_text", () => {
     document.body.replaceChildren();
   });
 
+  it("names the editable element and keeps a visible focus outline", () => {
+    const { editor, el } = setup();
+    expect(editor.view.contentDOM.getAttribute("aria-label")).toBe("Shared document doc:test");
+    // The stylesheet gives the focused editor an outline (CodeMirror's own is not left at "none").
+    const css = [...document.querySelectorAll('style[data-rtw="collab_text"]')].map((s) => s.textContent).join("");
+    const focused = /\.cm-editor\.cm-focused\s*\{([^}]*)\}/.exec(css);
+    expect(focused).not.toBeNull();
+    expect(focused[1]).toMatch(/outline:\s*2px solid/);
+    expect(focused[1]).not.toMatch(/outline:\s*none/);
+    // Peers are user badges: the user's colour with readable text on it.
+    editor.dispose();
+    expect(el.childElementCount).toBe(0);
+  });
+
+  it("shows peers as user badges with readable text", () => {
+    const { model, editor } = setup();
+    model.set("peers", [{ clientId: "c-bob", userId: "bob", name: "Bob", color: "#ffff00" }]);
+    const chip = editor.root.querySelector(".rtw-ct-peer");
+    expect(chip.classList.contains("rtw-user-badge")).toBe(true);
+    expect(chip.style.background).toBe("rgb(255, 255, 0)");
+    expect(chip.style.color).toBe("rgb(0, 0, 0)");
+    editor.dispose();
+  });
+
   it("asks the kernel for the document with its state vector and shows the answer", () => {
     const { model, editor, kernel, ktext } = setup();
     const [[content, buffers]] = model.sentWith("sync");

@@ -9,7 +9,7 @@ const BASE = {
   client_id: "c-1",
   attempt: 0,
   max_attempts: 10,
-  retry_at: 0,
+  retry_in_ms: 0,
   last_error: "",
   rtt_ms: 12.4,
 };
@@ -62,11 +62,14 @@ describe("connection_status", () => {
     expect(model.sent).toEqual([{ action: "disconnect" }, { action: "reconnect" }]);
   });
 
-  it("counts down to retry_at while reconnecting", () => {
+  it("counts down retry_in_ms, from its arrival, on the browser's clock", () => {
     const { el, model } = mount(widget, BASE);
     const retry = el.querySelector(".rtw-cs-retry");
     expect(retry.textContent).toBe("");
-    model.update({ state: "reconnecting", attempt: 2, retry_at: Date.now() + 3000 });
+    // The kernel sends a delay, not an instant of its clock: what this browser's clock says
+    // (here: a year later than the kernel's) does not matter.
+    vi.setSystemTime(new Date("2027-01-01T00:00:00Z"));
+    model.update({ state: "reconnecting", attempt: 2, retry_in_ms: 3000 });
     expect(retry.textContent).toBe("retry in 3 s");
     expect(el.querySelector(".rtw-cs-attempt").textContent).toBe("attempt 2/10");
     vi.advanceTimersByTime(1000);
@@ -76,8 +79,8 @@ describe("connection_status", () => {
     vi.advanceTimersByTime(1000);
     expect(retry.textContent).toBe("retrying…");
     expect(vi.getTimerCount()).toBe(0);
-    // A new deadline restarts the countdown; connecting stops it and leaves no timer.
-    model.set("retry_at", Date.now() + 1500);
+    // A new delay restarts the countdown; connecting stops it and leaves no timer.
+    model.set("retry_in_ms", 1500);
     expect(retry.textContent).toBe("retry in 2 s");
     vi.advanceTimersByTime(500);
     expect(retry.textContent).toBe("retry in 1 s");
@@ -87,7 +90,7 @@ describe("connection_status", () => {
   });
 
   it("cleanup removes listeners, timers and DOM", () => {
-    const { el, model, cleanup } = mount(widget, { ...BASE, state: "reconnecting", retry_at: Date.now() + 5000 });
+    const { el, model, cleanup } = mount(widget, { ...BASE, state: "reconnecting", retry_in_ms: 5000 });
     expect(model.listenerCount()).toBeGreaterThan(0);
     expect(vi.getTimerCount()).toBe(1);
     const reconnect = el.querySelector(".rtw-cs-reconnect");

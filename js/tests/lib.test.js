@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { colorFor, initials, userColor } from "../src/lib/color.js";
+import palette from "../../rtwidgets/static/palette.json";
+import { setStateBadge, userBadge } from "../src/lib/badge.js";
+import { badgeColors, colorFor, contrast, initials, PALETTE, PALETTE_TEXT, parseColor, userColor } from "../src/lib/color.js";
+import { createKeyedList } from "../src/lib/keyed_list.js";
 import { BufferError, toFloat64 } from "../src/lib/buffers.js";
 import { h } from "../src/lib/dom.js";
 import { createScope } from "../src/lib/scope.js";
@@ -15,7 +18,41 @@ describe("color", () => {
   it("colorFor is stable and differs between users", () => {
     expect(colorFor("alice")).toBe(colorFor("alice"));
     expect(colorFor("alice")).not.toBe(colorFor("bob"));
-    expect(colorFor("alice")).toMatch(/^hsl\(\d{1,3}, 65%, 45%\)$/);
+    expect(PALETTE).toContain(colorFor("alice"));
+  });
+  it("uses the palette file Python reads, with Python's hash", () => {
+    expect(PALETTE).toEqual(palette.colors.map((c) => c.toLowerCase()));
+    expect(PALETTE_TEXT).toBe(palette.text.toLowerCase());
+    // rtwidgets.colors.color_for: h = (h * 31 + ord(ch)) & 0xFFFFFFFF; "ab" -> 97 * 31 + 98 = 3105
+    expect(colorFor("ab")).toBe(PALETTE[3105 % PALETTE.length]);
+    expect(colorFor("")).toBe(PALETTE[0]);
+    // Code points, not UTF-16 units (Python iterates code points): U+1F600 is one step.
+    expect(colorFor("\u{1F600}")).toBe(PALETTE[0x1f600 % PALETTE.length]);
+    // A long id wraps at 32 bits exactly like Python's mask.
+    let h = 0n;
+    for (const ch of "a-rather-long-user-id@example.org") h = (h * 31n + BigInt(ch.codePointAt(0))) & 0xffffffffn;
+    expect(colorFor("a-rather-long-user-id@example.org")).toBe(PALETTE[Number(h % BigInt(PALETTE.length))]);
+  });
+  it("parseColor reads hex, rgb() and hsl(), null for the rest", () => {
+    expect(parseColor("#fff")).toEqual([255, 255, 255]);
+    expect(parseColor("#12ab34")).toEqual([18, 171, 52]);
+    expect(parseColor("rgb(1, 2, 3)")).toEqual([1, 2, 3]);
+    expect(parseColor("rgba(1 2 3 / 50%)")).toEqual([1, 2, 3]);
+    expect(parseColor("hsl(0, 100%, 50%)")).toEqual([255, 0, 0]);
+    expect(parseColor("hsl(120, 100%, 25%)")).toEqual([0, 128, 0]);
+    expect(parseColor("rebeccapurple")).toBeNull();
+    expect(parseColor(undefined)).toBeNull();
+  });
+  it("badgeColors gives text readable (WCAG AA) on any colour", () => {
+    for (const c of PALETTE) expect(badgeColors(c, "u")).toEqual({ background: c, text: PALETTE_TEXT });
+    for (const c of ["#ffff00", "#42d4f4", "#000000", "#777777", "#808080", "hsl(60, 100%, 50%)", "rgb(20, 40, 60)"]) {
+      const { background, text } = badgeColors(c, "u");
+      expect(background).toBe(c);
+      expect(contrast(parseColor(background), parseColor(text))).toBeGreaterThanOrEqual(4.5);
+    }
+    // Unsafe or unknown (no browser canvas here to resolve a name): the user's palette colour.
+    expect(badgeColors("url(x)", "bob")).toEqual({ background: colorFor("bob"), text: PALETTE_TEXT });
+    expect(badgeColors("rebeccapurple", "bob")).toEqual({ background: colorFor("bob"), text: PALETTE_TEXT });
   });
   it("userColor accepts plain colours only", () => {
     expect(userColor("#12ab34", "u")).toBe("#12ab34");
@@ -29,6 +66,51 @@ describe("color", () => {
     expect(initials("bob")).toBe("B");
     expect(initials("  ")).toBe("?");
     expect(initials("émile zola")).toBe("ÉZ");
+  });
+});
+
+describe("badges and keyed lists", () => {
+  it("setStateBadge sets the text and exactly one tone", () => {
+    const badge = document.createElement("span");
+    setStateBadge(badge, "reconnecting");
+    expect(badge.textContent).toBe("reconnecting");
+    expect([...badge.classList]).toEqual(["rtw-tone-warn"]);
+    setStateBadge(badge, "connected");
+    expect([...badge.classList]).toEqual(["rtw-tone-success"]);
+  });
+  it("userBadge paints the user's colour with readable text", () => {
+    const el = userBadge("span", { class: "x", color: "#ffff00", userId: "u", title: "t" }, "Ann");
+    expect(el.className).toBe("x rtw-user-badge");
+    expect(el.style.background).toBe("rgb(255, 255, 0)");
+    expect(el.style.color).toBe("rgb(0, 0, 0)");
+    expect(el.textContent).toBe("Ann");
+  });
+  it("createKeyedList reuses nodes per key, keeps order, skips duplicates and non-objects", () => {
+    const ul = document.createElement("ul");
+    let created = 0;
+    const rows = createKeyedList(ul, {
+      keyOf: (item) => String(item.id),
+      create: () => {
+        created += 1;
+        return { row: document.createElement("li") };
+      },
+      update: (parts, item) => {
+        parts.row.textContent = item.text;
+      },
+    });
+    expect(rows.render([{ id: 1, text: "a" }, null, { id: 2, text: "b" }, { id: 1, text: "dup" }])).toBe(2);
+    const [first, second] = ul.children;
+    expect([...ul.children].map((li) => li.textContent)).toEqual(["a", "b"]);
+    rows.render([{ id: 2, text: "B" }, { id: 1, text: "A" }, { id: 3, text: "c" }]);
+    expect([...ul.children].map((li) => li.textContent)).toEqual(["B", "A", "c"]);
+    expect(ul.children[0]).toBe(second);
+    expect(ul.children[1]).toBe(first);
+    expect(created).toBe(3);
+    rows.render([{ id: 3, text: "c" }]);
+    expect(rows.get("1")).toBeUndefined();
+    expect(ul.children.length).toBe(1);
+    expect(rows.render("not a list")).toBe(0);
+    expect(ul.children.length).toBe(0);
   });
 });
 

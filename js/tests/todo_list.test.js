@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import widget, { ROLLBACK_FLASH_MS } from "../src/todo_list.js";
+import widget, { ROLLBACK_FLASH_MS, ROLLBACK_LINES } from "../src/todo_list.js";
 import { mount } from "./fake_model.js";
 
 const BASE = {
@@ -10,8 +10,10 @@ const BASE = {
     { id: "b", text: "write tests", done: true, pending: false },
   ],
   pending_count: 0,
-  last_rollback: {},
 };
+
+/** The kernel's rollback message: every rollback of one flush. */
+const rollback = (model, ...rollbacks) => model.emit("msg:custom", { type: "rollback", rollbacks }, []);
 
 const row = (el, id) => el.querySelector(`.rtw-item[data-id="${id}"]`);
 
@@ -129,12 +131,12 @@ describe("todo_list", () => {
     expect(el.querySelector("img")).toBeNull();
   });
 
-  it("shows a rollback notice and flashes the row for a new rollback only", () => {
-    const old = { opId: "op0", itemId: "a", reason: "old", ts: 1 };
-    const { el, model } = mount(widget, { ...BASE, last_rollback: old });
+  it("shows a rollback notice and flashes the row for each rollback message", () => {
+    // A trait value present at render time is history, not news: rollbacks are messages now.
+    const { el, model } = mount(widget, { ...BASE, last_rollback: { opId: "op0", itemId: "a", reason: "old", ts: 1 } });
     const notice = el.querySelector(".rtw-rollback");
-    expect(notice.hidden).toBe(true); // present at render time: history, not news
-    model.set("last_rollback", { opId: "op1", itemId: "a", reason: "item was deleted", ts: 2 });
+    expect(notice.hidden).toBe(true);
+    rollback(model, { opId: "op1", itemId: "a", reason: "item was deleted", ts: 2 });
     expect(notice.hidden).toBe(false);
     expect(notice.textContent).toContain("Change rolled back: item was deleted");
     expect(row(el, "a").classList.contains("rtw-rolled-back")).toBe(true);
@@ -144,19 +146,40 @@ describe("todo_list", () => {
     vi.advanceTimersByTime(ROLLBACK_FLASH_MS);
     expect(row(el, "a").classList.contains("rtw-rolled-back")).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
-    // Same ts again is not a new rollback.
     el.querySelector(".rtw-rollback-dismiss").click();
     expect(notice.hidden).toBe(true);
-    model.set("last_rollback", { opId: "op1", itemId: "a", reason: "item was deleted", ts: 2 });
+    expect(notice.textContent).not.toContain("item was deleted"); // dismissed lines are gone
+    // Other custom messages and empty rollback lists are not rollbacks.
+    model.emit("msg:custom", { type: "intent_error", action: "x", message: "m" }, []);
+    rollback(model);
     expect(notice.hidden).toBe(true);
-    model.set("last_rollback", {});
-    expect(notice.hidden).toBe(true);
+  });
+
+  it("two rollbacks in one message both show: two lines, two flashing rows", () => {
+    const { el, model } = mount(widget, BASE);
+    const notice = el.querySelector(".rtw-rollback");
+    rollback(
+      model,
+      { opId: "op1", itemId: "a", kind: "update", reason: "forbidden", ts: 3 },
+      { opId: "op2", itemId: "b", kind: "delete", reason: "timeout", ts: 3 },
+    );
+    const lines = [...notice.querySelectorAll(".rtw-rollback-line")].map((li) => li.textContent);
+    expect(lines).toEqual(["Change rolled back: forbidden", "Change rolled back: timeout"]);
+    expect(row(el, "a").classList.contains("rtw-rolled-back")).toBe(true);
+    expect(row(el, "b").classList.contains("rtw-rolled-back")).toBe(true);
+    // A later message adds to the lines shown (bounded), it does not replace them.
+    rollback(model, { opId: "op3", itemId: "a", kind: "update", reason: "state_full", ts: 4 });
+    expect(notice.querySelectorAll(".rtw-rollback-line").length).toBe(3);
+    for (let i = 0; i < 10; i++) rollback(model, { opId: `x${i}`, itemId: "a", reason: `r${i}`, ts: 5 + i });
+    const shown = [...notice.querySelectorAll(".rtw-rollback-line")].map((li) => li.textContent);
+    expect(shown).toHaveLength(ROLLBACK_LINES);
+    expect(shown.at(-1)).toBe("Change rolled back: r9");
   });
 
   it("cleanup removes listeners, timers and DOM", () => {
     const { el, model, cleanup } = mount(widget, BASE);
     const del = row(el, "a").querySelector(".rtw-item-delete");
-    model.set("last_rollback", { opId: "op1", itemId: "a", reason: "x", ts: 5 });
+    rollback(model, { opId: "op1", itemId: "a", reason: "x", ts: 5 });
     expect(vi.getTimerCount()).toBe(1);
     cleanup();
     expect(model.listenerCount()).toBe(0);

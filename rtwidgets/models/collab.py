@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import pycrdt
 from traitlets import Bool, HasTraits, Int, List, Unicode
 
+from rtwidgets.colors import color_for
 from rtwidgets.core import crdt_sync as cs
 from rtwidgets.models._binding import TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
@@ -112,7 +113,7 @@ class CollabDoc(HasTraits):
         self._auto_name = not user_name
         self._auto_color = not color
         self.user_name = user_name or connection.user_id or "anonymous"
-        self.color = color or _color_for(self.user_name)
+        self.color = color or color_for(self.user_name)
         self._runtime = get_runtime()
         self._loop = self._runtime.loop
         self._tasks = TaskGroup(f"collab {name!r}")
@@ -717,7 +718,7 @@ class CollabDoc(HasTraits):
         if not user_id:
             return False
         name = user_id if self._auto_name else self.user_name
-        color = _color_for(name) if self._auto_color else self.color
+        color = color_for(name) if self._auto_color else self.color
         if (name, color) == (self.user_name, self.color):
             return False
         self.user_name, self.color = name, color
@@ -739,7 +740,7 @@ class CollabDoc(HasTraits):
                 "clientId": member.get("clientId"),
                 "userId": member.get("userId"),
                 "name": str(data.get("name") or member.get("userId") or "?"),
-                "color": str(data.get("color") or _color_for(str(member.get("userId")))),
+                "color": str(data.get("color") or color_for(str(member.get("userId")))),
             }
             peers.append(who)
             cursor = data.get("cursor")
@@ -788,11 +789,3 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("collab listener %r failed", fn)
-
-
-def _color_for(user: str) -> str:
-    # Same palette and hash as the widgets (stable across kernels); imported lazily because
-    # rtwidgets.widgets pulls in anywidget, which a headless model user may not need.
-    from rtwidgets.widgets._base import color_for
-
-    return color_for(user)

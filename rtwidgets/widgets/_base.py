@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
+from rtwidgets.colors import color_for
 from rtwidgets.models._binding import CoalescedSync, on_runtime
 
 __all__ = ["STATIC_DIR", "BundleMissingError", "IntentError", "RealtimeWidget", "bundle_path", "color_for"]
@@ -32,23 +33,6 @@ __all__ = ["STATIC_DIR", "BundleMissingError", "IntentError", "RealtimeWidget", 
 log = logging.getLogger("rtwidgets.widgets")
 
 STATIC_DIR = pathlib.Path(__file__).parent.parent / "static"
-
-# Colours for users without an explicit one: readable on light and dark themes.
-_PALETTE = (
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#9a6324",
-    "#469990",
-    "#800000",
-    "#808000",
-    "#000075",
-)
-
 
 class BundleMissingError(FileNotFoundError):
     """The widget's JavaScript bundle has not been built."""
@@ -67,14 +51,6 @@ def bundle_path(name: str) -> pathlib.Path:
             "(or `cd js && npm ci && npm run build`) to build the JavaScript bundle"
         )
     return path
-
-
-def color_for(user_id: str) -> str:
-    """A stable colour for ``user_id`` (same on every kernel: no Python hash randomisation)."""
-    h = 0
-    for ch in user_id:
-        h = (h * 31 + ord(ch)) & 0xFFFFFFFF
-    return _PALETTE[h % len(_PALETTE)]
 
 
 def require_str(

@@ -152,9 +152,13 @@ def test_connection_status_shows_reconnecting_with_countdown(connect: Any) -> No
         wait_until(lambda: any(s == "reconnecting" and r > 0 for s, r in seen), what="countdown shown")
         retry_at = next(r for s, r in seen if s == "reconnecting" and r > 0)
         assert retry_at > time.time() * 1000.0 - 1000  # an epoch-ms instant, not a delay
+        # The browser gets a delay (its countdown runs on its own clock), never the instant.
+        assert "retry_at" not in w.keys and "retry_in_ms" in w.keys
+        wait_until(lambda: 0 < w.retry_in_ms <= 2000, what="relative delay synced")
         intent(w, action="reconnect")  # skip the backoff
         wait_until(lambda: w.state == "connected", what="reconnected now")
         assert w.retry_at == 0.0
+        wait_until(lambda: w.retry_in_ms == 0.0, what="no retry pending once connected")
     finally:
         w.close()
 
@@ -521,6 +525,44 @@ def test_widgets_work_when_created_before_the_connection_is_up(connect: Any) -> 
     finally:
         for w in (status, chat_a, chat_b):
             w.close()
+
+
+def test_todo_list_two_rollbacks_in_one_flush_both_reach_the_browser(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    # Offline (a long backoff): both creates stay pending, nothing is acknowledged meanwhile.
+    conn = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    model = OptimisticList(conn, "todos-two")
+    todo = TodoList(model)
+    sent: list[Any] = []
+    todo.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+    try:
+        wait_until(lambda: model.is_subscribed, what="subscribed")
+        conn.simulate_drop()
+        wait_until(lambda: conn.state == "reconnecting", what="offline")
+        first, second = todo.add("one"), todo.add("two")
+        wait_until(lambda: len(model.pending_ops) == 2, what="two pending creates")
+        op1, op2 = model.pending_ops
+
+        async def refuse_both() -> None:
+            # Both refusals land in one store change (as when two error frames arrive in one
+            # read), so the widget gets them in one event batch and sends them in one flush.
+            model.store.fail(op1, "forbidden")
+            model.store.fail(op2, "state_full")
+            model._publish_events()
+
+        get_runtime().run(refuse_both())
+        wait_until(lambda: todo.rollbacks_sent == 2, what="both rollbacks sent")
+        rollback_msgs = [m for m in sent if m.get("type") == "rollback"]
+        assert len(rollback_msgs) == 1  # one flush ...
+        got = [(r["itemId"], r["kind"], r["reason"]) for r in rollback_msgs[0]["rollbacks"]]
+        assert got == [(first, "create", "forbidden"), (second, "create", "state_full")]  # ... both
+        assert all(r["ts"] > 0 and r["opId"] in (op1, op2) for r in rollback_msgs[0]["rollbacks"])
+        assert todo.last_rollback["reason"] == "state_full" and todo.rollbacks_dropped == 0
+        wait_until(lambda: todo.items == [], what="both rolled back in the list")
+    finally:
+        todo.close()
+        model.close()
 
 
 def test_todo_list_op_refused_locally_is_shown_to_the_browser(connect: Any) -> None:

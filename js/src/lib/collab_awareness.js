@@ -7,6 +7,7 @@
 // they have no timers and vanish exactly when the kernel drops them (the user left).
 import * as Y from "yjs";
 import { fromBase64, toBase64 } from "lib0/buffer";
+import { userColor } from "./color.js";
 
 /** Decode a base64 Yjs relative position; null for anything undecodable. */
 export function decodePosition(b64) {
@@ -87,7 +88,8 @@ export class TraitAwareness {
       const anchor = decodePosition(entry.anchorPos);
       const head = decodePosition(entry.headPos);
       next.push([id, {
-        user: { name: String(entry.name ?? "?"), color: String(entry.color ?? "#30bced") },
+        // The shared palette decides a missing or unsafe colour, as everywhere else.
+        user: { name: String(entry.name ?? "?"), color: userColor(entry.color, entry.userId ?? entry.clientId) },
         cursor: anchor && head ? { anchor, head } : null,
       }]);
     }

@@ -11,9 +11,10 @@ export const INTENT_ERROR_MS = 4000;
 const CSS = `
 .rtw-widget .rtw-intent-error {
   margin-top: 6px; padding: 4px 8px; border-radius: 4px;
-  color: var(--jp-error-color1, #d32f2f);
-  background: var(--jp-error-color3, #fdecea);
-  border: 1px solid var(--jp-error-color2, #f5c2c0);
+  /* theme text on the theme surface (readable in light and dark); the error tone is the border */
+  color: var(--jp-ui-font-color1, #222);
+  background: var(--jp-layout-color1, #fff);
+  border: 1px solid var(--jp-error-color1, #d32f2f); border-left-width: 4px;
 }
 `;
 

@@ -25,7 +25,13 @@ export function injectStyle(key, css, el) {
   return style;
 }
 
-/** Shared base rules (badges, buttons, inputs); every widget injects it under "base". */
+/**
+ * Shared base rules (badges, buttons, inputs); every widget injects it under "base".
+ * Text on a state badge is the theme's font colour on its layout colour (the tone is the dot and
+ * the border, never the text's background), so it is readable in light and dark themes; a user
+ * badge gets its colours inline from `badgeColors` (lib/color.js). tests/widgets/test_colors.py
+ * checks every text/background pair of the widgets' CSS in both JupyterLab themes.
+ */
 export const BASE_CSS = `
 .rtw-widget {
   font-family: var(--jp-ui-font-family, system-ui, sans-serif);
@@ -43,13 +49,21 @@ export const BASE_CSS = `
 .rtw-row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
 .rtw-badge {
   display: inline-flex; align-items: center; gap: 4px;
-  padding: 1px 8px; border-radius: 999px; font-weight: 600;
-  color: #fff; background: var(--jp-ui-font-color2, #777);
+  padding: 0 8px; border-radius: 999px; font-weight: 600;
+  color: var(--jp-ui-font-color1, #222); background: var(--jp-layout-color2, #eee);
+  border: 1px solid var(--rtw-tone, var(--jp-border-color1, #bbb));
 }
-.rtw-badge::before { content: ""; width: 6px; height: 6px; border-radius: 50%; background: currentColor; }
-.rtw-tone-success { background: var(--jp-success-color1, #388e3c); }
-.rtw-tone-warn { background: var(--jp-warn-color1, #f57c00); }
-.rtw-tone-error { background: var(--jp-error-color1, #d32f2f); }
+.rtw-badge::before {
+  content: ""; width: 8px; height: 8px; border-radius: 50%;
+  background: var(--rtw-tone, var(--jp-ui-font-color2, #777));
+}
+.rtw-tone-success { --rtw-tone: var(--jp-success-color1, #388e3c); }
+.rtw-tone-warn { --rtw-tone: var(--jp-warn-color1, #f57c00); }
+.rtw-tone-error { --rtw-tone: var(--jp-error-color1, #d32f2f); }
+.rtw-user-badge {
+  display: inline-flex; align-items: center; justify-content: center;
+  padding: 0 8px; border-radius: 999px; font-weight: 600;
+}
 .rtw-widget button {
   font: inherit; cursor: pointer; padding: 2px 10px; border-radius: 4px;
   color: var(--jp-ui-font-color1, #222);
