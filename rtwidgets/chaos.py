@@ -11,13 +11,14 @@ the network on purpose::
     proxy.cut()                                     # reset every current connection (TCP RST)
     proxy.drop_new(True)                            # refuse new connections (reset at accept)
     proxy.throttle(10_000)                          # at most 10 kB/s per connection and direction
+    proxy.break_on(b"EVALSHA", times=2)             # the next 2 client chunks holding it reset
     proxy.heal()                                    # clear every fault
 
 Contracts:
 
 * Bytes are forwarded **in order** and never altered or dropped while a connection lives;
   faults only delay them (``latency``, ``throttle``, ``pause``) or kill the whole connection
-  (``cut``, ``drop_new``), exactly like a real network under TCP.
+  (``cut``, ``drop_new``, ``break_on``), exactly like a real network under TCP.
 * While paused, each direction of each connection buffers at most ``max_buffer_bytes``; beyond
   that the proxy stops reading, so the sender's socket buffers fill up (real backpressure).
 * Every control method is thread-safe and returns immediately; it may be called from the
@@ -54,7 +55,8 @@ class ProxyStats:
 
     ``bytes_up`` counts client -> target bytes delivered, ``bytes_down`` target -> client;
     ``connections_refused`` counts connections reset at accept (``drop_new``) or because no
-    target accepted them; ``connections_cut`` counts connections reset by :meth:`ChaosProxy.cut`.
+    target accepted them; ``connections_cut`` counts connections reset by :meth:`ChaosProxy.cut`;
+    ``connections_broken`` counts connections reset by :meth:`ChaosProxy.break_on`.
     """
 
     connections_total: int
@@ -68,6 +70,7 @@ class ProxyStats:
     latency: float
     jitter: float
     throttle: float | None
+    connections_broken: int = 0
 
 
 def _target(value: Target | int | str) -> Target:
@@ -144,7 +147,9 @@ class ChaosProxy:
         self._paused = False
         self._dropping = False
         self._next_target = 0
-        self._total = self._refused = self._cut = 0
+        self._total = self._refused = self._cut = self._broken = 0
+        self._break_marker = b""
+        self._break_left = 0
         self._bytes = {"up": 0, "down": 0}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -277,12 +282,34 @@ class ChaosProxy:
         with self._lock:
             self._dropping = bool(enabled)
 
+    def break_on(self, marker: bytes, times: int = 1) -> None:
+        """Reset (TCP RST) the connection of each of the next ``times`` client chunks holding ``marker``.
+
+        The chunk (a read of up to 16 kB from the client) is not forwarded: the target never
+        sees it, and the client sees its connection die on that request, like a pooled socket
+        that looked alive but was dead. Only client -> target bytes are matched; a marker split
+        across two reads is not. ``times=0`` disarms it.
+
+        Raises:
+            TypeError: ``marker`` is not bytes.
+            ValueError: ``marker`` is empty or ``times`` is negative.
+        """
+        if not isinstance(marker, (bytes, bytearray)):
+            raise TypeError(f"marker must be bytes, not {type(marker).__name__}")
+        if not marker:
+            raise ValueError("marker must not be empty")
+        if times < 0:
+            raise ValueError("times must be >= 0")
+        with self._lock:
+            self._break_marker, self._break_left = bytes(marker), int(times)
+
     def heal(self) -> None:
         """Clear every fault: no latency, no throttle, not paused, accepting connections."""
         with self._lock:
             self._latency = self._jitter = 0.0
             self._throttle = None
             self._dropping = False
+            self._break_left = 0
         self.resume()
 
     def set_targets(self, *targets: Target | int | str) -> None:
@@ -309,6 +336,7 @@ class ChaosProxy:
                 latency=self._latency,
                 jitter=self._jitter,
                 throttle=self._throttle,
+                connections_broken=self._broken,
             )
 
     # ------------------------------------------------------------------ internals
@@ -347,6 +375,15 @@ class ChaosProxy:
         with self._lock:
             self._cut += len(links)
         return len(links)
+
+    def _breaks(self, data: bytes) -> bool:
+        """Whether this client chunk is one ``break_on`` must kill (counted when it is)."""
+        with self._lock:
+            if not self._break_left or self._break_marker not in data:
+                return False
+            self._break_left -= 1
+            self._broken += 1
+            return True
 
     def _delay(self) -> float:
         with self._lock:
@@ -427,6 +464,9 @@ class ChaosProxy:
                 if not data:
                     await queue.put(None)
                     return
+                if direction == "up" and self._breaks(data):
+                    # Raised in the reader: the pump re-raises it and _serve resets both sides.
+                    raise ConnectionResetError("reset by ChaosProxy.break_on")
                 # TCP never reorders: a smaller jitter sample must not overtake earlier bytes.
                 last_due = max(loop.time() + self._delay(), last_due)
                 await queue.put((last_due, data))

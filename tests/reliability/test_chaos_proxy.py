@@ -17,11 +17,12 @@ pytestmark = pytest.mark.fault
 
 
 class EchoServer:
-    """Echoes every byte back; counts connections."""
+    """Echoes every byte back; counts connections and keeps every byte it received."""
 
     def __init__(self) -> None:
         self.port = 0
         self.connections = 0
+        self.received = bytearray()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> EchoServer:
@@ -33,6 +34,7 @@ class EchoServer:
         self.connections += 1
         try:
             while data := await reader.read(65536):
+                self.received += data
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -216,6 +218,51 @@ async def test_throttle_limits_throughput_without_losing_bytes(proxy: ChaosProxy
     proxy.throttle(None)
     assert proxy.stats().throttle is None
     writer.close()
+
+
+async def expect_reset(reader: asyncio.StreamReader) -> None:
+    """The connection dies (RST, or EOF depending on timing) without a byte coming back."""
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)) as info:
+        await asyncio.wait_for(reader.readexactly(1), TIMEOUT)
+    if isinstance(info.value, asyncio.IncompleteReadError):
+        assert info.value.partial == b""
+
+
+async def test_break_on_resets_the_connection_of_a_marked_chunk_and_never_forwards_it(
+    proxy: ChaosProxy, echo: EchoServer
+) -> None:
+    proxy.break_on(b"EVALSHA", times=2)
+    reader, writer = await open_client(proxy)
+    assert await roundtrip(reader, writer, b"PING") == b"PING"  # unmarked bytes pass
+    writer.write(b"*2 EVALSHA abc")
+    await writer.drain()
+    await expect_reset(reader)
+    assert proxy.stats().connections_broken == 1
+    reader, writer = await open_client(proxy)  # new connections work; the second use breaks
+    writer.write(b"EVALSHA again")
+    await writer.drain()
+    await expect_reset(reader)
+    reader, writer = await open_client(proxy)  # spent: the marker passes now
+    assert await roundtrip(reader, writer, b"EVALSHA third") == b"EVALSHA third"
+    assert bytes(echo.received) == b"PING" + b"EVALSHA third"  # the broken chunks never arrived
+    stats = proxy.stats()
+    assert stats.connections_broken == 2 and stats.connections_cut == 0
+    writer.close()
+
+
+async def test_break_on_is_disarmed_by_heal_and_checks_its_arguments(proxy: ChaosProxy) -> None:
+    proxy.break_on(b"X", times=5)
+    proxy.heal()
+    reader, writer = await open_client(proxy)
+    assert await roundtrip(reader, writer, b"X") == b"X"
+    assert proxy.stats().connections_broken == 0
+    writer.close()
+    with pytest.raises(TypeError, match="bytes"):
+        proxy.break_on("X")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        proxy.break_on(b"")
+    with pytest.raises(ValueError, match="times"):
+        proxy.break_on(b"X", times=-1)
 
 
 async def test_round_robin_fails_over_to_a_live_target(echo: EchoServer) -> None:
