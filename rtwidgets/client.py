@@ -5,8 +5,8 @@ machine, backoff, heartbeat, acks, offline queue) and a
 :class:`~rtwidgets.core.channel.ChannelManager` (resume position, exactly-once delivery,
 presence) over ``websockets.asyncio.client``. It adds only I/O:
 
-* one task per socket (authenticate, open, read frames), one writer task per socket, and one
-  timer task that sleeps until ``core.next_deadline()``;
+* one task per socket (authenticate, open, read frames) and one writer task per socket, both
+  in :mod:`rtwidgets.client_socket`, and one loop timer set to ``core.next_deadline()``;
 * futures for the caller's awaits, and callbacks. **Callbacks run on the connection's event
   loop**; an exception in a callback is logged and never breaks the connection.
 
@@ -20,17 +20,14 @@ The token is sent in the ``Authorization`` header, never in the URL, and never l
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from rtwidgets.auth import install_redacting_filter, redact
+from rtwidgets.auth import redact
 from rtwidgets.client_errors import (
     AckTimeoutError,
     AuthenticationError,
@@ -46,6 +43,7 @@ from rtwidgets.client_errors import (
     _register,
     _settle,
 )
+from rtwidgets.client_socket import close_socket, run_socket
 from rtwidgets.core.channel import ChannelManager, ChannelOptions, Reset
 from rtwidgets.core.connection import (
     AckReceived,
@@ -64,7 +62,7 @@ from rtwidgets.core.connection import (
     Sent,
     StateChanged,
 )
-from rtwidgets.protocol import CloseCode, ProtocolError, encode, parse_server_frame, validate_channel
+from rtwidgets.protocol import ProtocolError, encode, validate_channel
 from rtwidgets.subscription import ChannelHandle, ChannelSubscription
 
 __all__ = [
@@ -84,9 +82,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rtwidgets.client")
-
-# The websockets library logs through this logger (not "websockets.client"), so tokens are redacted.
-_ws_log = install_redacting_filter("rtwidgets.client.websockets")
 
 AuthCallback = Callable[[], "str | Awaitable[str]"]
 
@@ -460,87 +455,6 @@ class RealtimeConnection:
         self._core.tick(now if due is None else max(now, due))
         self._pump()
 
-    async def _token_now(self) -> str | None:
-        if self._auth is None:
-            return self._token
-        value = self._auth()
-        if inspect.isawaitable(value):
-            value = await value
-        if not isinstance(value, str):
-            raise TypeError("auth callback must return a token string")
-        return value
-
-    async def _socket_main(self, generation: int) -> None:
-        """Open socket ``generation``, feed its frames to the core, report its end."""
-        core = self._core
-        try:
-            token = await self._token_now()
-            headers = {"Authorization": f"Bearer {token}"} if token else None
-            ws = await ws_connect(
-                self.url, additional_headers=headers, open_timeout=None, max_size=None, logger=_ws_log
-            )
-        except asyncio.CancelledError:
-            raise
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            code = int(CloseCode.AUTH_FAILED) if status in (401, 403) else None
-            core.on_open_failed(f"HTTP {status}", self._now(), close_code=code, generation=generation)
-            self._pump()
-            return
-        except Exception as exc:
-            message = redact(f"{type(exc).__name__}: {exc}")  # a token could sit in a user's URL
-            core.on_open_failed(message, self._now(), generation=generation)
-            self._pump()
-            return
-        if generation != core.generation or core.state is not ConnectionState.CONNECTING:
-            await ws.close()  # the core gave up on this attempt meanwhile
-            return
-        self._ws = ws
-        self._ws_generation = generation
-        self._opening = None
-        outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._outbox = outbox
-        writer = self._spawn(self._writer_main(ws, outbox))
-        core.on_open(self._now(), generation=generation)
-        self._pump()
-        try:
-            async for raw in ws:
-                try:
-                    frame = parse_server_frame(raw)
-                except ProtocolError as exc:
-                    self._report(RealtimeError(f"bad frame from gateway: {exc.reason}", "bad_frame"))
-                    continue
-                core.on_frame(frame, self._now(), generation=generation)
-                self._pump()
-        except ConnectionClosed:
-            pass
-        finally:
-            writer.cancel()
-            if self._outbox is outbox:
-                self._outbox = None
-            if self._ws is ws:
-                self._ws = None
-        code = None if ws.close_code is None else int(ws.close_code)
-        reason = ws.close_reason or ""
-        core.on_close(code, reason, self._now(), generation=generation)
-        self._pump()
-
-    async def _writer_main(self, ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
-        try:
-            while True:
-                data = await outbox.get()
-                await ws.send(data)
-        except ConnectionClosed:
-            pass  # the reader reports the close
-
-    async def _close_socket(self, ws: ClientConnection, code: int, reason: str) -> None:
-        if code == CloseCode.NORMAL:
-            ws.close_timeout = 2.0
-            await ws.close(code, reason)
-        else:
-            # The link is presumed dead (heartbeat/open timeout): do not wait for a handshake.
-            ws.transport.abort()
-
     # ------------------------------------------------------------------ internals: events
 
     def _report(self, error: RealtimeError) -> None:
@@ -569,11 +483,11 @@ class RealtimeConnection:
                 _call(handle._on_error, error)
             self._report(error)
         elif isinstance(ev, OpenSocket):
-            self._opening = (ev.generation, self._spawn(self._socket_main(ev.generation)))
+            self._opening = (ev.generation, self._spawn(run_socket(self, ev.generation)))
         elif isinstance(ev, CloseSocket):
             ws = self._ws
             if ws is not None and self._ws_generation == ev.generation:
-                self._spawn(self._close_socket(ws, ev.code, ev.reason))
+                self._spawn(close_socket(ws, ev.code, ev.reason))
             elif self._opening is not None and self._opening[0] == ev.generation:
                 self._opening[1].cancel()  # still authenticating or handshaking: abandon it
 
