@@ -1,4 +1,9 @@
-"""MemoryBroker unit tests (no sockets): offsets, history, resume rules, state, dedupe, presence."""
+"""MemoryBroker unit tests (no sockets): what is particular to it (offsets as event ids, the
+resume boundary, its epoch/clock factories, ``dedupe_window``, argument checks).
+
+The behaviour every broker shares (fan-out, history, snapshots, keyed state, msgId dedupe,
+presence, close) is the contract suite in ``tests/brokers/``, which runs on this broker too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwidgets.gateway.brokers.memory import MemoryBroker, StateFull
-from rtwidgets.protocol import decode
 
 
 class Recorder:
@@ -32,36 +36,15 @@ def msg(data: Any) -> dict[str, Any]:
     return {"type": "message", "channel": "c", "data": data}
 
 
-async def test_publish_fills_ids_offsets_epoch_timestamp_and_delivers_when_attached() -> None:
-    broker, rec = make()
+async def test_ids_are_offsets_and_epochs_and_timestamps_come_from_the_factories() -> None:
+    # Delivery to attached channels only: tests/brokers/test_fanout.py (every broker).
+    broker, _ = make()
     await broker.start()
     out = await broker.publish("c", msg(1))
     assert out["id"] == out["eventId"] == "1" and out["offset"] == 1
     assert out["epoch"] == "epoch0" and out["timestamp"] == 1234500
-    assert rec.frames == []  # not attached: stored, not delivered
-    await broker.attach("c")
-    out2 = await broker.publish("c", msg(2))
-    assert rec.frames == [("c", out2, rec.frames[0][2])]
-    assert decode(rec.frames[0][2]) == out2  # the encoded form is the frame
-    await broker.detach("c")
-    await broker.publish("c", msg(3))
-    assert len(rec.frames) == 1
     other = await broker.publish("d", msg(1))
     assert other["offset"] == 1 and other["epoch"] == "epoch1"  # per-channel epoch and offsets
-
-
-async def test_snapshot_without_last_event_id() -> None:
-    broker, _ = make()
-    for i in range(8):
-        await broker.publish("c", msg(i))
-    snap = await broker.snapshot("c", last_event_id=None, epoch=None, history=3, want_state=False)
-    assert [e["data"] for e in snap.events] == [5, 6, 7]
-    assert snap.recovered is None and snap.state is None
-    assert snap.offset == 8 and snap.latest_event_id == "8"
-    none = await broker.snapshot("c", last_event_id=None, epoch=None, history=0, want_state=True)
-    assert none.events == [] and none.state == {}
-    empty = await broker.snapshot("new", last_event_id=None, epoch=None, history=10, want_state=False)
-    assert empty.offset == 0 and empty.latest_event_id is None and empty.events == []
 
 
 @pytest.mark.parametrize(
@@ -93,34 +76,20 @@ async def test_resume_rules(
         assert snap.state is not None and snap.state["k"]["data"] == 7
 
 
-async def test_unrecovered_snapshot_honours_history_count() -> None:
-    broker, _ = make(history_size=5)
-    for i in range(8):
-        await broker.publish("c", msg(i))
-    snap = await broker.snapshot("c", last_event_id="1", epoch=None, history=2, want_state=False)
-    assert snap.recovered is False and [e["offset"] for e in snap.events] == [7, 8]
-
-
 async def test_empty_channel_resume_from_zero_is_recovered() -> None:
     broker, _ = make()
     snap = await broker.snapshot("c", last_event_id="0", epoch=None, history=0, want_state=False)
     assert snap.recovered is True and snap.events == []
 
 
-async def test_keyed_state_replace_delete_and_bound() -> None:
+async def test_state_full_names_the_bound() -> None:
+    # Set, replace, delete and the bound itself: tests/brokers/test_messages.py (every broker).
     broker, _ = make(state_max_keys=2)
     await broker.publish("c", msg("a1"), key="a")
     await broker.publish("c", msg("b1"), key="b")
     with pytest.raises(StateFull, match="2 state keys"):
         await broker.publish("c", msg("c1"), key="c")
     assert issubclass(StateFull, ValueError)
-    await broker.publish("c", msg("a2"), key="a")  # replacing is fine at the bound
-    await broker.publish("c", msg(None), key="b")  # data None deletes
-    await broker.publish("c", msg(None), key="zzz")  # deleting a missing key is fine
-    await broker.publish("c", msg("c1"), key="c")
-    snap = await broker.snapshot("c", last_event_id=None, epoch=None, history=0, want_state=True)
-    assert {k: v["data"] for k, v in snap.state.items()} == {"a": "a2", "c": "c1"}
-    assert snap.offset == 6  # the refused publish took no offset
 
 
 async def test_msg_id_dedupe_is_bounded_by_window() -> None:
@@ -134,29 +103,6 @@ async def test_msg_id_dedupe_is_bounded_by_window() -> None:
     await broker.publish("c", msg(3), msg_id="m3")  # m1 falls out of the window
     again = await broker.publish("c", msg(1), msg_id="m1")
     assert "duplicate" not in again and again["offset"] == 4
-
-
-async def test_presence_and_broadcast() -> None:
-    broker, rec = make()
-    await broker.attach("c")
-    a = {"clientId": "a", "userId": "u", "data": {}, "joinedAt": 1}
-    b = {"clientId": "b", "userId": "u", "data": {}, "joinedAt": 2}
-    await broker.presence_set("c", a)
-    await broker.presence_set("c", b)
-    await broker.presence_set("c", {**a, "data": {"x": 1}})  # replace keeps join order
-    assert [m["clientId"] for m in await broker.presence_members("c")] == ["a", "b"]
-    assert (await broker.presence_members("c"))[0]["data"] == {"x": 1}
-    assert (await broker.presence_remove("c", "a"))["clientId"] == "a"
-    assert await broker.presence_remove("c", "a") is None
-    assert await broker.presence_remove("nope", "a") is None
-    assert await broker.presence_members("nope") == []
-    await broker.broadcast("c", {"type": "presence_join", "channel": "c", "member": b})
-    assert rec.frames[-1][1]["type"] == "presence_join"
-    snap = await broker.snapshot("c", last_event_id=None, epoch=None, history=10, want_state=False)
-    assert snap.events == [] and snap.offset == 0  # broadcasts are not stored
-    await broker.close()
-    await broker.broadcast("c", {"type": "x"})
-    assert rec.frames[-1][1]["type"] == "presence_join"  # closed: nothing delivered
 
 
 def test_constructor_validates() -> None:

@@ -1,4 +1,11 @@
-"""RedisBroker against a real redis-server: fan-out, history, state, dedupe, presence."""
+"""RedisBroker against a real redis-server: what is particular to it (several gateways sharing
+one Redis, one PUBLISH and one script call per message, the Lua splice, key layout and TTLs,
+presence of dead gateways, its URL handling, its Lua files).
+
+The behaviour every broker shares (fan-out, history, snapshots, keyed state, msgId dedupe,
+presence, close, an unreachable store) is the contract suite in ``tests/brokers/``, which
+runs on this broker too.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from hypothesis import strategies as st
 
 from rtwidgets.gateway import Gateway, GatewayConfig
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
+from rtwidgets.gateway.brokers.lua import SCRIPTS, script_source
 from rtwidgets.gateway.brokers.memory import StateFull
 from rtwidgets.gateway.brokers.redis import RedisBroker, safe_redis_url
 from rtwidgets.protocol import decode
@@ -87,47 +95,6 @@ async def test_broadcast_is_delivered_but_not_stored(make_broker: Any) -> None:
     assert snap.events == [] and snap.offset == 0
 
 
-async def test_snapshot_recovers_after_id_and_reports_loss(make_broker: Any) -> None:
-    a, _ = await make_broker(history_size=5)
-    sent = [await a.publish("h", msg(i)) for i in range(4)]
-    snap = await a.snapshot(
-        "h", last_event_id=sent[1]["id"], epoch=sent[1]["epoch"], history=0, want_state=False
-    )
-    assert snap.recovered is True
-    assert [e["data"] for e in snap.events] == [2, 3]
-    assert snap.offset == 4 and snap.latest_event_id == sent[3]["id"]
-    assert snap.state is None
-
-    # up to date: recovered with nothing to send
-    snap = await a.snapshot("h", last_event_id=sent[3]["id"], epoch=None, history=0, want_state=False)
-    assert snap.recovered is True and snap.events == []
-
-    # push the old id out of the 5-event history
-    sent += [await a.publish("h", msg(i)) for i in range(4, 10)]
-    snap = await a.snapshot("h", last_event_id=sent[1]["id"], epoch=None, history=3, want_state=False)
-    assert snap.recovered is False
-    assert [e["data"] for e in snap.events] == [7, 8, 9]
-    assert snap.state == {}
-    snap = await a.snapshot("h", last_event_id=sent[1]["id"], epoch=None, history=0, want_state=False)
-    assert [e["data"] for e in snap.events] == [5, 6, 7, 8, 9]  # all retained, exact trim
-
-    # wrong epoch: not recoverable even though the id exists
-    snap = await a.snapshot(
-        "h", last_event_id=sent[8]["id"], epoch="not-the-epoch", history=2, want_state=False
-    )
-    assert snap.recovered is False and [e["data"] for e in snap.events] == [8, 9]
-
-    # garbage id: not recoverable, never an exception
-    snap = await a.snapshot("h", last_event_id="nonsense", epoch=None, history=1, want_state=False)
-    assert snap.recovered is False and [e["data"] for e in snap.events] == [9]
-
-    # no id: newest `history` events, recovered is None
-    snap = await a.snapshot("h", last_event_id=None, epoch=None, history=2, want_state=False)
-    assert snap.recovered is None and [e["data"] for e in snap.events] == [8, 9]
-    snap = await a.snapshot("h", last_event_id=None, epoch=None, history=0, want_state=False)
-    assert snap.events == []
-
-
 async def test_snapshot_of_new_channel_creates_a_stable_epoch(make_broker: Any) -> None:
     a, _ = await make_broker()
     b, _ = await make_broker()
@@ -139,19 +106,12 @@ async def test_snapshot_of_new_channel_creates_a_stable_epoch(make_broker: Any) 
     assert frame["epoch"] == s1.epoch
 
 
-async def test_msg_id_dedupe_returns_earlier_frame(make_broker: Any, redis_server: RedisServer) -> None:
-    a, la = await make_broker()
-    await a.attach("d")
+async def test_msg_id_duplicates_are_counted(make_broker: Any) -> None:
+    # What a duplicate returns, and that it is neither stored nor sent: tests/brokers/test_messages.py.
+    a, _ = await make_broker()
     first = await a.publish("d", msg("x"), msg_id="m-1")
     again = await a.publish("d", msg("x-retry"), msg_id="m-1")
-    assert again["duplicate"] is True
-    assert again["id"] == first["id"] and again["offset"] == first["offset"] and again["data"] == "x"
-    other = await a.publish("d", msg("y"), msg_id="m-2")
-    assert other["offset"] == first["offset"] + 1
-    await la.wait(lambda: len(la.of("d")) == 2, "two frames")
-    assert [f["data"] for f in la.of("d")] == ["x", "y"]
-    snap = await a.snapshot("d", last_event_id=None, epoch=None, history=10, want_state=False)
-    assert [e["data"] for e in snap.events] == ["x", "y"]
+    assert again["duplicate"] is True and again["offset"] == first["offset"]
     assert a.stats()["duplicates"] == 1
 
 
@@ -166,37 +126,13 @@ async def test_msg_id_window_is_bounded(make_broker: Any, redis_server: RedisSer
     assert "duplicate" not in again and again["offset"] == 11
 
 
-async def test_keyed_state_set_replace_delete_and_bound(make_broker: Any) -> None:
+async def test_state_full_names_the_limit(make_broker: Any) -> None:
+    # Set, replace, delete and the bound itself: tests/brokers/test_messages.py (every broker).
     a, _ = await make_broker(state_max_keys=2)
     await a.publish("s", msg({"v": 1}), key="k1")
-    k1b = await a.publish("s", msg({"v": 2}), key="k1")
-    k2 = await a.publish("s", msg({"v": 3}), key="k2")
-    snap = await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=True)
-    assert snap.state == {"k1": k1b, "k2": k2}
+    await a.publish("s", msg({"v": 3}), key="k2")
     with pytest.raises(StateFull, match="limit 2"):  # a ValueError: the gateway answers state_full
         await a.publish("s", msg({"v": 4}), key="k3")
-    # the refused publish stored nothing and used no offset
-    assert (await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=False)).offset == 3
-    # replacing an existing key is still allowed at the bound; data None deletes
-    await a.publish("s", msg({"v": 5}), key="k2")
-    await a.publish("s", msg(None), key="k1")
-    k3 = await a.publish("s", msg({"v": 6}), key="k3")
-    snap = await a.snapshot("s", last_event_id=None, epoch=None, history=0, want_state=True)
-    assert set(snap.state or {}) == {"k2", "k3"} and (snap.state or {})["k3"] == k3
-    assert snap.offset == 6
-
-
-async def test_published_frame_fields_and_precision(make_broker: Any) -> None:
-    a, la = await make_broker()
-    await a.attach("p")
-    data = {"big": 2**53, "pi": 3.141592653589793, "text": 'quote " and \\ and ü', "empty": {}, "list": []}
-    frame = await a.publish("p", msg(data, timestamp=123))
-    assert frame["data"] == data and frame["timestamp"] == 123 and frame["channel"] == "p"
-    await la.wait(lambda: len(la.of("p")) == 1, "frame")
-    assert la.of("p")[0] == frame
-    # client-supplied server fields are overwritten, not trusted
-    forged = await a.publish("p", msg(1, id="forged", offset=999, epoch="x"))
-    assert forged["id"] != "forged" and forged["offset"] == 2 and forged["epoch"] == frame["epoch"]
 
 
 async def test_exactly_one_publish_per_message(make_broker: Any, redis_server: RedisServer) -> None:
@@ -412,3 +348,22 @@ def test_channel_ttl_is_validated() -> None:
     with pytest.raises(ValueError, match="channel_ttl"):
         GatewayConfig(channel_ttl=-1)
     assert Gateway(redis="redis://127.0.0.1:1/0", channel_ttl=60).broker.channel_ttl == 60  # type: ignore[attr-defined]
+
+
+def test_lua_scripts_are_package_files_with_a_contract_header() -> None:
+    assert {"publish", "snapshot", "presence_set", "presence_remove", "forget_gateway"} == SCRIPTS
+    for name in sorted(SCRIPTS):
+        source = script_source(name)
+        lines = source.splitlines()
+        header = []
+        for line in lines:
+            if not line.startswith("--"):
+                break
+            header.append(line)
+        text = "\n".join(header)
+        assert header[0].startswith(f"-- {name}.lua:"), name
+        for part in ("KEYS[1]", "ARGV[1]", "Returns"):
+            assert part in text, (name, part)
+        assert "redis.call" in source[len(text) :], name  # a script follows its header
+    with pytest.raises(ValueError, match="unknown Redis broker script"):
+        script_source("../base")

@@ -149,6 +149,13 @@ class MemoryBroker(Broker):
         history: int,
         want_state: bool,
     ) -> SnapshotResult:
+        """Catch-up data; see :meth:`Broker.snapshot`.
+
+        Raises:
+            ValueError: ``history`` is negative.
+        """
+        if history < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
         ch = self._channel(channel)
         latest = str(ch.offset) if ch.offset else None
         recovered: bool | None = None
@@ -198,7 +205,15 @@ class MemoryBroker(Broker):
         return list(islice(ch.history, len(ch.history) - count, None))
 
     async def presence_set(self, channel: str, member: dict[str, Any]) -> None:
-        self._channel(channel).presence[member["clientId"]] = member
+        """Insert or replace ``member``; a replaced member keeps its place in join order.
+
+        Raises:
+            ValueError: ``member`` has no non-empty string ``clientId``.
+        """
+        client_id = member.get("clientId")
+        if not isinstance(client_id, str) or not client_id:
+            raise ValueError("presence member needs a non-empty string 'clientId'")
+        self._channel(channel).presence[client_id] = member
 
     async def presence_remove(self, channel: str, client_id: str) -> dict[str, Any] | None:
         ch = self._channels.get(channel)

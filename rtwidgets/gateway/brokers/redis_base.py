@@ -88,7 +88,8 @@ class RedisBrokerBase(Broker):
 
     # ----------------------------------------------------------- redis access
     def _client(self) -> aioredis.Redis:
-        if self._redis is None or self._closed:
+        # Not before start() succeeded: the scripts are registered and the reader runs only then.
+        if self._redis is None or self._closed or not self._started:
             raise BrokerUnavailable(f"Redis broker for {self.safe_url} is not started")
         return self._redis
 
