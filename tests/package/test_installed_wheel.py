@@ -80,10 +80,16 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     # The point is a build that bundles the front end itself: nothing generated may be in the copy.
     assert not (source / "js" / "node_modules").exists()
     assert not list((source / "rtwidgets" / "static").glob("*.js"))
+    lock = (source / "js" / "package-lock.json").read_bytes()
     out = base / "dist"
     start = time.monotonic()
     result = run([sys.executable, "-m", "build", "--outdir", out, source], cwd=base, timeout=BUILD_TIMEOUT)
     seconds = time.monotonic() - start
+    # npm_builder runs `npm install`: with a lock file in step with package.json it installs
+    # exactly the locked versions and leaves the file alone. A rewritten lock means it was not.
+    assert (source / "js" / "package-lock.json").read_bytes() == lock, (
+        "the build rewrote js/package-lock.json"
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "build.log").write_text(result.stdout, encoding="utf-8")
     wheels, sdists = sorted(out.glob("*.whl")), sorted(out.glob("*.tar.gz"))
@@ -108,8 +114,10 @@ def _unpacked_sdist(dists: Dists, target: Path, *, drop_bundles: bool) -> Path:
 def test_wheel_holds_the_front_end_notices_marker_and_version(dists: Dists) -> None:
     files = archive_files(dists.wheel)
     static = sorted(name.removeprefix("rtwidgets/static/") for name in files if "/static/" in name)
-    assert static == expected_static(dists.source)
-    assert all(files[f"rtwidgets/static/{name}"] > 0 for name in static)
+    # The generated front end, plus whatever source files live in static/ (copied as they are).
+    sources = [path.name for path in (dists.source / "rtwidgets" / "static").glob("*") if path.is_file()]
+    assert static == sorted({*expected_static(dists.source), *sources})
+    assert all(files[f"rtwidgets/static/{name}"] > 0 for name in expected_static(dists.source))
     assert "rtwidgets/py.typed" in files
     assert "rtwidgets/_version.py" in files
     assert not [name for name in files if name.startswith(("js/", "tests/")) or "node_modules" in name]
