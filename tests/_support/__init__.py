@@ -10,9 +10,10 @@ The repository root is on ``sys.path`` through ``pythonpath = ["."]`` in pyproje
 
 Modules: ``node`` (the design's reference JavaScript client under Node), ``gateway_proc`` (a gateway
 as a real subprocess) and its entry point ``redis_gateway``, ``redis_server`` (a real
-``redis-server``), ``tcp_proxy`` (a cuttable TCP proxy), ``net`` (free ports), ``waiting``
+``redis-server``), ``net`` (free ports), ``waiting``
 (``eventually``), ``ws`` (raw WebSocket clients), ``broker_listener`` (a recording broker
 listener), ``peers`` (recording ``RealtimeConnection`` peers), ``fuzzing`` (hypothesis
 strategies for frames) and ``js_chart`` (a browser view of a LiveChart series: the front end's
-own ``ChartSeries`` under Node, through ``chart_view.mjs``).
+own ``ChartSeries`` under Node, through ``chart_view.mjs``). The one TCP proxy of the tests is
+:class:`rtwidgets.chaos.ChaosProxy` (cut, refuse, slow, throttle, pause, break on a marker).
 """

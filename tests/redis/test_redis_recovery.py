@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from rtwidgets.chaos import ChaosProxy
 from rtwidgets.gateway.brokers.base import BrokerUnavailable
 from rtwidgets.gateway.brokers.redis import RedisBroker
 from tests._support.broker_listener import Collector, msg
 from tests._support.redis_server import RedisServer
-from tests._support.tcp_proxy import TcpProxy
 from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.redis
@@ -126,17 +126,27 @@ async def test_attach_while_down_raises(restartable_redis: RedisServer, pair: Pa
 
 
 @pytest.fixture
-async def proxy(redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
-    p = TcpProxy(redis_server.port)
-    await p.start()
+async def proxy(redis_server: RedisServer) -> AsyncIterator[ChaosProxy]:
+    p = await ChaosProxy(redis_server.port).start_async()
     yield p
-    await p.close()
+    await p.stop_async()
+
+
+def redis_url(proxy: ChaosProxy) -> str:
+    host, port = proxy.address
+    return f"redis://{host}:{port}/0"
+
+
+def outage(proxy: ChaosProxy) -> None:
+    """The network to Redis goes down: open connections reset, new ones refused (Redis keeps its data)."""
+    proxy.drop_new(True)  # first, so a reconnect racing the cut is refused too
+    proxy.cut()
 
 
 async def test_network_cut_refills_gap_and_removes_stale_member(
-    redis_server: RedisServer, proxy: TcpProxy, prefix: str
+    redis_server: RedisServer, proxy: ChaosProxy, prefix: str
 ) -> None:
-    cut_off = RedisBroker(proxy.url, key_prefix=prefix, presence_ttl=0.9, connect_timeout=1.0)
+    cut_off = RedisBroker(redis_url(proxy), key_prefix=prefix, presence_ttl=0.9, connect_timeout=1.0)
     other = RedisBroker(redis_server.url, key_prefix=prefix, presence_ttl=30)
     lc, lo = Collector(), Collector()
     cut_off.set_listener(lc)
@@ -152,7 +162,7 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
         await other.publish("room", msg(0))
         await lc.wait(lambda: len(lc.of("room", "message")) == 1, "first frame")
 
-        proxy.cut()
+        outage(proxy)
         await eventually(lambda: not cut_off.connected, "reader to notice the cut")
         for i in range(1, 6):  # published while cut_off cannot hear them
             await other.publish("room", msg(i))
@@ -163,7 +173,7 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
         with pytest.raises(BrokerUnavailable):
             await cut_off.publish("room", msg("lost?"))
 
-        proxy.restore()
+        proxy.drop_new(False)
         await lc.wait(lambda: len(lc.of("room", "message")) == 6, "refilled frames")
         assert [f["data"] for f in lc.of("room", "message")] == list(range(6))  # in order, none twice
         await lc.wait(lambda: len(lc.of("quiet")) == 2, "refilled quiet channel")
@@ -180,10 +190,10 @@ async def test_network_cut_refills_gap_and_removes_stale_member(
         await other.close()
 
 
-async def test_idempotent_reads_retry_once_on_dead_pooled_connections(proxy: TcpProxy, prefix: str) -> None:
+async def test_idempotent_reads_retry_once_on_dead_pooled_connections(proxy: ChaosProxy, prefix: str) -> None:
     # Right after a Redis restart, pooled sockets can look alive and die on first use. Two such
     # failures in a row used to exhaust redis-py's single retry: snapshot raised unavailable.
-    broker = RedisBroker(proxy.url, key_prefix=prefix, presence_ttl=30, connect_timeout=1.0)
+    broker = RedisBroker(redis_url(proxy), key_prefix=prefix, presence_ttl=30, connect_timeout=1.0)
     await broker.start()
     try:
         stored = await broker.publish("room", msg("kept"))
@@ -192,26 +202,26 @@ async def test_idempotent_reads_retry_once_on_dead_pooled_connections(proxy: Tcp
 
         proxy.break_on(snapshot_sha, 2)
         snap = await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
-        assert proxy.broken == 2
+        assert proxy.stats().connections_broken == 2
         assert [e["id"] for e in snap.events] == [stored["id"]] and snap.epoch == stored["epoch"]
 
         proxy.break_on(b"HGETALL", 2)
         members = await broker.presence_members("room")
-        assert proxy.broken == 4
+        assert proxy.stats().connections_broken == 4
         assert [m["clientId"] for m in members] == ["c1"]
 
         # Bounded: one retry only, then the caller hears unavailable.
         proxy.break_on(snapshot_sha, 100)
         with pytest.raises(BrokerUnavailable, match="snapshot"):
             await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
-        proxy.break_on(b"", 0)
+        proxy.heal()  # disarms break_on
 
         # A publish with a msgId whose connection dies is sent once more (the script dedupes it).
         publish_sha = broker._publish_script.sha.encode()
-        broken = proxy.broken
+        broken = proxy.stats().connections_broken
         proxy.break_on(publish_sha, 1)
         again = await broker.publish("room", msg("again"), msg_id="m-again")
-        assert proxy.broken == broken + 1 and again["offset"] == stored["offset"] + 1
+        assert proxy.stats().connections_broken == broken + 1 and again["offset"] == stored["offset"] + 1
 
         # Without a msgId it is not: the lost command may have been stored, a resend could store
         # it twice. The caller hears unavailable (and can resend with a msgId).
@@ -225,5 +235,5 @@ async def test_idempotent_reads_retry_once_on_dead_pooled_connections(proxy: Tcp
         snap = await broker.snapshot("room", last_event_id=None, epoch=None, history=5, want_state=False)
         assert [e["data"] for e in snap.events] == ["kept", "again"]  # nothing half-stored, nothing twice
     finally:
-        proxy.break_on(b"", 0)
+        proxy.heal()
         await broker.close()
