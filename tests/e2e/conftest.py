@@ -10,7 +10,7 @@
 * ``users``: opens notebooks as users, each in its own browser context and JupyterLab
   workspace (so each page has its own kernel); pages are closed and kernels shut down
   after the test. On failure a full-page screenshot of every open page is saved.
-* ``make_proxy``: a :class:`~tests.e2e.proxy.TcpProxy` to cut or slow a kernel's link.
+* ``make_proxy``: a :class:`~rtwidgets.chaos.ChaosProxy` to cut or slow a kernel's link.
 
 Screenshots go to ``test-artifacts/e2e/<test>/`` (gitignored) on every run;
 ``RTW_UPDATE_SCREENSHOTS=1`` also refreshes the few kept in ``docs/screenshots/``.
@@ -37,9 +37,9 @@ import pytest
 from playwright.sync_api import expect
 
 from rtwidgets.auth import issue_token
+from rtwidgets.chaos import ChaosProxy
 
 from .lab import LabServer, NotebookPage, copy_tree, write_notebook
-from .proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -370,13 +370,19 @@ def users(lab: LabServer, browser: Any, request: pytest.FixtureRequest) -> Itera
 
 
 @pytest.fixture
-def make_proxy() -> Iterator[Callable[..., TcpProxy]]:
-    """Factory: ``make_proxy(port, delay=0.0)`` -> a started proxy to 127.0.0.1:port; stopped at teardown."""
-    proxies: list[TcpProxy] = []
+def make_proxy() -> Iterator[Callable[..., ChaosProxy]]:
+    """Factory: ``make_proxy(port, delay=0.0)`` -> a started proxy to 127.0.0.1:port; stopped at teardown.
 
-    def factory(port: int, delay: float = 0.0) -> TcpProxy:
-        proxy = TcpProxy("127.0.0.1", port, delay=delay).start()
+    ``delay`` is the latency added to every chunk in each direction (``ChaosProxy.latency``).
+    The proxy runs on the rtwidgets runtime thread, so the sync Playwright tests drive it directly.
+    """
+    proxies: list[ChaosProxy] = []
+
+    def factory(port: int, delay: float = 0.0) -> ChaosProxy:
+        proxy = ChaosProxy(port).start()
         proxies.append(proxy)
+        if delay:
+            proxy.latency(delay)
         return proxy
 
     yield factory
