@@ -27,7 +27,10 @@ const CSS = `
 .rtw-chat .rtw-msg.rtw-pending { opacity: 0.6; }
 .rtw-chat .rtw-msg.rtw-failed .rtw-msg-text { text-decoration: line-through wavy var(--jp-error-color1, #d32f2f); }
 .rtw-chat .rtw-msg-mark { font-size: 0.85em; }
-.rtw-chat .rtw-msg.rtw-failed .rtw-msg-mark { color: var(--jp-error-color1, #d32f2f); }
+/* The tone mixed 20% toward the theme's strongest text colour: AA in light and dark themes. */
+.rtw-chat .rtw-msg.rtw-failed .rtw-msg-mark {
+  color: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 80%, var(--jp-ui-font-color0, #000));
+}
 .rtw-chat .rtw-chat-typing { min-height: 1.2em; font-style: italic; font-size: 0.9em; }
 .rtw-chat .rtw-chat-compose { display: flex; gap: 6px; align-items: flex-end; }
 .rtw-chat .rtw-chat-input { flex: 1; resize: vertical; min-height: 2em; }

@@ -22,7 +22,10 @@ const CSS = `
   background: var(--jp-layout-color1, transparent); white-space: pre-wrap; overflow-wrap: anywhere;
 }
 .rtw-inspector .rtw-ev-dir { display: inline-block; width: 1.5em; text-align: center; }
-.rtw-inspector .rtw-dir-in .rtw-ev-dir { color: var(--jp-success-color1, #388e3c); }
+/* The tone mixed 20% toward the theme's strongest text colour: AA in light and dark themes. */
+.rtw-inspector .rtw-dir-in .rtw-ev-dir {
+  color: color-mix(in srgb, var(--jp-success-color1, #388e3c) 80%, var(--jp-ui-font-color0, #000));
+}
 .rtw-inspector .rtw-dir-out .rtw-ev-dir { color: var(--jp-brand-color1, #1976d2); }
 .rtw-inspector .rtw-dir-local .rtw-ev-dir { color: var(--jp-ui-font-color2, #777); }
 .rtw-inspector .rtw-ev-type { font-weight: 600; }

@@ -81,7 +81,8 @@ export const BASE_CSS = `
   background: var(--jp-layout-color1, #fff);
   border: 1px solid var(--jp-border-color1, #bbb);
 }
-.rtw-error-text { color: var(--jp-error-color1, #d32f2f); }
+/* The tone mixed 20% toward the theme's strongest text colour: AA in light and dark themes. */
+.rtw-error-text { color: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 80%, var(--jp-ui-font-color0, #000)); }
 .rtw-sr-only {
   position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0;
