@@ -34,6 +34,7 @@ import json as _json
 import sys as _sys
 
 from rtwidgets.models import Connection as _Connection
+from rtwidgets.sharing import ShareLink as _ShareLink
 from rtwidgets.widgets._base import RealtimeWidget as _RealtimeWidget
 
 
@@ -48,6 +49,8 @@ def _rtw_probe():
             label = name if item is value else f"{name}[{i}]"
             if isinstance(item, _RealtimeWidget):
                 widgets.append([label, item.closed or item.comm is None])
+            elif isinstance(item, _ShareLink):  # a shared ipywidget: live while linked and open
+                widgets.append([label, not item.linked or getattr(item.widget, "comm", None) is None])
             elif isinstance(item, _Connection):
                 connections[label] = item.state
     return {"prefix": _sys.prefix, "widgets": widgets, "connections": connections}
