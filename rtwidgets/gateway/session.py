@@ -1,19 +1,20 @@
 """Per-connection state of the gateway: who the client is and what it subscribed to.
 
-Plain data holders; the gateway (``server.py``) owns all behaviour and I/O.
+Plain data holders; behaviour and I/O live in the modules that use them (``hub.py``,
+``handlers.py``, ``subscribe.py``). This module imports only the connection class
+(``fastpath.py``) and the rate limiter, never the modules that use it, so there is no cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rtwidgets.auth import Action, Claims
+from rtwidgets.core.catchup import CatchUp
 
+from .fastpath import GatewayConnection
 from .ratelimit import TokenBucket
-
-if TYPE_CHECKING:
-    from .server import GatewayConnection
 
 __all__ = ["Session", "Subscription"]
 
@@ -29,15 +30,15 @@ _ACTION_BITS: dict[Action, int] = {"subscribe": 1, "publish": 2, "presence": 4}
 class Subscription:
     """One channel subscription of one connection.
 
-    ``held`` is not None while the subscription is catching up: live frames for the
-    channel are parked there (``(frame, encoded)``) until the snapshot has been sent,
-    so the client sees history then live frames with no gap and no duplicate.
+    ``catchup`` is not None while the subscription is catching up (a subscribe in flight):
+    live frames for the channel are held there (:class:`~rtwidgets.core.catchup.CatchUp`)
+    until the snapshot has been sent, so the client sees history then live frames with no
+    gap and no duplicate.
     """
 
     channel: str
     member: dict[str, Any] | None = None  # our presence entry, when subscribed with presence
-    held: list[tuple[dict[str, Any], bytes]] | None = None
-    held_bytes: int = 0
+    catchup: CatchUp | None = None
 
 
 @dataclass(eq=False)

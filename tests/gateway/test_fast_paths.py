@@ -121,7 +121,7 @@ async def test_backlogged_connection_is_tracked_until_it_drains(make_gateway, co
         await publisher.publish("firehose", "x" * 16_000)
         sent += 1
     (conn,) = gw._backlogged
-    assert conn.paused and conn.session is not None and conn.session.user_id == "reader"
+    assert conn.paused and conn.client_id is not None and gw._sessions[conn.client_id].user_id == "reader"
     # Reading again drains the buffer: asyncio calls resume_writing, which untracks it.
     received = 0
     while received < sent:
