@@ -6,7 +6,7 @@ sans-I/O. Rules of this module:
 * No I/O, no clock reads: ``now`` (seconds, the caller's clock) is passed in and op ids
   come from an injectable ``new_id``. Methods return frames to send; the caller feeds back
   ``message`` / ``ack`` / ``error`` / ``history`` frames. Changes are reported as events
-  (:meth:`OptimisticStore.drain_events`).
+  (:meth:`OptimisticStore.events`).
 * Wire format (one key per item, so the gateway's keyed state *is* the list):
   create/update publish ``data = {type, item, opId, createdAt}`` with ``key = item id``;
   delete publishes ``data = None`` with ``key = item id``, which makes the gateway delete
@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rtwidgets.core._compat import deprecated_alias
 from rtwidgets.errors import StoreError  # defined there; re-exported from here
 
 __all__ = [
@@ -142,8 +143,8 @@ class OptimisticStore:
     """An ordered list of ``{'id': str, ...}`` items with optimistic local edits.
 
     Caller obligations: send the frame each of :meth:`create` / :meth:`update` /
-    :meth:`delete` returns; feed the channel's frames to :meth:`handle_frame` (or the
-    specific ``handle_message`` / ``confirm`` / ``fail`` / ``load_snapshot``); call
+    :meth:`delete` returns; feed the channel's frames to :meth:`on_frame` (or the
+    specific ``on_message`` / ``confirm`` / ``fail`` / ``load_snapshot``); call
     :meth:`tick` periodically so unacknowledged ops roll back after ``ack_timeout``
     seconds; after a reconnect send :meth:`resend_frames` (same op ids: the server keeps
     each op once). Subscribe with ``state: True`` so a resubscribe can rebuild the list.
@@ -225,10 +226,12 @@ class OptimisticStore:
     def epoch(self) -> str | None:
         return self._epoch
 
-    def drain_events(self) -> list[StoreEvent]:
+    def events(self) -> list[StoreEvent]:
         """Events since the last call, oldest first."""
         events, self._events = self._events, []
         return events
+
+    drain_events = deprecated_alias("drain_events", events)
 
     # --------------------------------------------------------------- local ops
     def create(self, item: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -270,10 +273,10 @@ class OptimisticStore:
         return frames
 
     # ------------------------------------------------------------ server input
-    def handle_frame(self, frame: Mapping[str, Any]) -> bool:
+    def on_frame(self, frame: Mapping[str, Any]) -> bool:
         """Dispatch one server frame of this channel; return False if it was not for the store.
 
-        ``message`` -> :meth:`handle_message`; ``ack`` / ``error`` whose ``id`` is a pending
+        ``message`` -> :meth:`on_message`; ``ack`` / ``error`` whose ``id`` is a pending
         op id -> :meth:`confirm` / :meth:`fail`; ``history`` -> :meth:`load_snapshot` of its
         ``state`` when present (subscribe with ``state: True``; always sent when
         ``recovered`` is False), then its events in offset order.
@@ -282,7 +285,7 @@ class OptimisticStore:
             raise StoreError(f"frame must be a mapping, got {type(frame).__name__}")
         ftype = frame.get("type")
         if ftype == "message":
-            self.handle_message(frame)
+            self.on_message(frame)
             return True
         if ftype == "ack":
             op_id = frame.get("id")
@@ -301,7 +304,9 @@ class OptimisticStore:
             return True
         return False
 
-    def handle_message(self, frame: Mapping[str, Any]) -> None:
+    handle_frame = deprecated_alias("handle_frame", on_frame)
+
+    def on_message(self, frame: Mapping[str, Any]) -> None:
         """Apply one channel ``message``: the server's version replaces the optimistic one.
 
         An echo of our own op (``msgId`` or ``data.opId``) confirms it. Frames whose
@@ -333,6 +338,8 @@ class OptimisticStore:
         if not stale:
             self._set_confirmed(key, value, created_at)
         self._refresh(key)
+
+    handle_message = deprecated_alias("handle_message", on_message)
 
     def confirm(self, op_id: str, offset: int | None = None, *, duplicate: bool = False) -> bool:
         """The server stored op ``op_id`` (an ``ack``). Returns False if it is not pending.
@@ -561,4 +568,4 @@ class OptimisticStore:
         elif frame.get("recovered") is False:
             raise StoreError("history with recovered=false needs a 'state' snapshot")
         for event in sorted(events, key=lambda e: e.get("offset") or 0):
-            self.handle_message(event)
+            self.on_message(event)

@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* Sans-I/O. :meth:`MessageOrderer.receive` returns the payloads that became deliverable, in
+* Sans-I/O. :meth:`MessageOrderer.on_message` returns the payloads that became deliverable, in
   delivery order; :meth:`~MessageOrderer.tick` does the same for gaps whose wait expired
   (the design's ``setTimeout``). Call ``tick`` at :meth:`~MessageOrderer.next_deadline`.
   Times are seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from ._clock import MonotonicNow
+from ._compat import deprecated_alias
 
 __all__ = ["MessageOrderer", "OrderedMessage", "OrderingConfig", "OrderingStats", "OrderingType"]
 
@@ -188,7 +189,7 @@ class MessageOrderer(Generic[T]):
 
     # ------------------------------------------------------------------ public API
 
-    def receive(self, message: OrderedMessage[T], now: float | None = None) -> list[T]:
+    def on_message(self, message: OrderedMessage[T], now: float | None = None) -> list[T]:
         """Accept one message; return the payloads now deliverable, in order.
 
         Expired gaps are flushed first (as if their timers had fired before this arrival).
@@ -216,6 +217,8 @@ class MessageOrderer(Generic[T]):
             seq = message.global_sequence
         self._offer(stream, seq, message.data, self._last_now_value(), out)
         return out
+
+    receive = deprecated_alias("receive", on_message)
 
     def tick(self, now: float | None = None) -> list[T]:
         """Deliver past every gap that has held a buffered message for ``max_wait_time``."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from rtwidgets.core._compat import deprecated_alias
 from rtwidgets.errors import ReconcileError  # defined there; re-exported from here
 
 __all__ = [
@@ -56,7 +57,7 @@ class ReconciliationConfig:
     * ``'client-wins'`` (default): the snapshot becomes the confirmed state and pending
       local operations are re-applied on top and re-sent (the design's behaviour).
     * ``'server-wins'``: the snapshot wins; pending operations the server has not stored
-      are dropped (not re-sent) and listed by :meth:`StateReconciler.drain_dropped`.
+      are dropped (not re-sent) and listed by :meth:`StateReconciler.dropped`.
     * ``'merge'``: ``on_conflict(server_state, client_confirmed_state)`` gives the new
       confirmed state; pending operations are then re-applied on top and re-sent. The
       client's *confirmed* state is passed (not the optimistic one, as in the design) so
@@ -123,8 +124,8 @@ class StateReconciler(Generic[S]):
 
     Caller obligations: send what :meth:`sync_request` and :meth:`perform_operation`
     return; after every (re)connect send a ``sync_request`` and feed the
-    ``sync_response`` to :meth:`handle_sync_response`, then send the frames it returns;
-    feed live ``message`` frames of the channel to :meth:`handle_server_event`; when the
+    ``sync_response`` to :meth:`on_sync_response`, then send the frames it returns;
+    feed live ``message`` frames of the channel to :meth:`on_message`; when the
     server refuses an operation (``error`` whose ``id`` is the op's ``msgId``) call
     :meth:`fail_operation`. When :attr:`needs_sync` turns True (a gap or an epoch change
     was seen), send a ``sync_request``.
@@ -209,10 +210,12 @@ class StateReconciler(Generic[S]):
     def sync_in_flight(self) -> bool:
         return self._sync_in_flight
 
-    def drain_dropped(self) -> list[str]:
+    def dropped(self) -> list[str]:
         """Ids of pending operations dropped by a ``'server-wins'`` snapshot since last call."""
         dropped, self._dropped = self._dropped, []
         return dropped
+
+    drain_dropped = deprecated_alias("drain_dropped", dropped)
 
     # ----------------------------------------------------------- local operations
     def perform_operation(self, operation: Any, now: float, *, key: str | None = None) -> dict[str, Any]:
@@ -246,7 +249,7 @@ class StateReconciler(Generic[S]):
         return True
 
     # --------------------------------------------------------------- server input
-    def handle_server_event(self, frame: Mapping[str, Any]) -> bool:
+    def on_message(self, frame: Mapping[str, Any]) -> bool:
         """Apply one live ``message`` frame of this channel. Returns True if applied.
 
         Events already applied (offset <= version) are ignored. An event after a gap, or
@@ -271,6 +274,8 @@ class StateReconciler(Generic[S]):
         self._recompute()
         return True
 
+    handle_server_event = deprecated_alias("handle_server_event", on_message)
+
     def sync_request(self, channel: str | None = None) -> dict[str, Any]:
         """The ``sync`` frame to send after (re)connecting; marks a sync as in flight."""
         if channel is not None and channel != self.channel:
@@ -290,7 +295,7 @@ class StateReconciler(Generic[S]):
             frame["epoch"] = self._epoch
         return frame
 
-    def handle_sync_response(self, frame: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def on_sync_response(self, frame: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Apply a ``sync_response``; return the ``publish`` frames to re-send.
 
         Delta: events after :attr:`version` are applied in offset order (own operations
@@ -336,6 +341,8 @@ class StateReconciler(Generic[S]):
         self._sync_in_flight = False
         self._recompute()
         return [self._publish_frame(op) for op in self._pending.values()]
+
+    handle_sync_response = deprecated_alias("handle_sync_response", on_sync_response)
 
     # ---------------------------------------------------------------- internals
     def _publish_frame(self, op: PendingOperation) -> dict[str, Any]:

@@ -221,7 +221,7 @@ class OptimisticList(HasTraits):
         if self._closed:
             return
         try:
-            self.store.handle_message(frame)
+            self.store.on_message(frame)
         except StoreError as exc:
             # Another publisher put something on the channel that is not an item: say so.
             log.warning("list %r: ignored a message that is not an item op: %s", self.name, exc)
@@ -269,7 +269,7 @@ class OptimisticList(HasTraits):
         self._tick_timer.schedule(self._next_tick())
 
     def _publish_events(self) -> None:
-        events = self.store.drain_events()
+        events = self.store.events()
         if not events and self.data == self.store.data:
             return
         self._mirror(events)

@@ -86,7 +86,7 @@ def test_initial_items_keep_their_order_and_are_confirmed() -> None:
     assert s.data == [{"id": "z"}, {"id": "a"}]
     assert s.confirmed_data == s.data
     assert not s.has_pending_ops
-    assert s.drain_events() == []
+    assert s.events() == []
 
 
 # ---------------------------------------------------------------- local ops
@@ -110,8 +110,8 @@ def test_create_applies_at_once_and_returns_keyed_publish() -> None:
     assert s.pending_ops == frozenset({"op1"})
     assert s.has_pending_ops and s.is_pending("a") and not s.is_pending("b")
     assert [(p.op_id, p.kind, p.item_id, p.sent_at) for p in s.pending()] == [("op1", "create", "a", 10.0)]
-    assert s.drain_events() == [Created({"id": "a", "text": "milk"})]
-    assert s.drain_events() == []
+    assert s.events() == [Created({"id": "a", "text": "milk"})]
+    assert s.events() == []
 
 
 def test_create_refuses_bad_input() -> None:
@@ -142,12 +142,12 @@ def test_new_id_must_be_fresh() -> None:
 def test_update_replaces_item_and_keeps_created_at() -> None:
     s = store()
     s.create({"id": "a", "n": 1}, 5.0)
-    s.drain_events()
+    s.events()
     frame = s.update({"id": "a", "n": 2}, 9.0)
     assert frame["data"] == {"type": "update", "item": {"id": "a", "n": 2}, "opId": "op2", "createdAt": 5.0}
     assert (frame["key"], frame["msgId"]) == ("a", "op2")
     assert s.data == [{"id": "a", "n": 2}]
-    assert s.drain_events() == [Updated({"id": "a", "n": 2}, {"id": "a", "n": 1})]
+    assert s.events() == [Updated({"id": "a", "n": 2}, {"id": "a", "n": 1})]
     with pytest.raises(KeyError, match="no item"):
         s.update({"id": "missing"}, 0.0)
 
@@ -158,7 +158,7 @@ def test_delete_publishes_null_data_with_key() -> None:
     assert frame == {"type": "publish", "channel": CH, "data": None, "key": "a", "msgId": "op1", "_id": "op1"}
     assert s.data == []
     assert s.is_pending("a")
-    assert s.drain_events() == [Deleted("a", {"id": "a"})]
+    assert s.events() == [Deleted("a", {"id": "a"})]
     with pytest.raises(KeyError, match="no item"):
         s.delete("a", 1.0)
     with pytest.raises(ValueError, match="item_id"):
@@ -177,11 +177,11 @@ def test_data_is_ordered_by_created_at_then_id() -> None:
 def test_echo_confirms_and_server_version_replaces_optimistic() -> None:
     s = store()
     frame = s.create({"id": "a", "n": 1}, 0.0)
-    s.drain_events()
+    s.events()
     server = echo(frame, 1)
     server["data"] = {**frame["data"], "item": {"id": "a", "n": 1, "by": "server"}}
-    s.handle_message(server)
-    assert s.drain_events() == [
+    s.on_message(server)
+    assert s.events() == [
         Confirmed("op1", "create", "a"),
         Updated({"id": "a", "n": 1, "by": "server"}, {"id": "a", "n": 1}),
     ]
@@ -194,42 +194,42 @@ def test_echo_confirms_and_server_version_replaces_optimistic() -> None:
 def test_ack_confirms_into_confirmed_layer_and_late_echo_is_harmless() -> None:
     s = store()
     frame = s.create({"id": "a"}, 0.0)
-    s.drain_events()
-    assert s.handle_frame({"type": "ack", "id": "op1"}) is True
+    s.events()
+    assert s.on_frame({"type": "ack", "id": "op1"}) is True
     assert s.confirmed_data == [{"id": "a"}]
-    assert s.drain_events() == [Confirmed("op1", "create", "a")]
-    s.handle_message(echo(frame, 1))
-    assert s.drain_events() == []
+    assert s.events() == [Confirmed("op1", "create", "a")]
+    s.on_message(echo(frame, 1))
+    assert s.events() == []
     assert s.data == [{"id": "a"}]
     assert s.confirm("op1") is False
-    assert s.handle_frame({"type": "ack", "id": "op1"}) is False
-    assert s.handle_frame({"type": "ack", "id": 7}) is False
+    assert s.on_frame({"type": "ack", "id": "op1"}) is False
+    assert s.on_frame({"type": "ack", "id": 7}) is False
 
 
 def test_ack_after_newer_remote_frame_for_same_item_keeps_server_order() -> None:
     s = store(initial=[{"id": "a", "v": 0}])
     mine = s.update({"id": "a", "v": "mine"}, 0.0)
     # Another client's update was stored before ours and reaches us before our ack.
-    s.handle_message(remote("update", {"id": "a", "v": "theirs"}, 1))
+    s.on_message(remote("update", {"id": "a", "v": "theirs"}, 1))
     assert s.data == [{"id": "a", "v": "mine"}]  # still pending on top
-    s.handle_frame({"type": "ack", "id": "op1"})
+    s.on_frame({"type": "ack", "id": "op1"})
     # Order unknown without an offset: the frame seen stands until our echo settles it.
     assert s.data == [{"id": "a", "v": "theirs"}]
-    s.handle_message(echo(mine, 2))
+    s.on_message(echo(mine, 2))
     assert s.data == [{"id": "a", "v": "mine"}]
 
 
 def test_ack_with_offset_orders_against_remote_frames() -> None:
     s = store(initial=[{"id": "a", "v": 0}])
     s.update({"id": "a", "v": "mine"}, 0.0)
-    s.handle_message(remote("update", {"id": "a", "v": "theirs"}, 1))
-    s.handle_frame({"type": "ack", "id": "op1", "offset": 2})
+    s.on_message(remote("update", {"id": "a", "v": "theirs"}, 1))
+    s.on_frame({"type": "ack", "id": "op1", "offset": 2})
     assert s.confirmed_data == [{"id": "a", "v": "mine"}]
     # A frame for the item below the acked offset (delayed) must not overwrite it...
     s2 = store(initial=[{"id": "a", "v": 0}])
     s2.update({"id": "a", "v": "mine"}, 0.0)
-    s2.handle_frame({"type": "ack", "id": "op1", "offset": 5})
-    s2.handle_message(remote("update", {"id": "a", "v": "older"}, 3))
+    s2.on_frame({"type": "ack", "id": "op1", "offset": 5})
+    s2.on_message(remote("update", {"id": "a", "v": "older"}, 3))
     assert s2.data == [{"id": "a", "v": "mine"}]
     assert s2.offset == 3  # ...but it still advances the watermark for other items
 
@@ -237,11 +237,11 @@ def test_ack_with_offset_orders_against_remote_frames() -> None:
 def test_ack_with_stale_offset_and_duplicate_ack_do_not_apply() -> None:
     s = store(initial=[{"id": "a", "v": 0}])
     s.update({"id": "a", "v": "mine"}, 0.0)
-    s.handle_message(remote("update", {"id": "a", "v": "theirs"}, 4))
-    s.handle_frame({"type": "ack", "id": "op1", "offset": 3})
+    s.on_message(remote("update", {"id": "a", "v": "theirs"}, 4))
+    s.on_frame({"type": "ack", "id": "op1", "offset": 3})
     assert s.data == [{"id": "a", "v": "theirs"}]
     s.update({"id": "a", "v": "again"}, 0.0)
-    s.handle_frame({"type": "ack", "id": "op2", "duplicate": True})
+    s.on_frame({"type": "ack", "id": "op2", "duplicate": True})
     assert s.data == [{"id": "a", "v": "theirs"}]
     assert not s.has_pending_ops
 
@@ -252,11 +252,11 @@ def test_fail_rolls_back_create_update_delete() -> None:
     s.create({"id": "c"}, 5.0)
     s.update({"id": "a", "n": 2}, 5.0)
     s.delete("b", 5.0)
-    s.drain_events()
+    s.events()
     assert s.fail("op1", "forbidden") and s.fail("op2", "forbidden")
-    assert s.handle_frame({"type": "error", "id": "op3", "code": "rate_limited", "reason": "slow down"})
+    assert s.on_frame({"type": "error", "id": "op3", "code": "rate_limited", "reason": "slow down"})
     assert s.data == [{"id": "a", "n": 1}, {"id": "b"}]
-    assert s.drain_events() == [
+    assert s.events() == [
         RolledBack("op1", "create", "c", "forbidden"),
         Deleted("c", {"id": "c"}),
         RolledBack("op2", "update", "a", "forbidden"),
@@ -265,13 +265,13 @@ def test_fail_rolls_back_create_update_delete() -> None:
         Created({"id": "b"}),
     ]
     assert s.fail("op1", "again") is False
-    assert s.handle_frame({"type": "error", "code": "bad_json", "reason": "x"}) is False
+    assert s.on_frame({"type": "error", "code": "bad_json", "reason": "x"}) is False
 
 
 def test_rollback_of_update_keeps_later_remote_update() -> None:
     s = store(initial=[{"id": "a", "v": 0}])
     s.update({"id": "a", "v": "mine"}, 0.0)
-    s.handle_message(remote("update", {"id": "a", "v": "theirs"}, 1))
+    s.on_message(remote("update", {"id": "a", "v": "theirs"}, 1))
     s.fail("op1", "forbidden")
     # The design's naive restore would bring back v=0 and lose the remote update.
     assert s.data == [{"id": "a", "v": "theirs"}]
@@ -291,7 +291,7 @@ def test_rollback_keeps_later_local_op_on_same_item() -> None:
 def test_rollback_of_update_after_remote_delete_keeps_item_deleted() -> None:
     s = store(initial=[{"id": "a", "v": 0}])
     s.update({"id": "a", "v": 1}, 0.0)
-    s.handle_message(remote("delete", {"id": "a"}, 1))
+    s.on_message(remote("delete", {"id": "a"}, 1))
     assert s.data == [{"id": "a", "v": 1}]
     s.fail("op1", "forbidden")
     assert s.data == []
@@ -301,13 +301,13 @@ def test_tick_rolls_back_unacknowledged_ops_and_late_echo_still_applies() -> Non
     s = store(ack_timeout=5.0)
     frame = s.create({"id": "a"}, 0.0)
     s.create({"id": "b"}, 3.0)
-    s.drain_events()
+    s.events()
     assert s.tick(4.9) == []
     assert s.tick(5.0) == ["op1"]
-    assert s.drain_events() == [RolledBack("op1", "create", "a", "timeout"), Deleted("a", {"id": "a"})]
+    assert s.events() == [RolledBack("op1", "create", "a", "timeout"), Deleted("a", {"id": "a"})]
     assert [i["id"] for i in s.data] == ["b"]
     # The server had stored it after all: its echo brings the item back.
-    s.handle_message(echo(frame, 1))
+    s.on_message(echo(frame, 1))
     assert [i["id"] for i in s.data] == ["a", "b"]
     with pytest.raises(ValueError, match="now"):
         s.tick(float("nan"))
@@ -326,14 +326,14 @@ def test_resend_frames_restart_timeouts_and_reuse_op_ids() -> None:
 # ---------------------------------------------------------------- remote messages
 def test_remote_create_update_delete_and_upsert() -> None:
     s = store()
-    s.handle_message(remote("create", {"id": "a", "v": 1}, 1, created_at=1.0))
-    s.handle_message(remote("update", {"id": "a", "v": 2}, 2, created_at=1.0))
-    s.handle_message(remote("update", {"id": "b", "v": 9}, 3, created_at=0.5))  # unknown id: upsert
-    s.handle_message(remote("create", {"id": "a", "v": 3}, 4, created_at=1.0))  # existing id: replace
-    s.handle_message(remote("delete", {"id": "zz"}, 5))  # unknown id: nothing to remove
+    s.on_message(remote("create", {"id": "a", "v": 1}, 1, created_at=1.0))
+    s.on_message(remote("update", {"id": "a", "v": 2}, 2, created_at=1.0))
+    s.on_message(remote("update", {"id": "b", "v": 9}, 3, created_at=0.5))  # unknown id: upsert
+    s.on_message(remote("create", {"id": "a", "v": 3}, 4, created_at=1.0))  # existing id: replace
+    s.on_message(remote("delete", {"id": "zz"}, 5))  # unknown id: nothing to remove
     assert s.data == [{"id": "b", "v": 9}, {"id": "a", "v": 3}]
-    s.handle_message(remote("delete", {"id": "b"}, 6))
-    assert s.drain_events() == [
+    s.on_message(remote("delete", {"id": "b"}, 6))
+    assert s.events() == [
         Created({"id": "a", "v": 1}),
         Updated({"id": "a", "v": 2}, {"id": "a", "v": 1}),
         Created({"id": "b", "v": 9}),
@@ -345,20 +345,20 @@ def test_remote_create_update_delete_and_upsert() -> None:
 
 def test_replayed_offsets_are_ignored_and_new_epoch_restarts_offsets() -> None:
     s = store()
-    s.handle_message(remote("create", {"id": "a", "v": 1}, 1))
-    s.handle_message(remote("update", {"id": "a", "v": 2}, 2))
-    s.handle_message(remote("update", {"id": "a", "v": "old replay"}, 1))
+    s.on_message(remote("create", {"id": "a", "v": 1}, 1))
+    s.on_message(remote("update", {"id": "a", "v": 2}, 2))
+    s.on_message(remote("update", {"id": "a", "v": "old replay"}, 1))
     assert s.data == [{"id": "a", "v": 2}]
-    s.handle_message({**remote("update", {"id": "a", "v": "new epoch"}, 1), "epoch": "e2"})
+    s.on_message({**remote("update", {"id": "a", "v": "new epoch"}, 1), "epoch": "e2"})
     assert s.data == [{"id": "a", "v": "new epoch"}]
     assert (s.offset, s.epoch) == (1, "e2")
 
 
 def test_article_style_messages_without_key_and_without_offset() -> None:
     s = store()
-    s.handle_message({"type": "message", "channel": CH, "data": {"type": "create", "item": {"id": "a"}}})
+    s.on_message({"type": "message", "channel": CH, "data": {"type": "create", "item": {"id": "a"}}})
     assert s.data == [{"id": "a"}]
-    s.handle_message({"type": "message", "data": {"type": "delete", "item": {"id": "a"}, "opId": "x"}})
+    s.on_message({"type": "message", "data": {"type": "delete", "item": {"id": "a"}, "opId": "x"}})
     assert s.data == []
 
 
@@ -368,7 +368,7 @@ def test_foreign_publish_without_created_at_is_ordered_by_server_timestamp() -> 
     frame = remote("create", {"id": "theirs"}, 1)
     del frame["data"]["createdAt"]
     frame["timestamp"] = 1_000_000  # ms -> 1000 s, before ours
-    s.handle_message(frame)
+    s.on_message(frame)
     assert [i["id"] for i in s.data] == ["theirs", "mine"]
 
 
@@ -388,18 +388,18 @@ def test_foreign_publish_without_created_at_is_ordered_by_server_timestamp() -> 
 def test_bad_messages_are_refused_without_changing_state(frame: Any, match: str) -> None:
     s = store(initial=[{"id": "a"}])
     with pytest.raises(StoreError, match=match):
-        s.handle_message(frame)
+        s.on_message(frame)
     assert s.data == [{"id": "a"}]
     assert s.offset == 0
 
 
 def test_handle_frame_dispatch_and_bad_frames() -> None:
     s = store()
-    assert s.handle_frame({"type": "pong"}) is False
-    assert s.handle_frame(remote("create", {"id": "a"}, 1)) is True
+    assert s.on_frame({"type": "pong"}) is False
+    assert s.on_frame(remote("create", {"id": "a"}, 1)) is True
     assert s.data == [{"id": "a"}]
     with pytest.raises(StoreError, match="mapping"):
-        s.handle_frame(["message"])  # type: ignore[arg-type]
+        s.on_frame(["message"])  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- snapshots
@@ -407,7 +407,7 @@ def test_load_snapshot_rebuilds_list_and_keeps_pending_on_top() -> None:
     s = store(initial=[{"id": "gone"}])
     mine = s.create({"id": "m"}, 50.0)
     stored = s.update({"id": "gone", "v": 1}, 60.0)  # the server stored this one
-    s.drain_events()
+    s.events()
     state = {
         "x": remote("create", {"id": "x"}, 3, created_at=20.0),
         "y": remote("update", {"id": "y", "v": 2}, 7, created_at=10.0),
@@ -418,11 +418,11 @@ def test_load_snapshot_rebuilds_list_and_keeps_pending_on_top() -> None:
     assert s.confirmed_data == [{"id": "gone", "v": 1}, {"id": "y", "v": 2}, {"id": "x"}]
     assert s.pending_ops == frozenset({mine["msgId"]})
     assert (s.offset, s.epoch) == (9, "e1")
-    events = s.drain_events()
+    events = s.events()
     assert Confirmed(stored["msgId"], "update", "gone") in events
     assert Created({"id": "x"}) in events and Created({"id": "y", "v": 2}) in events
     # Messages at or below the snapshot offset are old news.
-    s.handle_message(remote("delete", {"id": "x"}, 8))
+    s.on_message(remote("delete", {"id": "x"}, 8))
     assert s.get("x") == {"id": "x"}
 
 
@@ -441,10 +441,10 @@ def test_first_subscribe_history_with_state_loads_snapshot_and_confirms_own_old_
         "state": {"a": echo(kept, 1), "b": b_now},
         "data": [echo(kept, 1), echo(superseded, 2), b_now],
     }
-    assert s.handle_frame(history)
+    assert s.on_frame(history)
     assert s.data == [{"id": "a", "v": 1}, {"id": "b", "v": "theirs"}, {"id": "c"}]
     assert s.pending_ops == frozenset({refused_later["msgId"]})
-    confirmed = [e.op_id for e in s.drain_events() if isinstance(e, Confirmed)]
+    confirmed = [e.op_id for e in s.events() if isinstance(e, Confirmed)]
     assert sorted(confirmed) == sorted([kept["msgId"], superseded["msgId"]])
 
 
@@ -474,7 +474,7 @@ def test_load_snapshot_refuses_bad_state_without_changing_anything() -> None:
 
 def test_history_frames() -> None:
     s = store()
-    s.handle_frame(remote("create", {"id": "a"}, 1))
+    s.on_frame(remote("create", {"id": "a"}, 1))
     recovered = {
         "type": "history",
         "channel": CH,
@@ -484,7 +484,7 @@ def test_history_frames() -> None:
             remote("create", {"id": "b"}, 2, created_at=2.0),
         ],
     }
-    assert s.handle_frame(recovered)
+    assert s.on_frame(recovered)
     assert [i["id"] for i in s.data] == ["a", "b", "c"]
     e2 = {"epoch": "e2"}
     lost = {
@@ -500,15 +500,15 @@ def test_history_frames() -> None:
             remote("create", {"id": "z"}, 9, **e2),  # already in the snapshot: ignored
         ],
     }
-    s.handle_frame(lost)
+    s.on_frame(lost)
     assert [i["id"] for i in s.data] == ["late"]
     assert (s.offset, s.epoch) == (12, "e2")
     with pytest.raises(StoreError, match="'state'"):
-        s.handle_frame({"type": "history", "recovered": False, "data": []})
+        s.on_frame({"type": "history", "recovered": False, "data": []})
     with pytest.raises(StoreError, match="'state'"):
-        s.handle_frame({"type": "history", "state": [], "data": []})
+        s.on_frame({"type": "history", "state": [], "data": []})
     with pytest.raises(StoreError, match="'data'"):
-        s.handle_frame({"type": "history", "data": [1]})
+        s.on_frame({"type": "history", "data": [1]})
 
 
 # ---------------------------------------------------------------- properties
@@ -543,11 +543,11 @@ class Client:
         self.mirror: dict[str, dict[str, Any]] = {}
 
     def deliver_one(self) -> None:
-        self.store.handle_frame(self.inbox.popleft())
+        self.store.on_frame(self.inbox.popleft())
         self.drain()
 
     def drain(self) -> None:
-        for event in self.store.drain_events():
+        for event in self.store.events():
             apply_event(self.mirror, event)
 
 
@@ -647,7 +647,7 @@ def test_property_two_clients_converge_to_server_list(
                 "state": dict(server.state),
                 "data": server.events[-rnd.randint(0, 4) :] if server.events else [],
             }
-            who.store.handle_frame(history)
+            who.store.on_frame(history)
             who.outbox.extend(who.store.resend_frames(now))
         who.drain()
 
@@ -699,7 +699,7 @@ def test_property_outcomes_equal_applying_only_confirmed_ops(
     for offset, (item_id, value) in enumerate(remote_ops, start=1):
         rid = chr(ord(item_id) + 4)
         kind = "delete" if value is None else "update"
-        s.handle_message(remote(kind, {"id": rid, "v": value}, offset, created_at=100.0))
+        s.on_message(remote(kind, {"id": rid, "v": value}, offset, created_at=100.0))
         if value is None:
             server.pop(rid, None)
         else:

@@ -68,14 +68,14 @@ def test_message_rejects_non_integer_sequences(seq: object, gseq: object, match:
 
 def test_receive_rejects_non_messages_and_total_without_global_sequence() -> None:
     with pytest.raises(TypeError, match="OrderedMessage"):
-        fifo().receive({"seq": 1}, 0.0)  # type: ignore[arg-type]
+        fifo().on_message({"seq": 1}, 0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="global_sequence"):
-        total().receive(msg("a", 1), 0.0)
+        total().on_message(msg("a", 1), 0.0)
 
 
 def test_time_going_backwards_is_an_error() -> None:
     orderer = fifo()
-    orderer.receive(msg("a", 1), 5.0)
+    orderer.on_message(msg("a", 1), 5.0)
     with pytest.raises(ValueError, match="backwards"):
         orderer.tick(4.0)
 
@@ -85,7 +85,7 @@ def test_time_going_backwards_is_an_error() -> None:
 
 def test_none_passes_everything_through_in_arrival_order() -> None:
     orderer: MessageOrderer[Payload] = MessageOrderer(OrderingConfig(type="none"))
-    out = [orderer.receive(m, 0.0) for m in (msg("a", 2), msg("a", 1), msg("a", 1))]
+    out = [orderer.on_message(m, 0.0) for m in (msg("a", 2), msg("a", 1), msg("a", 1))]
     assert out == [[("a", 2)], [("a", 1)], [("a", 1)]]
     assert orderer.next_deadline() is None
     assert orderer.stats().delivered == 3
@@ -96,20 +96,20 @@ def test_none_passes_everything_through_in_arrival_order() -> None:
 
 def test_fifo_reorders_per_sender_independently() -> None:
     orderer = fifo(initial_sequence=1)
-    assert orderer.receive(msg("a", 2), 0.0) == []
-    assert orderer.receive(msg("b", 1), 0.0) == [("b", 1)]
-    assert orderer.receive(msg("a", 3), 0.0) == []
+    assert orderer.on_message(msg("a", 2), 0.0) == []
+    assert orderer.on_message(msg("b", 1), 0.0) == [("b", 1)]
+    assert orderer.on_message(msg("a", 3), 0.0) == []
     assert orderer.stats().buffered == 2
-    assert orderer.receive(msg("a", 1), 0.0) == [("a", 1), ("a", 2), ("a", 3)]
+    assert orderer.on_message(msg("a", 1), 0.0) == [("a", 1), ("a", 2), ("a", 3)]
     assert orderer.stats().buffered == 0
     assert conserved(orderer)
 
 
 def test_fifo_first_message_starts_a_new_sender_by_default() -> None:
     orderer = fifo()
-    assert orderer.receive(msg("a", 41), 0.0) == [("a", 41)]
-    assert orderer.receive(msg("a", 42), 0.0) == [("a", 42)]
-    assert orderer.receive(msg("a", 40), 0.0) == []  # below the start point: late, not delivered
+    assert orderer.on_message(msg("a", 41), 0.0) == [("a", 41)]
+    assert orderer.on_message(msg("a", 42), 0.0) == [("a", 42)]
+    assert orderer.on_message(msg("a", 40), 0.0) == []  # below the start point: late, not delivered
     stats = orderer.stats()
     assert (stats.late, stats.duplicates) == (1, 0)
 
@@ -126,7 +126,7 @@ def test_fifo_duplicates_are_dropped_and_counted(
     sequence: list[int], duplicates: int, delivered: list[int]
 ) -> None:
     orderer = fifo(initial_sequence=1)
-    out = [p for s in sequence for p in orderer.receive(msg("a", s), 0.0)]
+    out = [p for s in sequence for p in orderer.on_message(msg("a", s), 0.0)]
     assert out == [("a", s) for s in delivered]
     assert orderer.stats().duplicates == duplicates
     assert conserved(orderer)
@@ -134,13 +134,13 @@ def test_fifo_duplicates_are_dropped_and_counted(
 
 def test_fifo_gap_times_out_then_late_arrival_is_counted() -> None:
     orderer = fifo(initial_sequence=1, max_wait_time=1.0)
-    assert orderer.receive(msg("a", 3), 0.0) == []
+    assert orderer.on_message(msg("a", 3), 0.0) == []
     assert orderer.next_deadline() == 1.0
     assert orderer.tick(0.99) == []
     assert orderer.tick(1.0) == [("a", 3)]
     assert orderer.next_deadline() is None
-    assert orderer.receive(msg("a", 1), 1.1) == []  # gap already skipped
-    assert orderer.receive(msg("a", 1), 1.2) == []  # second copy: a duplicate
+    assert orderer.on_message(msg("a", 1), 1.1) == []  # gap already skipped
+    assert orderer.on_message(msg("a", 1), 1.2) == []  # second copy: a duplicate
     stats = orderer.stats()
     assert (stats.gaps_skipped, stats.late, stats.duplicates) == (2, 1, 1)
     assert conserved(orderer)
@@ -148,19 +148,19 @@ def test_fifo_gap_times_out_then_late_arrival_is_counted() -> None:
 
 def test_fifo_timeout_releases_only_up_to_the_expired_message() -> None:
     orderer = fifo(initial_sequence=1, max_wait_time=1.0)
-    orderer.receive(msg("a", 3), 0.0)
-    orderer.receive(msg("a", 6), 0.5)
+    orderer.on_message(msg("a", 3), 0.0)
+    orderer.on_message(msg("a", 6), 0.5)
     assert orderer.tick(1.0) == [("a", 3)]
     assert orderer.next_deadline() == 1.5
-    assert orderer.receive(msg("a", 4), 1.1) == [("a", 4)]
-    assert orderer.receive(msg("a", 5), 1.2) == [("a", 5), ("a", 6)]
+    assert orderer.on_message(msg("a", 4), 1.1) == [("a", 4)]
+    assert orderer.on_message(msg("a", 5), 1.2) == [("a", 5), ("a", 6)]
     assert orderer.stats().gaps_skipped == 2
 
 
 def test_receive_flushes_expired_gaps_first() -> None:
     orderer = fifo(initial_sequence=1, max_wait_time=1.0)
-    orderer.receive(msg("a", 3), 0.0)
-    assert orderer.receive(msg("a", 5), 2.0) == [("a", 3)]  # 3's wait expired; 5 now waits for 4
+    orderer.on_message(msg("a", 3), 0.0)
+    assert orderer.on_message(msg("a", 5), 2.0) == [("a", 3)]  # 3's wait expired; 5 now waits for 4
     assert orderer.next_deadline() == 3.0
     assert orderer.tick(3.0) == [("a", 5)]
 
@@ -168,10 +168,10 @@ def test_receive_flushes_expired_gaps_first() -> None:
 def test_fifo_full_buffer_forces_delivery_and_advances() -> None:
     """Regression: the design force-delivered without advancing, so 2 could follow 3."""
     orderer = fifo(initial_sequence=1, max_buffer_size=2)
-    assert orderer.receive(msg("a", 3), 0.0) == []
-    assert orderer.receive(msg("a", 4), 0.0) == []
-    assert orderer.receive(msg("a", 5), 0.0) == [("a", 3), ("a", 4), ("a", 5)]
-    assert orderer.receive(msg("a", 2), 0.0) == []
+    assert orderer.on_message(msg("a", 3), 0.0) == []
+    assert orderer.on_message(msg("a", 4), 0.0) == []
+    assert orderer.on_message(msg("a", 5), 0.0) == [("a", 3), ("a", 4), ("a", 5)]
+    assert orderer.on_message(msg("a", 2), 0.0) == []
     stats = orderer.stats()
     assert (stats.forced, stats.gaps_skipped, stats.late, stats.buffered) == (1, 2, 1, 0)
     assert conserved(orderer)
@@ -180,8 +180,8 @@ def test_fifo_full_buffer_forces_delivery_and_advances() -> None:
 def test_fifo_buffer_bound_is_per_sender() -> None:
     orderer = fifo(initial_sequence=1, max_buffer_size=2)
     for sender in "abc":
-        orderer.receive(msg(sender, 2), 0.0)
-        orderer.receive(msg(sender, 3), 0.0)
+        orderer.on_message(msg(sender, 2), 0.0)
+        orderer.on_message(msg(sender, 3), 0.0)
     stats = orderer.stats()
     assert (stats.buffered, stats.forced) == (6, 0)
 
@@ -191,25 +191,25 @@ def test_fifo_buffer_bound_is_per_sender() -> None:
 
 def test_total_orders_by_global_sequence_across_senders() -> None:
     orderer = total(initial_global_sequence=1)
-    assert orderer.receive(msg("a", 1, gseq=2), 0.0) == []
-    assert orderer.receive(msg("b", 1, gseq=3), 0.0) == []
-    assert orderer.receive(msg("b", 2, gseq=1), 0.0) == [("b", 1), ("a", 2), ("b", 3)]
+    assert orderer.on_message(msg("a", 1, gseq=2), 0.0) == []
+    assert orderer.on_message(msg("b", 1, gseq=3), 0.0) == []
+    assert orderer.on_message(msg("b", 2, gseq=1), 0.0) == [("b", 1), ("a", 2), ("b", 3)]
 
 
 def test_total_joining_late_does_not_wait_for_earlier_offsets() -> None:
     orderer = total(max_wait_time=60.0)
-    assert orderer.receive(msg("a", 1, gseq=5000), 0.0) == [("a", 5000)]
-    assert orderer.receive(msg("a", 2, gseq=5001), 0.0) == [("a", 5001)]
-    assert orderer.receive(msg("a", 0, gseq=4999), 0.0) == []
+    assert orderer.on_message(msg("a", 1, gseq=5000), 0.0) == [("a", 5000)]
+    assert orderer.on_message(msg("a", 2, gseq=5001), 0.0) == [("a", 5001)]
+    assert orderer.on_message(msg("a", 0, gseq=4999), 0.0) == []
     assert orderer.stats().late == 1
     assert orderer.next_deadline() is None
 
 
 def test_total_with_known_start_waits_for_it() -> None:
     orderer = total(initial_global_sequence=10, max_wait_time=2.0)
-    assert orderer.receive(msg("a", 1, gseq=11), 0.0) == []
-    assert orderer.receive(msg("a", 1, gseq=9), 0.5) == []  # below the start: late
-    assert orderer.receive(msg("a", 1, gseq=10), 1.0) == [("a", 10), ("a", 11)]
+    assert orderer.on_message(msg("a", 1, gseq=11), 0.0) == []
+    assert orderer.on_message(msg("a", 1, gseq=9), 0.5) == []  # below the start: late
+    assert orderer.on_message(msg("a", 1, gseq=10), 1.0) == [("a", 10), ("a", 11)]
     stats = orderer.stats()
     assert (stats.late, stats.delivered) == (1, 2)
 
@@ -217,31 +217,31 @@ def test_total_with_known_start_waits_for_it() -> None:
 def test_total_full_buffer_forces_oldest_and_skips_gap() -> None:
     orderer = total(initial_global_sequence=1, max_buffer_size=3)
     for g in (3, 5, 6):
-        assert orderer.receive(msg("a", g, gseq=g), 0.0) == []
-    assert orderer.receive(msg("a", 8, gseq=8), 0.0) == [("a", 3)]
+        assert orderer.on_message(msg("a", g, gseq=g), 0.0) == []
+    assert orderer.on_message(msg("a", 8, gseq=8), 0.0) == [("a", 3)]
     stats = orderer.stats()
     assert (stats.forced, stats.gaps_skipped, stats.buffered) == (1, 2, 3)
-    assert orderer.receive(msg("a", 4, gseq=4), 0.0) == [("a", 4), ("a", 5), ("a", 6)]
+    assert orderer.on_message(msg("a", 4, gseq=4), 0.0) == [("a", 4), ("a", 5), ("a", 6)]
     assert conserved(orderer)
 
 
 def test_reset_returns_buffered_in_order_and_restarts() -> None:
     orderer = total(initial_global_sequence=1)
-    orderer.receive(msg("a", 1, gseq=4), 0.0)
-    orderer.receive(msg("a", 1, gseq=3), 0.0)
+    orderer.on_message(msg("a", 1, gseq=4), 0.0)
+    orderer.on_message(msg("a", 1, gseq=3), 0.0)
     assert orderer.reset() == [("a", 3), ("a", 4)]
     stats = orderer.stats()
     assert (stats.discarded, stats.buffered) == (2, 0)
     assert conserved(orderer)
-    assert orderer.receive(msg("a", 1, gseq=1), 1.0) == [("a", 1)]  # restarts at the config's start
+    assert orderer.on_message(msg("a", 1, gseq=1), 1.0) == [("a", 1)]  # restarts at the config's start
 
 
 def test_index_structures_do_not_grow_past_the_buffer() -> None:
     """Every second message arrives early and is drained at once: nothing may accumulate."""
     orderer = total(initial_global_sequence=1, max_wait_time=1000.0)
     for base in range(1, 2001, 2):
-        orderer.receive(msg("a", 0, gseq=base + 1), 0.0)
-        orderer.receive(msg("a", 0, gseq=base), 0.0)
+        orderer.on_message(msg("a", 0, gseq=base + 1), 0.0)
+        orderer.on_message(msg("a", 0, gseq=base), 0.0)
     assert orderer.stats().delivered == 2000
     assert len(orderer._total.heap) == 0
     assert len(orderer._total.arrivals) == 0
@@ -264,7 +264,7 @@ def test_property_fifo_any_interleaving_comes_out_per_sender_in_order_exactly_on
     arrivals: list[tuple[str, int]],
 ) -> None:
     orderer = fifo(initial_sequence=1, max_buffer_size=1000, max_wait_time=10.0)
-    out = [p for sender, seq in arrivals for p in orderer.receive(msg(sender, seq), 0.0)]
+    out = [p for sender, seq in arrivals for p in orderer.on_message(msg(sender, seq), 0.0)]
     for sender in {s for s, _ in arrivals}:
         expected = sorted({seq for s, seq in arrivals if s == sender})
         assert [seq for s, seq in out if s == sender] == expected
@@ -278,7 +278,7 @@ def test_property_fifo_any_interleaving_comes_out_per_sender_in_order_exactly_on
 @given(arrivals=st.integers(0, 40).flatmap(lambda n: st.permutations(list(range(1, n + 1)) * 2)))
 def test_property_total_any_permutation_comes_out_in_global_order(arrivals: list[int]) -> None:
     orderer = total(initial_global_sequence=1, max_buffer_size=1000, max_wait_time=10.0)
-    out = [g for a in arrivals for _, g in orderer.receive(msg("s", 0, gseq=a), 0.0)]
+    out = [g for a in arrivals for _, g in orderer.on_message(msg("s", 0, gseq=a), 0.0)]
     assert out == sorted(set(arrivals))
     assert orderer.stats().duplicates == len(arrivals) // 2
     assert conserved(orderer)
@@ -299,7 +299,7 @@ def test_property_total_under_timeouts_and_overflow_stays_ordered_and_accounted(
         now += dt
         if tick_first:
             out += [x for _, x in orderer.tick(now)]
-        out += [x for _, x in orderer.receive(msg("s", 0, gseq=g), now)]
+        out += [x for _, x in orderer.on_message(msg("s", 0, gseq=g), now)]
         assert orderer.stats().buffered <= max_buffer
         assert conserved(orderer)
         deadline = orderer.next_deadline()
@@ -322,7 +322,7 @@ def test_property_fifo_under_timeouts_and_overflow_keeps_per_sender_order(
     now, out = 0.0, []
     for sender, seq, dt in arrivals:
         now += dt
-        out += orderer.receive(msg(sender, seq), now)
+        out += orderer.on_message(msg(sender, seq), now)
         assert conserved(orderer)
     out += orderer.tick(now + 10.0)
     assert orderer.stats().buffered == 0

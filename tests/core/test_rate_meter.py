@@ -72,7 +72,7 @@ def test_bad_input() -> None:
     window=st.floats(0.1, 10),
     steps=st.lists(st.tuples(st.floats(0, 3), st.integers(0, 50)), min_size=1, max_size=60),
 )
-def test_rate_never_exceeds_events_in_reach_over_window(window: float, steps: list[tuple[float, int]]) -> None:
+def test_rate_bounded_by_events_in_reach(window: float, steps: list[tuple[float, int]]) -> None:
     meter = RateMeter(window, now=0.0)
     now, events = 0.0, []
     for dt, count in steps:

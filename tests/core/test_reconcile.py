@@ -189,7 +189,7 @@ def test_fail_operation_rolls_back_exactly_even_after_later_events() -> None:
     r = log_reconciler()
     r.perform_operation("mine1", 0.0)
     r.perform_operation("mine2", 0.0)
-    assert r.handle_server_event(msg(1, "theirs"))
+    assert r.on_message(msg(1, "theirs"))
     # Pending ops are rebased on top of the confirmed state, in performed order.
     assert r.state == ("theirs", "mine1", "mine2")
     assert r.fail_operation("op1") is True
@@ -202,7 +202,7 @@ def test_fail_operation_rolls_back_exactly_even_after_later_events() -> None:
 # ---------------------------------------------------------------- live server events
 def test_server_event_from_others_is_applied_and_tracked() -> None:
     r = kv_reconciler()
-    assert r.handle_server_event(msg(1, "a", key="k"))
+    assert r.on_message(msg(1, "a", key="k"))
     assert (r.state, r.confirmed_state, r.version, r.last_event_id, r.epoch) == (
         {"k": "a"},
         {"k": "a"},
@@ -216,7 +216,7 @@ def test_own_event_confirms_pending_operation_with_server_version() -> None:
     r = log_reconciler()
     r.perform_operation("mine", 0.0)
     # The server's version of the op (here transformed) replaces the optimistic one.
-    assert r.handle_server_event(msg(1, "mine-as-stored", msg_id="op1"))
+    assert r.on_message(msg(1, "mine-as-stored", msg_id="op1"))
     assert r.pending_count == 0
     assert r.state == ("mine-as-stored",)
     assert r.confirmed_state == ("mine-as-stored",)
@@ -224,8 +224,8 @@ def test_own_event_confirms_pending_operation_with_server_version() -> None:
 
 def test_duplicate_and_old_offsets_are_ignored() -> None:
     r = log_reconciler()
-    assert r.handle_server_event(msg(1, "a"))
-    assert r.handle_server_event(msg(1, "a")) is False
+    assert r.on_message(msg(1, "a"))
+    assert r.on_message(msg(1, "a")) is False
     assert r.state == ("a",)
 
 
@@ -233,7 +233,7 @@ def test_gap_is_not_applied_and_asks_for_sync() -> None:
     r = log_reconciler()
     _sync(r, delta([], 0))
     assert r.needs_sync is False
-    assert r.handle_server_event(msg(2, "b")) is False
+    assert r.on_message(msg(2, "b")) is False
     assert r.needs_sync is True
     assert r.state == ()
     assert r.version == 0
@@ -241,8 +241,8 @@ def test_gap_is_not_applied_and_asks_for_sync() -> None:
 
 def test_epoch_change_is_not_applied_and_asks_for_sync() -> None:
     r = log_reconciler()
-    r.handle_server_event(msg(1, "a"))
-    assert r.handle_server_event(msg(2, "b", epoch="other")) is False
+    r.on_message(msg(1, "a"))
+    assert r.on_message(msg(2, "b", epoch="other")) is False
     assert r.needs_sync is True
     assert r.state == ("a",)
 
@@ -250,15 +250,15 @@ def test_epoch_change_is_not_applied_and_asks_for_sync() -> None:
 def test_handle_server_event_rejects_bad_frames() -> None:
     r = log_reconciler()
     with pytest.raises(ReconcileError, match="'message'"):
-        r.handle_server_event({"type": "ack", "id": 1})
+        r.on_message({"type": "ack", "id": 1})
     with pytest.raises(ReconcileError, match="'message'"):
-        r.handle_server_event("message")  # type: ignore[arg-type]
+        r.on_message("message")  # type: ignore[arg-type]
     with pytest.raises(ReconcileError, match="channel"):
-        r.handle_server_event({**msg(1, "a"), "channel": "elsewhere"})
+        r.on_message({**msg(1, "a"), "channel": "elsewhere"})
     with pytest.raises(ReconcileError, match="offset"):
-        r.handle_server_event({**msg(1, "a"), "offset": None})
+        r.on_message({**msg(1, "a"), "offset": None})
     with pytest.raises(ReconcileError, match="offset"):
-        r.handle_server_event({**msg(1, "a"), "offset": True})
+        r.on_message({**msg(1, "a"), "offset": True})
     assert r.state == ()
 
 
@@ -266,14 +266,14 @@ def test_on_state_only_called_on_change() -> None:
     seen: list[Any] = []
     r = log_reconciler(on_state=seen.append)
     r.perform_operation("a", 0.0)
-    r.handle_server_event(msg(1, "a", msg_id="op1"))  # confirmation: visible state unchanged
+    r.on_message(msg(1, "a", msg_id="op1"))  # confirmation: visible state unchanged
     assert seen == [("a",)]
 
 
 # ---------------------------------------------------------------- sync request / response
 def _sync(r: StateReconciler[Any], response: dict[str, Any]) -> list[dict[str, Any]]:
     r.sync_request()
-    return r.handle_sync_response(response)
+    return r.on_sync_response(response)
 
 
 def test_sync_request_shape() -> None:
@@ -282,7 +282,7 @@ def test_sync_request_shape() -> None:
     first = r.sync_request()
     assert first == {"type": "sync", "channel": CH, "version": 0, "pendingOps": [], "maxEvents": 50}
     assert r.sync_in_flight
-    r.handle_server_event(msg(1, "a"))
+    r.on_message(msg(1, "a"))
     r.perform_operation("b", 0.0)
     assert r.sync_request(CH) == {
         "type": "sync",
@@ -299,12 +299,12 @@ def test_sync_request_shape() -> None:
 
 def test_delta_applies_sorted_confirms_own_and_resends_rest() -> None:
     r = log_reconciler()
-    r.handle_server_event(msg(1, "a"))
+    r.on_message(msg(1, "a"))
     r.perform_operation("m1", 0.0)
     r.perform_operation("m2", 0.0)
     r.sync_request()
     events = [msg(3, "m1", msg_id="op1"), msg(1, "a"), msg(2, "x")]  # out of order, one already seen
-    resend = r.handle_sync_response(delta(events, 3))
+    resend = r.on_sync_response(delta(events, 3))
     assert r.confirmed_state == ("a", "x", "m1")
     assert r.state == ("a", "x", "m1", "m2")
     assert resend == [{"type": "publish", "channel": CH, "data": "m2", "msgId": "op2", "_id": "op2"}]
@@ -313,7 +313,7 @@ def test_delta_applies_sorted_confirms_own_and_resends_rest() -> None:
 
 def test_confirmed_ops_are_dropped_from_pending() -> None:
     r = log_reconciler()
-    r.handle_server_event(msg(1, "m1", msg_id="zz"))
+    r.on_message(msg(1, "m1", msg_id="zz"))
     r.perform_operation("m1", 0.0)
     resend = _sync(r, delta([], 1, confirmedOps=["op1"]))
     assert resend == []
@@ -324,9 +324,9 @@ def test_confirmed_ops_are_dropped_from_pending() -> None:
 def test_live_events_during_sync_are_not_applied_twice() -> None:
     r = log_reconciler()
     r.sync_request()
-    r.handle_server_event(msg(1, "a"))
-    r.handle_server_event(msg(2, "b"))
-    r.handle_sync_response(delta([msg(1, "a")], 1))
+    r.on_message(msg(1, "a"))
+    r.on_message(msg(2, "b"))
+    r.on_sync_response(delta([msg(1, "a")], 1))
     assert r.state == ("a", "b")
     assert r.version == 2
 
@@ -334,41 +334,41 @@ def test_live_events_during_sync_are_not_applied_twice() -> None:
 def test_delta_errors() -> None:
     r = log_reconciler()
     with pytest.raises(ReconcileError, match="no sync request in flight"):
-        r.handle_sync_response(delta([], 0))
+        r.on_sync_response(delta([], 0))
     r.sync_request()
     with pytest.raises(ReconcileError, match="expected a 'sync_response'"):
-        r.handle_sync_response({"type": "message"})
+        r.on_sync_response({"type": "message"})
     with pytest.raises(ReconcileError, match="expected a 'sync_response'"):
-        r.handle_sync_response([])  # type: ignore[arg-type]
+        r.on_sync_response([])  # type: ignore[arg-type]
     with pytest.raises(ReconcileError, match="channel"):
-        r.handle_sync_response({**delta([], 0), "channel": "x"})
+        r.on_sync_response({**delta([], 0), "channel": "x"})
     with pytest.raises(ReconcileError, match="syncType"):
-        r.handle_sync_response({**delta([], 0), "syncType": "full"})
+        r.on_sync_response({**delta([], 0), "syncType": "full"})
     with pytest.raises(ReconcileError, match="version"):
-        r.handle_sync_response({**delta([], 0), "version": "3"})
+        r.on_sync_response({**delta([], 0), "version": "3"})
     with pytest.raises(ReconcileError, match="epoch"):
-        r.handle_sync_response({**delta([], 0), "epoch": 5})
+        r.on_sync_response({**delta([], 0), "epoch": 5})
     with pytest.raises(ReconcileError, match="events"):
-        r.handle_sync_response({**delta([], 0), "events": [1]})
+        r.on_sync_response({**delta([], 0), "events": [1]})
     with pytest.raises(ReconcileError, match="confirmedOps"):
-        r.handle_sync_response({**delta([], 0), "confirmedOps": [1]})
+        r.on_sync_response({**delta([], 0), "confirmedOps": [1]})
     with pytest.raises(ReconcileError, match=r"skips offsets 1\.\.1"):
-        r.handle_sync_response(delta([msg(2, "b")], 2))
+        r.on_sync_response(delta([msg(2, "b")], 2))
     with pytest.raises(ReconcileError, match="claims version 4"):
-        r.handle_sync_response(delta([msg(1, "a"), msg(2, "b")], 4))
+        r.on_sync_response(delta([msg(1, "a"), msg(2, "b")], 4))
 
 
 def test_delta_from_other_epoch_is_refused() -> None:
     r = log_reconciler()
-    r.handle_server_event(msg(1, "a"))
+    r.on_message(msg(1, "a"))
     r.sync_request()
     with pytest.raises(ReconcileError, match="epoch"):
-        r.handle_sync_response({**delta([], 5), "epoch": "e9"})
+        r.on_sync_response({**delta([], 5), "epoch": "e9"})
 
 
 def _kv_with_pending() -> StateReconciler[dict[str, Any]]:
     r = kv_reconciler()
-    r.handle_server_event(msg(1, "old", key="a"))
+    r.on_message(msg(1, "old", key="a"))
     r.perform_operation("mine", 0.0, key="b")
     r.perform_operation("mine2", 0.0, key="c")
     r.sync_request()
@@ -380,12 +380,12 @@ SNAP = {"a": msg(4, "new", key="a", epoch="e2"), "z": msg(3, "zz", key="z", epoc
 
 def test_snapshot_client_wins_rebases_and_resends_pending() -> None:
     r = _kv_with_pending()
-    resend = r.handle_sync_response(snapshot(SNAP, 4, confirmedOps=["op2"]))
+    resend = r.on_sync_response(snapshot(SNAP, 4, confirmedOps=["op2"]))
     assert r.confirmed_state == {"a": "new", "z": "zz"}
     assert r.state == {"a": "new", "z": "zz", "b": "mine"}
     assert [f["msgId"] for f in resend] == ["op1"]
     assert (r.version, r.epoch, r.last_event_id) == (4, "e2", "evt4")
-    assert r.drain_dropped() == []
+    assert r.dropped() == []
 
 
 def test_snapshot_server_wins_drops_pending() -> None:
@@ -396,8 +396,8 @@ def test_snapshot_server_wins_drops_pending() -> None:
     assert resend == []
     assert r.state == {"a": "new", "z": "zz"}
     assert r.pending_count == 0
-    assert r.drain_dropped() == ["op1"]
-    assert r.drain_dropped() == []
+    assert r.dropped() == ["op1"]
+    assert r.dropped() == []
 
 
 def test_snapshot_merge_uses_confirmed_client_state_then_rebases() -> None:
@@ -408,7 +408,7 @@ def test_snapshot_merge_uses_confirmed_client_state_then_rebases() -> None:
         return {**client, **server}
 
     r = kv_reconciler(config=ReconciliationConfig(conflict_resolution="merge", on_conflict=merge))
-    r.handle_server_event(msg(1, "keep", key="local"))
+    r.on_message(msg(1, "keep", key="local"))
     r.perform_operation("mine", 0.0, key="b")
     resend = _sync(r, snapshot(SNAP, 4))
     assert calls == [({"a": "new", "z": "zz"}, {"local": "keep"})]
@@ -429,9 +429,9 @@ def test_snapshot_events_confirm_own_ops() -> None:
 def test_stale_snapshot_in_same_epoch_keeps_newer_state() -> None:
     r = log_reconciler()
     for off in (1, 2, 3):
-        r.handle_server_event(msg(off, off))
+        r.on_message(msg(off, off))
     r.sync_request()
-    r.handle_sync_response(snapshot({}, 2, epoch="e1"))
+    r.on_sync_response(snapshot({}, 2, epoch="e1"))
     assert r.state == (1, 2, 3)
     assert r.version == 3
     assert r.needs_sync is False
@@ -440,11 +440,11 @@ def test_stale_snapshot_in_same_epoch_keeps_newer_state() -> None:
 def test_snapshot_custom_from_snapshot_and_bad_state() -> None:
     r = StateReconciler(CH, apply_kv, {}, from_snapshot=lambda frames: {"n": len(frames)})
     r.sync_request()
-    r.handle_sync_response(snapshot(SNAP, 4))
+    r.on_sync_response(snapshot(SNAP, 4))
     assert r.state == {"n": 2}
     r.sync_request()
     with pytest.raises(ReconcileError, match="state"):
-        r.handle_sync_response(snapshot({"a": 1}, 5, epoch="e3"))  # type: ignore[dict-item]
+        r.on_sync_response(snapshot({"a": 1}, 5, epoch="e3"))  # type: ignore[dict-item]
 
 
 def test_snapshot_default_fold_is_in_offset_order() -> None:
@@ -529,7 +529,7 @@ def _deliver(r: StateReconciler[Any], srv: FakeServer, frame: dict[str, Any], rn
     elif outcome in ("accept", "no-echo", "refuse"):
         stored = srv.store(frame["key"], frame["data"], frame["msgId"])
         if stored is not None and outcome != "no-echo":
-            r.handle_server_event(stored)
+            r.on_message(stored)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -554,7 +554,7 @@ def test_property_converges_to_server_state(
     online = True
 
     def reconnect() -> None:
-        for frame in r.handle_sync_response(srv.sync(r.sync_request())):
+        for frame in r.on_sync_response(srv.sync(r.sync_request())):
             _deliver(r, srv, frame, rnd)
 
     for action in actions:
@@ -563,7 +563,7 @@ def test_property_converges_to_server_state(
             _, key, value, delivered = action
             frame = srv.store(key, value)
             if online and delivered and frame is not None:
-                r.handle_server_event(frame)
+                r.on_message(frame)
         elif kind == "local":
             _, key, value, outcome = action
             frame = r.perform_operation(value, 0.0, key=key)
@@ -574,7 +574,7 @@ def test_property_converges_to_server_state(
                 elif outcome in ("accept", "no-echo"):
                     stored = srv.store(key, value, frame["msgId"])
                     if stored is not None and outcome == "accept":
-                        r.handle_server_event(stored)
+                        r.on_message(stored)
         elif kind == "disconnect":
             online = False
         elif kind == "reconnect":
@@ -591,11 +591,11 @@ def test_property_converges_to_server_state(
             assert r.confirmed_state == replay
 
     # Come back online: one sync, the retries reach the server and are echoed, a final sync.
-    for frame in r.handle_sync_response(srv.sync(r.sync_request())):
+    for frame in r.on_sync_response(srv.sync(r.sync_request())):
         stored = srv.store(frame["key"], frame["data"], frame["msgId"])
         if stored is not None:
-            r.handle_server_event(stored)
-    assert r.handle_sync_response(srv.sync(r.sync_request())) == []
+            r.on_message(stored)
+    assert r.on_sync_response(srv.sync(r.sync_request())) == []
     assert r.pending_count == 0
     assert r.state == srv.values()
     assert r.confirmed_state == srv.values()
@@ -618,12 +618,12 @@ def test_property_rollback_is_exact_for_order_sensitive_state(
     offset = 0
     for value in remote:  # others' events interleave before our outcomes arrive
         offset += 1
-        r.handle_server_event(msg(offset, value))
+        r.on_message(msg(offset, value))
     expected_confirmed = list(remote)
     for frame, (value, outcome) in zip(frames, ops, strict=True):
         if outcome == "confirm":
             offset += 1
-            r.handle_server_event(msg(offset, value, msg_id=frame["msgId"]))
+            r.on_message(msg(offset, value, msg_id=frame["msgId"]))
             expected_confirmed.append(value)
         elif outcome == "fail":
             assert r.fail_operation(frame["msgId"])
@@ -639,6 +639,6 @@ def test_frames_pass_the_shared_protocol_validation() -> None:
     r = StateReconciler(CH, apply_kv, {})  # default uuid ids
     publish = r.perform_operation({"n": 1}, 0.0, key="k")
     assert parse_client_frame(encode(publish)) == publish
-    r.handle_server_event(msg(1, "a", key="j"))
+    r.on_message(msg(1, "a", key="j"))
     sync = r.sync_request()
     assert parse_client_frame(encode(sync)) == sync
