@@ -198,8 +198,8 @@ async def test_live_messages_during_a_refill_wait_for_it(redis_server: RedisServ
         for i in range(10, 20):  # live, while b refills
             await a.publish("room", msg(i))
         # They reach b during its refill: held there, not delivered ahead of the refill.
-        held = b._filling
-        await eventually(lambda: len(held.get(b._ps_channel("room"), [])) == 10, "10 live messages held")
+        held = b._attached["room"].catchup  # the channel's catch-up core holds them
+        await eventually(lambda: held.held_frames == 10, "10 live messages held")
         assert [f["data"] for f in lb.of("room")] == [0]
         gate.set()
         await lb.wait(lambda: len(lb.of("room", "message")) >= 20, "all 20")

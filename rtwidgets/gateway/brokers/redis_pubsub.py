@@ -8,10 +8,15 @@ Rules of this module:
 * One reader task owns the pub/sub connection (:mod:`.resp_conn`, not redis-py: its
   messages are handed to the gateway in the callback that read them). On connection loss
   it reconnects with backoff, resubscribes, and refills the gap of each channel from the
-  stream (offsets dedupe what arrives twice; live messages of a channel being refilled
-  wait until its refill is delivered), so each gateway delivers a channel's messages in
-  offset order without holes while Redis keeps its data. After an empty Redis restart the
-  epoch changes, which tells clients their history is gone.
+  stream, so each gateway delivers a channel's messages in offset order without holes
+  while Redis keeps its data. After an empty Redis restart the epoch changes, which tells
+  clients their history is gone.
+* The ordering is not decided here: each attached channel has one sans-I/O
+  :class:`~rtwidgets.core.catchup.CatchUp` for its lifetime. It holds the live messages
+  while the channel's gap is read, then outputs the read and the held messages, each
+  (epoch, offset) once; this module only feeds it (live pushes, the stream read) and
+  delivers what it outputs. What a dead connection's refill held is discarded: those are
+  stored messages the next refill reads again (ephemeral ones are lost, as above).
 * Ephemeral broadcasts (not stored) published while a gateway's pub/sub connection is
   down are not refilled: they are at-most-once by design.
 * A listener that raises is logged and fan-out goes on: one bad handler must not stop
@@ -29,12 +34,47 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ...core.catchup import CatchUp, Deliver, Position, stream_position
 from .base import BrokerUnavailable
 from .redis_base import CONNECTION_ERRORS, RedisBrokerBase, log
 from .redis_keys import splice_id
 from .resp_conn import PubSubConnection, Push, open_pubsub
 
 __all__ = ["RedisFanOut"]
+
+
+class ChannelFeed:
+    """One attached channel as this gateway receives it: its catch-up core and where a gap
+    fill starts.
+
+    ``fill_from`` is ``(epoch, stream id)`` of the newest message delivered or, before the
+    first one, of the channel when it was attached; None while not known (nothing to refill
+    from). ``ticket`` is the :meth:`CatchUp.hold` ticket of the refill in flight.
+    """
+
+    __slots__ = ("catchup", "fill_from", "ticket")
+
+    def __init__(self) -> None:
+        self.catchup = CatchUp()
+        self.fill_from: tuple[str | None, str | None] | None = None
+        self.ticket: int | None = None
+
+    def attached_at(self, epoch: str | None, offset: int, newest_id: str | None) -> None:
+        """Where the channel stood when it was attached (read before subscribing). Kept only
+        if nothing newer is known: a message delivered meanwhile is a later start."""
+        if self.fill_from is None:
+            self.fill_from = (epoch, newest_id)
+        if self.catchup.position is None and not self.catchup.holding:
+            self.catchup = CatchUp(Position(epoch, offset))
+
+    def hold(self) -> None:
+        """A refill starts: live messages wait for it (a refill in flight is superseded)."""
+        self.ticket = self.catchup.hold()
+
+    def drop_held(self) -> None:
+        """The pub/sub connection is gone: what its refill held is read again by the next one."""
+        self.catchup.discard()
+        self.ticket = None
 
 
 class RedisFanOut(RedisBrokerBase):
@@ -44,13 +84,8 @@ class RedisFanOut(RedisBrokerBase):
     _ps_conn: PubSubConnection | None
     _ps_ready_future: asyncio.Future[None] | None
     _ps_ready: bool  # pub/sub connection is up and subscribed
-    # ps channel -> live payloads that arrived while its gap fill runs (delivered after it)
-    _filling: dict[str, list[bytes]]
-    _attached: set[str]
+    _attached: dict[str, ChannelFeed]  # channel -> its feed, while attached
     _pending_sub: dict[str, list[asyncio.Future[None]]]
-    # channel -> (epoch, offset, event id) of the newest message this gateway delivered,
-    # or (before the first one) of the channel when it was attached: the gap-fill start.
-    _last_seen: dict[str, tuple[str | None, int, str | None]]
     _needs_gap_fill: set[str]
     _gap_tasks: set[asyncio.Task[None]]
 
@@ -59,10 +94,8 @@ class RedisFanOut(RedisBrokerBase):
         self._ps_conn = None
         self._ps_ready_future = None
         self._ps_ready = False
-        self._filling = {}
-        self._attached = set()
+        self._attached = {}
         self._pending_sub = {}
-        self._last_seen = {}
         self._needs_gap_fill = set()
         self._gap_tasks = set()
 
@@ -91,7 +124,7 @@ class RedisFanOut(RedisBrokerBase):
         if not self._ps_ready or self._ps_conn is None:
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable: pub/sub reconnecting")
         # Added before subscribing so that a reconnect racing with us resubscribes it too.
-        self._attached.add(channel)
+        feed = self._attached[channel] = ChannelFeed()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_sub.setdefault(channel, []).append(fut)
         try:
@@ -104,15 +137,15 @@ class RedisFanOut(RedisBrokerBase):
                 pipe.get(self._k(channel, "offset"))
                 pipe.xrevrange(self._k(channel, "events"), count=1)
                 epoch, offset, newest = await pipe.execute()
-            self._last_seen.setdefault(channel, (epoch, int(offset or 0), newest[0][0] if newest else None))
+            feed.attached_at(epoch, int(offset or 0), newest[0][0] if newest else None)
             async with self._guard("attach"):
                 if self._ps_conn is None:
                     raise RedisConnectionError("pub/sub reconnecting")
                 self._ps_conn.subscribe(self._ps_channel(channel))
                 await asyncio.wait_for(asyncio.shield(fut), self.command_timeout)
         except BaseException:
-            self._attached.discard(channel)
-            self._last_seen.pop(channel, None)
+            if self._attached.get(channel) is feed:
+                del self._attached[channel]
             futures = self._pending_sub.get(channel, [])
             if fut in futures:
                 futures.remove(fut)
@@ -123,10 +156,8 @@ class RedisFanOut(RedisBrokerBase):
         (the subscription dies with the connection and is not restored)."""
         if channel not in self._attached:
             return
-        self._attached.discard(channel)
-        self._last_seen.pop(channel, None)
+        self._attached.pop(channel).drop_held()
         self._needs_gap_fill.discard(channel)
-        self._filling.pop(self._ps_channel(channel), None)
         if self._ps_ready and self._ps_conn is not None:
             with contextlib.suppress(*CONNECTION_ERRORS, RedisError):
                 self._stats["commands"] += 1
@@ -145,7 +176,7 @@ class RedisFanOut(RedisBrokerBase):
             try:
                 conn = await open_pubsub(self.url, self._on_push, self.connect_timeout)
                 self._ps_conn = conn
-                self._filling = {}
+                self._drop_held()
                 self._stats["commands"] += 1
                 conn.subscribe(self._keys.control, *(self._ps_channel(c) for c in self._attached))
                 # Every attached channel is refilled from the stream once its subscription is
@@ -181,7 +212,7 @@ class RedisFanOut(RedisBrokerBase):
                 if conn is not None:
                     conn.abort(exc)
                 self._ps_ready = False
-                self._filling = {}
+                self._drop_held()
                 self._fail_pending_subscriptions(
                     BrokerUnavailable(f"Redis at {self.safe_url} unavailable: {exc}")
                 )
@@ -197,17 +228,15 @@ class RedisFanOut(RedisBrokerBase):
                 await asyncio.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
                 backoff = min(backoff * 2, 2.0)
 
+    def _drop_held(self) -> None:
+        for feed in self._attached.values():
+            feed.drop_held()
+
     def _on_push(self, item: Push) -> None:
         """Pub/sub connection callback, one push at a time, in the order Redis sent them."""
         kind = item[0]
         if kind == b"message" and len(item) == 3:
-            ps_channel = item[1].decode()
-            payload: bytes = item[2]
-            held = self._filling.get(ps_channel)
-            if held is not None:
-                held.append(payload)  # its gap fill is running: deliver after it, in order
-            else:
-                self._on_message(ps_channel, payload)
+            self._on_message(item[1].decode(), item[2])
         elif kind == b"subscribe" and len(item) == 3:
             self._on_subscribed(item[1].decode())
         # unsubscribe confirmations and PONGs only prove liveness (reads)
@@ -222,30 +251,30 @@ class RedisFanOut(RedisBrokerBase):
         channel = self._keys.channel_of(ps_channel)
         if channel is None:
             return
-        if channel in self._needs_gap_fill:
+        feed = self._attached.get(channel)
+        if feed is not None and channel in self._needs_gap_fill:
             self._needs_gap_fill.discard(channel)
-            self._filling[ps_channel] = []
+            feed.hold()  # from this push on, the channel's live messages wait for the refill
             conn = self._ps_conn
-            task = asyncio.get_running_loop().create_task(self._refill(channel, ps_channel, conn))
+            task = asyncio.get_running_loop().create_task(self._refill(channel, conn))
             self._gap_tasks.add(task)
             task.add_done_callback(self._gap_tasks.discard)
             return
         self._confirm(channel)
 
-    async def _refill(self, channel: str, ps_channel: str, conn: PubSubConnection | None) -> None:
-        """Gap fill for one channel, then the live messages held meanwhile, then confirm."""
+    async def _refill(self, channel: str, conn: PubSubConnection | None) -> None:
+        """Gap fill for one channel (which also releases the live messages held meanwhile),
+        then confirm its subscription."""
         try:
             await self._fill_gap(channel)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the reader reconnects and refills again from _last_seen
+        except Exception as exc:  # the reader reconnects and refills again from fill_from
             if conn is not None and conn is self._ps_conn:
                 conn.abort(exc)
             return
         if conn is not self._ps_conn:
             return  # that connection died meanwhile; the new one refills on its own
-        for payload in self._filling.pop(ps_channel, []):
-            self._on_message(ps_channel, payload)
         self._confirm(channel)
 
     def _confirm(self, channel: str) -> None:
@@ -254,16 +283,30 @@ class RedisFanOut(RedisBrokerBase):
                 fut.set_result(None)
 
     async def _fill_gap(self, channel: str) -> None:
-        """Deliver messages stored while the pub/sub connection was down.
+        """Read the messages stored while the pub/sub connection was down and hand them to
+        the channel's catch-up, which delivers them, then the live ones it held.
 
         Same epoch: the events after the last one delivered. Epoch changed (Redis restarted
         empty, or the channel was new): every retained event, since all of them are newer
         than anything delivered before; their new epoch tells clients history was reset.
+        A read that lost a race with a reconnect (its ticket superseded) is not applied.
         """
-        seen = self._last_seen.get(channel)
-        if seen is None:
-            return
-        epoch, _, last_id = seen
+        feed = self._attached.get(channel)
+        if feed is None or feed.ticket is None:
+            return  # detached meanwhile, or its connection is gone
+        ticket = feed.ticket
+        frames = await self._read_gap(channel, feed.fill_from)
+        if self._attached.get(channel) is feed and feed.catchup.on_read(ticket, frames):
+            feed.ticket = None
+            self._drain(channel, feed)
+
+    async def _read_gap(
+        self, channel: str, start: tuple[str | None, str | None] | None
+    ) -> list[tuple[dict[str, Any], bytes]]:
+        """The stored messages after ``start`` (see :meth:`_fill_gap`), oldest first."""
+        if start is None:
+            return []  # nothing delivered or read yet: no gap to fill
+        epoch, last_id = start
         events_key = self._k(channel, "events")
         redis_ = self._client_unchecked()
         async with self._guard("gap fill", 2):
@@ -272,41 +315,54 @@ class RedisFanOut(RedisBrokerBase):
             pipe.xrange(events_key, min=f"({last_id}" if last_id else "-", max="+")
             current_epoch, entries = await pipe.execute()
         if current_epoch is None:
-            return  # nothing stored since (e.g. Redis restarted empty and is still unused)
+            return []  # nothing stored since (e.g. Redis restarted empty and is still unused)
         if current_epoch != epoch:
             async with self._guard("gap fill"):
                 entries = await redis_.xrange(events_key, min="-", max="+")
+        ps_channel = self._ps_channel(channel)
+        frames: list[tuple[dict[str, Any], bytes]] = []
         for sid, fields in entries:
-            self._on_message(self._ps_channel(channel), splice_id(sid, fields["f"]).encode())
+            payload = splice_id(sid, fields["f"]).encode()
+            frame = self._parse(ps_channel, payload)
+            if frame is not None:
+                frames.append((frame, payload))
+        return frames
 
     def _on_message(self, ps_channel: str, payload: bytes) -> None:
+        """A live pub/sub message: to its channel's catch-up (held there during a refill)."""
         channel = self._keys.channel_of(ps_channel)
-        if channel is None or channel not in self._attached:
+        feed = None if channel is None else self._attached.get(channel)
+        if channel is None or feed is None:
             return
+        frame = self._parse(ps_channel, payload)
+        if frame is None:
+            return
+        feed.catchup.on_live(frame, payload)
+        self._drain(channel, feed)
+
+    def _parse(self, ps_channel: str, payload: bytes) -> dict[str, Any] | None:
         try:
             frame = orjson.loads(payload)
         except orjson.JSONDecodeError:
             log.error("RedisBroker %s: dropped non-JSON frame on %s", self.gateway_id, ps_channel)
-            return
+            return None
         if not isinstance(frame, dict):
             log.error("RedisBroker %s: dropped non-object frame on %s", self.gateway_id, ps_channel)
-            return
-        if not self._first_time(channel, frame):
-            return  # already delivered (gap fill and live pub/sub overlap)
-        self._stats["delivered"] += 1
-        try:
-            self.deliver(channel, frame, payload)
-        except Exception:  # a listener bug must not kill fan-out for every channel
-            log.exception("RedisBroker %s: listener failed on channel %r", self.gateway_id, channel)
+            return None
+        return frame
 
-    def _first_time(self, channel: str, frame: dict[str, Any]) -> bool:
-        """False for a stored message this gateway already delivered (by epoch and offset);
-        records the newest one delivered. Frames that are not stored messages always pass."""
-        offset = frame.get("offset")
-        epoch = frame.get("epoch")
-        if frame.get("type") == "message" and isinstance(offset, int) and isinstance(epoch, str):
-            seen = self._last_seen.get(channel)
-            if seen is not None and seen[0] == epoch and offset <= seen[1]:
-                return False
-            self._last_seen[channel] = (epoch, offset, str(frame.get("id")))
-        return True
+    def _drain(self, channel: str, feed: ChannelFeed) -> None:
+        """Deliver what the channel's catch-up output, in its order; a delivered stored
+        message becomes where the next gap fill starts."""
+        for event in feed.catchup.events():
+            if not isinstance(event, Deliver):
+                continue  # ReadDone: the refill's end (confirmation follows in _refill)
+            frame = event.frame
+            position = stream_position(frame)
+            if position is not None:
+                feed.fill_from = (position.epoch, str(frame.get("id")))
+            self._stats["delivered"] += 1
+            try:
+                self.deliver(channel, frame, event.data)
+            except Exception:  # a listener bug must not kill fan-out for every channel
+                log.exception("RedisBroker %s: listener failed on channel %r", self.gateway_id, channel)
