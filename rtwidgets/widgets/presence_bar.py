@@ -1,4 +1,10 @@
-"""``PresenceBar``: who is on a channel, one avatar per user (devices grouped)."""
+"""``PresenceBar``: who is on a channel, one avatar per user (devices grouped).
+
+The avatars follow the channel's ``members``; the "alice joined" / "bob left" lines follow the
+presence core's events (``MemberJoined`` / ``MemberLeft`` / ``PresenceSynced``, via
+:meth:`Channel.on_presence`), never a diff of two member lists recomputed here. A user joins
+with their first device and leaves with their last.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 from traitlets import List, Unicode
 
-from rtwidgets.core.presence import group_by_user
+from rtwidgets.core.presence import MemberJoined, MemberLeft, PresenceSynced, group_by_user
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.presence import Presence
 from rtwidgets.widgets._base import RealtimeWidget, color_for
@@ -65,11 +71,11 @@ class PresenceBar(RealtimeWidget):
         self.model = channel
         self.connection = channel.connection
         grouped = group_members(list(channel.members))
-        self._known: dict[str, str] = {m["userId"]: m["name"] for m in grouped}
-        self._recent: list[dict[str, Any]] = []
+        self._recent: list[dict[str, Any]] = []  # runtime thread only, newest first
         super().__init__(channel=channel.name, me=self.connection.user_id, members=grouped, **kwargs)
         self._observe(channel, self._on_members, ["members"])
         self._observe(self.connection, self._on_me, ["user_id"])
+        self._on_close(channel.on_presence(self._on_presence))
         # Catch changes made between reading the initial state and installing the observers.
         self._run(lambda: self._apply(list(channel.members)))
         self._sync.refresh(lambda: {"me": self.connection.user_id})
@@ -92,15 +98,47 @@ class PresenceBar(RealtimeWidget):
     def _apply(self, members: list[dict[str, Any]]) -> None:
         if self.closed:
             return
-        grouped = group_members(members)
+        self._sync.set(members=group_members(members))
+
+    def _on_presence(self, event: Any) -> None:
+        """Runtime thread: a presence core event; the channel's ``members`` are already updated."""
+        if self.closed:
+            return
+        if isinstance(event, MemberJoined):
+            joined, left = [event.member], []
+        elif isinstance(event, MemberLeft):
+            joined, left = [], [event.member]
+        elif isinstance(event, PresenceSynced):
+            joined, left = list(event.joined), list(event.left)
+        else:
+            return  # MemberUpdated: nobody came or went
         now = time.time() * 1000.0
-        current = {m["userId"]: m["name"] for m in grouped}
-        for uid, name in current.items():
-            if uid not in self._known:
-                self._recent.insert(0, {"kind": "join", "userId": uid, "name": name, "ts": now})
-        for uid, name in self._known.items():
-            if uid not in current:
-                self._recent.insert(0, {"kind": "leave", "userId": uid, "name": name, "ts": now})
+        members = list(self.model.members)
+        new_clients = {m.get("clientId") for m in joined}
+        names = {m["userId"]: m["name"] for m in group_members(members)}
+        lines: list[dict[str, Any]] = []
+        for uid in dict.fromkeys(_user(m) for m in joined):
+            # Only a user's first device is a join (a second tab is the same person).
+            earlier = [m for m in members if _user(m) == uid and m.get("clientId") not in new_clients]
+            if uid and uid in names and not earlier:
+                lines.append({"kind": "join", "userId": uid, "name": names[uid], "ts": now})
+        for member in left:
+            uid = _user(member)
+            if uid and uid not in names and all(line["userId"] != uid for line in lines):
+                lines.append({"kind": "leave", "userId": uid, "name": _name(member), "ts": now})
+        if not lines:
+            return
+        self._recent[:0] = lines[::-1]
         del self._recent[MAX_RECENT:]
-        self._known = current
-        self._sync.set(members=grouped, recent=[dict(e) for e in self._recent])
+        self._sync.set(recent=[dict(e) for e in self._recent])
+
+
+def _user(member: Any) -> str:
+    uid = member.get("userId") if isinstance(member, dict) else None
+    return uid if isinstance(uid, str) else ""
+
+
+def _name(member: dict[str, Any]) -> str:
+    data = member.get("data")
+    name = data.get("name") if isinstance(data, dict) else None
+    return str(name or _user(member))

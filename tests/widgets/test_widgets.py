@@ -291,6 +291,8 @@ def test_presence_bar_members_devices_and_recent(connect: Any) -> None:
         p2 = Presence(bob_laptop, "lobby", {"name": "Bob"}).wait_joined()
         wait_until(lambda: len(bar.members) == 2 and bar.members[1]["devices"] == 2, what="bob x2")
         assert bar.recent[0]["kind"] == "join" and bar.recent[0]["name"] == "Bob"
+        # Bob's second device is not a second join: one line per person.
+        assert [(e["kind"], e["userId"]) for e in bar.recent] == [("join", "bob")]
         p1.close()
         wait_until(lambda: bar.members[1]["devices"] == 1, what="one device left")
         p2.close()
@@ -299,6 +301,36 @@ def test_presence_bar_members_devices_and_recent(connect: Any) -> None:
         assert repr(bar) == "<PresenceBar channel='lobby' users=1>"
     finally:
         bar.close()
+
+
+def test_presence_bar_joins_and_leaves_seen_in_a_resync(connect: Any) -> None:
+    """Changes missed while offline arrive as one PresenceSynced: its joined/left become lines."""
+    from rtwidgets.client import ReconnectConfig
+
+    alice = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    bob = connect("bob")
+    p_alice = Presence(alice, "lobby", {"name": "Alice"}).wait_joined()
+    p_bob = Presence(bob, "lobby", {"name": "Bob"}).wait_joined()
+    bar = PresenceBar(p_alice)
+    try:
+        wait_until(lambda: bar.users == ["alice", "bob"], what="both here")
+        assert bar.recent == []  # who was here before the bar existed did not "join"
+        alice.simulate_drop()
+        wait_until(lambda: alice.state == "reconnecting", what="alice offline")
+        p_bob.close()
+        carol = connect("carol")
+        p_carol = Presence(carol, "lobby", {"name": "Carol"}).wait_joined()
+        alice.reconnect_now()
+        wait_until(lambda: sorted(bar.users) == ["alice", "carol"], what="resynced")
+        wait_until(lambda: len(bar.recent) == 2, what="lines from the resync")
+        assert sorted((e["kind"], e["userId"], e["name"]) for e in bar.recent) == [
+            ("join", "carol", "Carol"),
+            ("leave", "bob", "Bob"),
+        ]
+        p_carol.close()
+    finally:
+        bar.close()
+        p_alice.close()
 
 
 def test_presence_bar_refuses_channel_without_presence(connect: Any) -> None:
