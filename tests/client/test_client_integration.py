@@ -30,8 +30,11 @@ from rtwidgets.core.channel import ChannelState, Reset
 from rtwidgets.core.connection import ConnectionState, HeartbeatConfig, ReconnectConfig, RttMeasured
 from rtwidgets.core.presence import MemberJoined, MemberLeft, MemberUpdated
 from rtwidgets.gateway import Gateway
+from tests._support.waiting import eventually
 
 T = 10.0  # generous timeout for every condition
+# eventually(..., interval=0) only yields to the loop between checks: a task's state is awaited
+# step by step, with no I/O wait slipped in between steps the test orders on purpose.
 FAST = ReconnectConfig(base_delay=0.02, max_delay=0.1)
 MakeClient = Callable[..., Awaitable[RealtimeConnection]]
 
@@ -75,19 +78,6 @@ class Gate:
 
 def data_of(ch: ChannelHandle) -> list[Any]:
     return [m["data"] for m in ch.messages]
-
-
-async def until(check: Callable[[], bool], what: str) -> None:
-    """Yield to the loop until ``check()`` holds (a task reached a state); fail after ``T``.
-
-    Yields with ``sleep(0)`` so no I/O can slip in between steps the test orders on purpose.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + T
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0)
 
 
 async def drop(conn: RealtimeConnection) -> None:
@@ -231,7 +221,7 @@ async def test_publish_issued_offline_is_delivered_once(gateway: Gateway, make_c
     gate.open.clear()
     await drop(a)
     pending = asyncio.create_task(ch_a.publish("while offline"))
-    await until(lambda: a.stats().queue_size == 1, "the offline publish to be queued")
+    await eventually(lambda: a.stats().queue_size == 1, "the offline publish to be queued", T, interval=0)
     gate.open.set()
     ack = await asyncio.wait_for(pending, T)
     assert ack is not None and ack["offset"] == 1
@@ -335,7 +325,7 @@ async def test_queue_overflow_raises(gateway: Gateway, make_client: MakeClient) 
     gate.open.clear()
     await drop(conn)
     queued = [asyncio.create_task(ch.publish(i)) for i in range(2)]
-    await until(lambda: conn.stats().queue_size == 2, "the queue to fill")
+    await eventually(lambda: conn.stats().queue_size == 2, "the queue to fill", T, interval=0)
     with pytest.raises(QueueFullError):
         await ch.publish("one too many")
     assert any(isinstance(e, QueueFullError) for e in errors)
@@ -355,7 +345,7 @@ async def test_unacked_frame_without_a_socket_is_reported_not_dropped(
     ch = await conn.subscribe("c")
     conn._outbox = None  # the writer is gone; the reader has not reported the close yet
     pending = asyncio.create_task(ch.publish("lost?", ephemeral=True, ack=False))
-    await until(lambda: conn._core._out != [], "the frame to be transmitted by the core")
+    await eventually(lambda: conn._core._out != [], "the frame to be transmitted by the core", T, interval=0)
     assert not pending.done()
     assert conn.simulate_drop()
     with pytest.raises(ConnectionClosedError) as info:
@@ -374,7 +364,7 @@ async def test_close_fails_queued_and_leaves_no_tasks(gateway: Gateway, make_cli
     gate.open.clear()
     await drop(conn)
     pending = asyncio.create_task(ch.publish(1))
-    await until(lambda: conn.stats().queue_size == 1, "the publish to be queued")
+    await eventually(lambda: conn.stats().queue_size == 1, "the publish to be queued", T, interval=0)
     await conn.close()
     with pytest.raises(ConnectionClosedError):
         await pending
@@ -511,7 +501,7 @@ async def test_unsubscribe_while_subscribe_in_flight(gateway: Gateway, make_clie
     events: list[Any] = []
     a.on_event(events.append)
     sub = asyncio.create_task(a.subscribe("fleeting"))
-    await until(lambda: "fleeting" in a.channels, "subscribe() to register the channel")
+    await eventually(lambda: "fleeting" in a.channels, "subscribe() to register the channel", T, interval=0)
     [handle] = a.channels["fleeting"].handles.values()
     assert handle.status is ChannelState.SUBSCRIBING  # really in flight: no ack yet
     await handle.unsubscribe()

@@ -1,13 +1,13 @@
 """Fixtures for CollabDoc tests: a real Gateway on 127.0.0.1 (free port) on the rtwidgets
 runtime (as in a notebook), model connections and documents closed after each test, and a
-condition poller. Everything synchronises on conditions with generous timeouts.
+condition poller (``wait_until``: the shared one with this folder's bound). Everything
+synchronises on conditions with generous timeouts.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +16,14 @@ from rtwidgets.client import ReconnectConfig
 from rtwidgets.gateway import Gateway
 from rtwidgets.models import Connection
 from rtwidgets.models.collab import CollabDoc
+from tests._support.waiting import with_default_timeout
 
 TIMEOUT = 15.0  # generous: a condition not met within this is a failure, not slowness
 FAST_RECONNECT = ReconnectConfig(base_delay=0.02, max_delay=0.1, jitter_factor=0.0)
 _names = itertools.count(1)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not met within {timeout} s")
-        time.sleep(0.005)
+wait_until = with_default_timeout(TIMEOUT)
 
 
 def fresh_channel(prefix: str = "doc") -> str:

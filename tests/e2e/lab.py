@@ -22,16 +22,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from playwright.sync_api import Page
+
+from tests._support.waiting import GiveUp, wait_until
 
 __all__ = [
     "KERNEL_TIMEOUT",
@@ -42,8 +42,6 @@ __all__ = [
     "wait_until",
     "write_notebook",
 ]
-
-T = TypeVar("T")
 
 # Generous: two cores shared with other test runs; a kernel start can take many seconds.
 START_TIMEOUT = 90.0
@@ -61,31 +59,11 @@ USER_SETTINGS = {
 }
 
 
-class GiveUp(RuntimeError):
-    """Raised by a :func:`wait_until` predicate when waiting longer cannot help (a process died)."""
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll ``predicate`` until it returns a truthy value (returned); fail with ``what`` after ``timeout``.
-
-    For conditions outside the browser (processes, files, HTTP); in-page conditions use
-    Playwright's own waiting (``wait_for_function`` / locators).
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except GiveUp:
-            raise
-        except Exception as exc:  # e.g. connection refused while a server starts
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{detail}")
-        time.sleep(interval)  # polling interval of a condition, not a synchronisation sleep
+# Conditions outside the browser (processes, files, HTTP) are polled with the shared
+# wait_until at this pace; a request failing while a server starts means "not yet", so any
+# Exception is retried (GiveUp ends the wait). In-page conditions use Playwright's own waiting
+# (wait_for_function / locators).
+OUTSIDE = {"interval": 0.1, "retry_on": (Exception,)}
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
@@ -178,10 +156,16 @@ class LabServer:
             cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
         )
         self.port = wait_until(
-            lambda: self._server_port(runtime), START_TIMEOUT, f"JupyterLab to start (log: {self.log_path})"
+            lambda: self._server_port(runtime),
+            START_TIMEOUT,
+            f"JupyterLab to start (log: {self.log_path})",
+            **OUTSIDE,
         )
         wait_until(
-            lambda: self.api("GET", "/api/status") is not None, START_TIMEOUT, "JupyterLab's /api/status"
+            lambda: self.api("GET", "/api/status") is not None,
+            START_TIMEOUT,
+            "JupyterLab's /api/status",
+            **OUTSIDE,
         )
         return self
 
@@ -221,6 +205,7 @@ class LabServer:
             lambda: all(s.get("path") != notebook_path for s in self.sessions()),
             timeout,
             f"the session of {notebook_path} to end",
+            **OUTSIDE,
         )
 
     def shutdown_all_sessions(self) -> None:

@@ -7,7 +7,6 @@ do its work, like a Redis command whose reply was lost); clients are real WebSoc
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from rtwidgets.gateway import Gateway
 from rtwidgets.gateway.brokers import base, memory
 from rtwidgets.gateway.brokers.base import BrokerUnavailable, StateFull
 from rtwidgets.gateway.brokers.memory import MemoryBroker
+from tests._support.waiting import eventually
 
 TIMEOUT = 10.0  # generous: a condition that does not hold within this is a failure, not slowness
 
@@ -67,15 +67,6 @@ class FaultyBroker(MemoryBroker):
     async def detach(self, channel: str) -> None:
         self.detached.append(channel)
         await super().detach(channel)
-
-
-async def until(check: Callable[[], bool], what: str) -> None:
-    """Wait for a condition the gateway reaches asynchronously (e.g. a detach task)."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def settle(client: RawClient, channel: str) -> None:
@@ -182,7 +173,7 @@ async def test_failed_subscribe_of_the_only_subscriber_detaches(faulty, connect)
     broker.fail_next("presence_members", RuntimeError("simulated broker bug"))
     err, _ = await a.request({"type": "subscribe", "channel": "solo", "options": {"presence": True}})
     assert err["code"] == "internal"
-    await until(lambda: "solo" in broker.detached, "the channel to be detached")
+    await eventually(lambda: "solo" in broker.detached, "the channel to be detached", TIMEOUT, interval=0.01)
     assert gw.stats()["channels"] == 0 and gw.stats()["subscriptions"] == 0
     assert await broker.presence_members("solo") == []
 

@@ -1,11 +1,11 @@
 """Fixtures for model and widget tests: a real Gateway on 127.0.0.1 (free port) run on the
 rtwidgets runtime (as in a notebook), model connections closed after each test, and a
-condition poller. No kernel is needed: ipywidgets keeps state without one (a dummy comm).
+condition poller (``wait_until``: the shared one with this folder's bound). No kernel is
+needed: ipywidgets keeps state without one (a dummy comm).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,17 +15,12 @@ from rtwidgets.client import ReconnectConfig
 from rtwidgets.gateway import Gateway
 from rtwidgets.models import Connection
 from rtwidgets.widgets._base import STATIC_DIR
+from tests._support.waiting import with_default_timeout
 
 TIMEOUT = 10.0  # generous: a condition not met within this is a failure, not slowness
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not met within {timeout} s")
-        time.sleep(0.005)
+wait_until = with_default_timeout(TIMEOUT)
 
 
 @pytest.fixture(scope="session", autouse=True)
