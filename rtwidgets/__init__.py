@@ -119,9 +119,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ServerError,
     )
     from rtwidgets.gateway import Gateway, GatewayConfig
-    from rtwidgets.models import Channel, Connection, OptimisticList, Presence
+    from rtwidgets.models import Channel, Connection, OptimisticList, Presence, SharedState
     from rtwidgets.models._binding import set_message_budget
     from rtwidgets.models.collab import CollabDoc
+    from rtwidgets.sharing import ShareLink, share
     from rtwidgets.sync_client import connect
     from rtwidgets.widgets import Chat, ConnectionStatus, Inspector, LiveChart, PresenceBar, TodoList
     from rtwidgets.widgets.collab_text import CollabText

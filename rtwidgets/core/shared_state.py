@@ -159,7 +159,7 @@ class SharedStateCore:
             ReconcileError: the frame is malformed or no sync is in flight.
         """
         waiting = {op.msg_id: op for op in self._rec.pending_operations}
-        resend = self._rec.handle_sync_response(frame)  # applies the delta or snapshot
+        resend = self._rec.on_sync_response(frame)  # applies the delta or snapshot
         newer = self._others_changes(frame)
         for out in resend:
             msg_id = out["msgId"]
@@ -191,7 +191,7 @@ class SharedStateCore:
         if frame.get("type") != "message" or not isinstance(frame.get("offset"), int):
             return  # ephemeral frames carry no shared state
         msg_id = frame.get("msgId")
-        self._rec.handle_server_event(frame)
+        self._rec.on_message(frame)
         if isinstance(msg_id, str):
             self._base.pop(msg_id, None)
 
