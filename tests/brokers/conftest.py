@@ -14,7 +14,7 @@ has a store, builds one pointed at nothing. Mark it like its other tests (``redi
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ from rtwidgets.gateway.brokers.redis import RedisBroker
 from tests._support.broker_listener import Collector
 from tests._support.net import free_port
 from tests._support.redis_server import RedisServer, running_redis
+from tests.brokers.frames import MakeBroker
 
 # Bounds every broker takes: history_size (messages retained, and the msgId window),
 # state_max_keys (keyed state per channel).
 Bounds = dict[str, Any]
-MakeBroker = Callable[..., Awaitable[Broker]]
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
-"""Frames and a delivery barrier for the broker contract suite."""
+"""Helpers of the broker contract suite: frames, a delivery barrier, the factory's type."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rtwidgets.gateway.brokers.base import Broker
 from tests._support.broker_listener import Collector
 
 BARRIER = "contract-barrier"
+
+# The ``make_broker`` fixture: ``await make_broker(history_size=..., state_max_keys=...)``.
+MakeBroker = Callable[..., Awaitable[Broker]]
 
 
 def message(channel: str, data: Any, **extra: Any) -> dict[str, Any]:

@@ -10,8 +10,7 @@ import pytest
 from rtwidgets.gateway.brokers.base import Broker, StateFull
 from rtwidgets.protocol import decode
 from tests._support.broker_listener import Collector
-from tests.brokers.conftest import MakeBroker
-from tests.brokers.frames import barrier, message
+from tests.brokers.frames import MakeBroker, barrier, message
 
 
 async def test_publish_fills_id_offset_epoch_and_timestamp(broker: Broker) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rtwidgets.gateway.brokers.base import Broker
-from tests.brokers.conftest import MakeBroker
-from tests.brokers.frames import message
+from tests.brokers.frames import MakeBroker, message
 
 
 async def test_snapshot_without_last_event_id_sends_the_newest_history(broker: Broker) -> None:
