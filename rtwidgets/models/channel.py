@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -21,6 +22,7 @@ from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.client import ServerError
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
+from rtwidgets.core.ordering import MessageOrderer, OrderedMessage, OrderingConfig, OrderingType
 from rtwidgets.core.subscribers import presence_conflict
 from rtwidgets.errors import ChannelClosedError  # defined there; re-exported from here
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
@@ -42,6 +44,22 @@ class Channel(HasTraits):
     ``members`` is one dict per connected client (``userId``, ``clientId``, ``data``,
     ``joinedAt``) when ``presence=True``. With ``backpressure=`` incoming messages are
     delivered in paced batches and ``buffer_stats`` counts what was merged or dropped.
+
+    ``ordering`` (on :mod:`rtwidgets.core.ordering`, before listeners and pacing):
+
+    * ``"none"`` (default): as the connection delivers them. Stored messages already come once
+      each in offset order (the client drops repeats by offset and resumes after reconnects);
+      ephemeral ones as they arrive.
+    * ``"fifo"``: each sender's messages (by ``clientId``) in the order it published them (its
+      ``seq``), also across paths that could reorder them; a sender's new connection is a new
+      stream, starting where it is first seen.
+    * ``"total"``: every stored message in the channel's offset order, the same order for every
+      subscriber; ephemeral messages (no offset) are delivered as they come.
+
+    A gap (a missing ``seq`` or offset) holds later messages back for at most ``ordering_wait``
+    seconds, then is skipped and counted (``ordering_stats['gaps_skipped']``); a message arriving
+    after its gap was skipped is counted as ``late`` and not delivered. Each model orders on its
+    own: models on one channel may use different orderings.
     """
 
     name = Unicode(read_only=True)
@@ -53,6 +71,7 @@ class Channel(HasTraits):
     pressure = Unicode("none", help="backpressure level: none|moderate|high")
     buffer_stats = Dict(help="backpressure counters (pushed, delivered, merged, dropped, ...)")
     received = Int(0, help="message frames received (before backpressure)")
+    ordering_stats = Dict(help="with ordering: received, delivered, buffered, gaps_skipped, late, ...")
 
     # Plain attributes, set in __init__ (declared here: other models of the connection read them).
     presence: bool
@@ -69,6 +88,8 @@ class Channel(HasTraits):
         history: int = 0,
         state: bool = False,
         backpressure: BackpressureConfig | None = None,
+        ordering: OrderingType = "none",
+        ordering_wait: float = 1.0,
         key: Callable[[dict[str, Any]], Hashable] | None = None,
         max_messages: int = 200,
     ) -> None:
@@ -116,6 +137,15 @@ class Channel(HasTraits):
                 raise TypeError("backpressure must be a rtwidgets.core.backpressure.BackpressureConfig")
             self._buffer = BackpressureBuffer(backpressure, key=key, clock=self._clock)
             self._buffer_timer = DeadlineTimer(self._loop, self._poll_buffer)
+        # Built before traits are touched: a bad ordering/ordering_wait raises here, at construction.
+        self.ordering = ordering
+        self._orderer: MessageOrderer[dict[str, Any]] | None = None
+        self._order_timer: DeadlineTimer | None = None
+        if ordering != "none":
+            self._orderer = MessageOrderer(
+                OrderingConfig(type=ordering, max_wait_time=ordering_wait), clock=self._clock
+            )
+            self._order_timer = DeadlineTimer(self._loop, self._tick_orderer)
         connection.observe(self._on_connection_state, names=["state"])
         connection.attached.add(self)
         on_runtime(self._setup)
@@ -341,6 +371,30 @@ class Channel(HasTraits):
         if self._closed or not isinstance(frame, dict):
             return
         self._set(received=self.received + 1)
+        if self._orderer is None:
+            self._deliver(frame)
+            return
+        message = _ordered(frame, self.ordering)
+        if message is None:
+            self._deliver(frame)  # no sequence to order by (see _ordered): as it comes
+        else:
+            for ready in self._orderer.on_message(message, self._clock()):
+                self._deliver(ready)
+        self._after_order_change()
+
+    def _tick_orderer(self, when: float) -> None:
+        if self._orderer is None or self._closed:
+            return
+        for ready in self._orderer.tick(self._clock(when)):
+            self._deliver(ready)  # the gap before them was given up on (counted in gaps_skipped)
+        self._after_order_change()
+
+    def _after_order_change(self) -> None:
+        assert self._orderer is not None and self._order_timer is not None
+        self._set(ordering_stats=dataclasses.asdict(self._orderer.stats()))
+        self._order_timer.schedule(self._orderer.next_deadline())
+
+    def _deliver(self, frame: dict[str, Any]) -> None:
         for listener in list(self._listeners["message"]):
             _call(listener, frame)
         if self._buffer is None:
@@ -399,6 +453,8 @@ class Channel(HasTraits):
         self._tasks.cancel_all()
         if self._buffer_timer is not None:
             self._buffer_timer.cancel()
+        if self._order_timer is not None:
+            self._order_timer.cancel()
         for unsub in self._handle_unsubs:
             unsub()
         self._handle_unsubs.clear()
@@ -415,6 +471,28 @@ class Channel(HasTraits):
             for name, value in updates.items():
                 if getattr(self, name) != value:
                     setattr(self, name, value)
+
+
+def _ordered(frame: dict[str, Any], ordering: str) -> OrderedMessage[dict[str, Any]] | None:
+    """The frame as the orderer sees it, or None when it carries nothing to order by: under
+    'total' an ephemeral message (no offset), under 'fifo' one without the sender's ``seq``."""
+    offset, seq = frame.get("offset"), frame.get("seq")
+    if ordering == "total":
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            return None
+        number = offset
+    elif isinstance(seq, int) and not isinstance(seq, bool):
+        number = seq
+    else:
+        return None
+    return OrderedMessage(
+        id=str(frame.get("eventId") or frame.get("id") or ""),
+        sender_id=str(frame.get("clientId") or frame.get("senderId") or ""),
+        sequence_number=number,
+        global_sequence=offset if ordering == "total" else None,
+        timestamp=0.0,
+        data=frame,
+    )
 
 
 def _value(state: Any) -> str:

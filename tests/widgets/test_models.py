@@ -304,3 +304,75 @@ def test_optimistic_list_rolls_back_on_ack_timeout_then_converges(connect: Any) 
     wait_until(lambda: [i["id"] for i in lst.data] == ["late"], what="converged to the server's list")
     observer = OptimisticList(connect("bob"), "slow")
     wait_until(lambda: observer.data == lst.data, what="the server really has it")
+
+
+def _frame(offset: int | None, seq: int, client: str = "c1") -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "message", "channel": "ord", "data": seq, "seq": seq, "clientId": client}
+    if offset is not None:
+        frame["offset"] = offset
+        frame["eventId"] = str(offset)
+    return frame
+
+
+def _feed(ch: Channel, frames: list[dict[str, Any]]) -> None:
+    """Hand frames to the model as its subscription would (on the runtime thread)."""
+
+    async def feed() -> None:
+        for frame in frames:
+            ch._on_frame(frame)
+
+    get_runtime().run(feed(), 10)
+
+
+@pytest.mark.parametrize("ordering", ["fifo", "total"])
+def test_channel_ordering_holds_a_gap_then_skips_it(connect: Any, ordering: str) -> None:
+    ch = Channel(connect("alice"), "ord", ordering=ordering, ordering_wait=0.2)
+    seen: list[int] = []
+    ch.on_message(lambda f: seen.append(f["data"]))
+    _feed(ch, [_frame(1, 1), _frame(3, 3), _frame(2, 2)])  # 3 arrives before 2: reordered
+    assert seen == [1, 2, 3] and [m["data"] for m in ch.messages] == [1, 2, 3]
+    _feed(ch, [_frame(5, 5)])  # 4 never comes: 5 waits, then the gap is skipped
+    assert seen == [1, 2, 3]
+    wait_until(lambda: seen == [1, 2, 3, 5], what="the gap skipped after ordering_wait")
+    assert ch.ordering_stats["gaps_skipped"] == 1
+    _feed(ch, [_frame(4, 4)])  # too late: not delivered after 5, counted
+    wait_until(lambda: ch.ordering_stats["late"] == 1, what="late counted")
+    assert seen == [1, 2, 3, 5]
+    ch.close()
+
+
+def test_channel_fifo_is_per_sender_and_total_passes_ephemerals(connect: Any) -> None:
+    conn = connect("alice")
+    fifo = Channel(conn, "ord", ordering="fifo")
+    total = Channel(conn, "ord", ordering="total")
+    got_fifo: list[tuple[str, int]] = []
+    got_total: list[int] = []
+    fifo.on_message(lambda f: got_fifo.append((f["clientId"], f["data"])))
+    total.on_message(lambda f: got_total.append(f["data"]))
+    # a's seq 2 arrives before its seq 1 (e.g. two paths); b's second message is ephemeral.
+    frames = [_frame(2, 2, "a"), _frame(1, 1, "b"), _frame(None, 2, "b"), _frame(3, 1, "a")]
+    _feed(fifo, frames)
+    assert got_fifo == [("a", 2), ("b", 1), ("b", 2)]  # a's stream starts at its first seen seq (2)
+    assert fifo.ordering_stats["late"] == 1  # a's seq 1 came after its stream started at 2
+    _feed(total, [_frame(1, 1, "b"), _frame(None, 2, "b"), _frame(3, 1, "a"), _frame(2, 2, "a")])
+    assert got_total == [1, 2, 2, 1]  # offsets 1, 2, 3 in order; the ephemeral (data 2) as it came
+    with pytest.raises(ValueError, match="type must be one of"):
+        Channel(conn, "ord", ordering="random")  # type: ignore[arg-type]
+    fifo.close()
+    total.close()
+
+
+@pytest.mark.parametrize("ordering", ["none", "fifo", "total"])
+def test_channel_ordering_over_a_real_gateway(connect: Any, ordering: str) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    ch = Channel(alice, "live", ordering=ordering).wait_subscribed()
+    writer = Channel(bob, "live").wait_subscribed()
+    futures = [writer.publish(i, wait=False, ephemeral=i % 5 == 0) for i in range(30)]
+    for f in futures:
+        f.result(10)
+    wait_until(lambda: len(ch.messages) == 30, what="every message delivered")
+    assert [m["data"] for m in ch.messages] == list(range(30))
+    if ordering != "none":
+        assert ch.ordering_stats["gaps_skipped"] == 0 and ch.ordering_stats["late"] == 0
+    ch.close()
+    writer.close()
