@@ -272,6 +272,21 @@ class OptimisticStore:
             frames.append(self._frame(op))
         return frames
 
+    def forget(self, item_id: str) -> bool:
+        """Drop a confirmed item from this replica only (nothing is published, no event).
+
+        For a feed that shows only its newest items (a chat): memory stays bounded. An item a
+        pending op touches is kept (returns False). Frames at or below :attr:`offset` stay
+        ignored, so a replay does not bring a forgotten item back.
+        """
+        if item_id not in self._confirmed or self.is_pending(item_id):
+            return False
+        del self._confirmed[item_id]
+        self._view.pop(item_id, None)
+        self._key_offset.pop(item_id, None)
+        self._sorted = None
+        return True
+
     # ------------------------------------------------------------ server input
     def on_frame(self, frame: Mapping[str, Any]) -> bool:
         """Dispatch one server frame of this channel; return False if it was not for the store.

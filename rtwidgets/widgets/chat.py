@@ -1,37 +1,69 @@
 """``Chat``: a message feed with optimistic sends and typing indicators over a Channel.
 
-Messages are published as ``{"text": str, "localId": str}``; the local id lets the
-sender match the echo of its own message to the pending entry it showed at once.
-Typing travels in presence data (``{"typing": bool}``), so a PresenceBar on the same
-channel shows it too. All feed state lives on the runtime thread.
+Rules of this module:
+
+* Every message, sent or received, is an item of an
+  :class:`~rtwidgets.core.optimistic.OptimisticStore` (the optimistic core): a send is shown at
+  once as pending, confirmed by the gateway's ack or by its echo, and marked failed (kept in the
+  feed, not removed) when it is refused or not acknowledged within ``ack_timeout`` seconds. An
+  echo that comes after a timeout still confirms it.
+* A send is published unkeyed (a chat message is not keyed state) as the store's op data
+  ``{"type": "create", "item": {"id": localId, "text", "user", "ts"}, "opId", "createdAt"}``.
+  Any other data on the channel (e.g. ``{"text": ...}`` from a script) is shown as a message of
+  its sender, never dropped.
+* Memory is bounded: the feed keeps the newest ``MAX_MESSAGES``; older messages are forgotten
+  by the store and by every table here. Ids never repeat: own messages keep their local id,
+  others get the gateway's event id (prefixed by the epoch once the gateway's history restarted),
+  a collision or a frame without id gets a fresh suffix from a counter that never goes back.
+* Typing travels in presence data (``{"typing": bool}``), so a PresenceBar on the same channel
+  shows it too. Feed state lives on the runtime thread only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from traitlets import List, Unicode
 
+from rtwidgets.core.optimistic import Confirmed, Created, OptimisticStore, RolledBack, StoreError
 from rtwidgets.core.presence import group_by_user
+from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.connection import Connection
+from rtwidgets.runtime import get_runtime
 from rtwidgets.widgets._base import IntentError, RealtimeWidget, color_for, require_str
 
 __all__ = ["MAX_MESSAGES", "MAX_TEXT", "Chat"]
+
+log = logging.getLogger("rtwidgets.widgets")
 
 MAX_MESSAGES = 200
 MAX_TEXT = 4000
 
 
 def _text_of(data: Any) -> str:
-    text = data.get("text") if isinstance(data, dict) else None
+    text = data.get("text") if isinstance(data, Mapping) else None
     if isinstance(text, str):
         return text
     # Not a chat message (another publisher on the channel): show it, never drop it silently.
-    return orjson.dumps(data).decode()
+    return orjson.dumps(data, default=str).decode()
+
+
+def _own_item(data: Any) -> Mapping[str, Any] | None:
+    """The item of a chat send's data (``{"type": "create", "item": {...}}``), else None."""
+    if not isinstance(data, Mapping) or data.get("type") != "create":
+        return None
+    item = data.get("item")
+    if isinstance(item, Mapping) and isinstance(item.get("id"), str) and isinstance(item.get("text"), str):
+        return item
+    return None
 
 
 class Chat(RealtimeWidget):
@@ -53,6 +85,8 @@ class Chat(RealtimeWidget):
         channel_or_connection: Channel | Connection,
         name: str | None = None,
         user_colors: dict[str, str] | None = None,
+        *,
+        ack_timeout: float = 10.0,
         **kwargs: Any,
     ) -> None:
         if isinstance(channel_or_connection, Connection):
@@ -71,9 +105,18 @@ class Chat(RealtimeWidget):
         self.model = channel
         self.connection = channel.connection
         self._colors = dict(user_colors or {})
-        self._entries: list[dict[str, Any]] = []  # runtime thread only
-        self._by_local: dict[str, dict[str, Any]] = {}
-        self._seen: set[str] = set()
+        # Runtime thread only, from here on. Every table is bounded by the feed (MAX_MESSAGES)
+        # or by the sends in flight.
+        self._store = OptimisticStore(channel.name, ack_timeout=ack_timeout)
+        self._mine: set[str] = set()  # local ids of this widget's sends still in the feed
+        self._outgoing: dict[str, dict[str, Any]] = {}  # op id -> item, while the op is pending
+        self._failed: dict[str, dict[str, Any]] = {}  # local id -> item of a refused/timed-out send
+        self._serial = itertools.count(1)  # suffixes for ids that would repeat; never goes back
+        self._first_epoch: str | None = None
+        loop = get_runtime().loop
+        self._clock = LoopClock(loop)
+        self._tasks = TaskGroup(f"chat {channel.name!r}")
+        self._timer = DeadlineTimer(loop, self._on_tick)
         super().__init__(
             channel=channel.name,
             me=self.connection.user_id,
@@ -82,6 +125,8 @@ class Chat(RealtimeWidget):
         )
         if owned:
             self._on_close(channel.close)
+        self._on_close(self._tasks.cancel_all)
+        self._on_close(lambda: self._run(self._timer.cancel))
         self._observe(self.connection, self._on_connection, ["state", "user_id"])
         self._observe(channel, self._on_members, ["members"])
         self._sync.refresh(lambda: {"state": self.connection.state, "me": self.connection.user_id})
@@ -90,7 +135,11 @@ class Chat(RealtimeWidget):
     # ------------------------------------------------------------------ Python API
 
     def post(self, text: str, local_id: str | None = None) -> str:
-        """Send ``text`` (shown at once as pending); returns the local id of the entry."""
+        """Send ``text`` (shown at once as pending); returns the local id of the entry.
+
+        Raises:
+            ValueError: ``text`` is empty or longer than ``MAX_TEXT`` characters.
+        """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("Chat.post needs a non-empty text")
         if len(text) > MAX_TEXT:
@@ -102,7 +151,7 @@ class Chat(RealtimeWidget):
     @property
     def feed(self) -> list[dict[str, Any]]:
         """The current entries (what the browser shows, before coalescing)."""
-        return [dict(e) for e in self._entries]
+        return self._entries()
 
     def __repr__(self) -> str:
         return f"<Chat channel={self.channel!r} messages={len(self.messages)}>"
@@ -125,88 +174,162 @@ class Chat(RealtimeWidget):
     # ------------------------------------------------------------------ runtime thread
 
     def _seed(self) -> None:
+        if self.closed:
+            return
         for frame in self.model.messages:
             self._add_frame(frame)
-        self._unsub = self.model.on_message(self._on_frame)
-        self._on_close(self._unsub)
-        self._push()
+        self._on_close(self.model.on_message(self._on_frame))
+        self._changed()
         self._on_members(None)
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         if not self.closed:
             self._add_frame(frame)
-            self._push()
+            self._changed()
 
-    def _add_frame(self, frame: dict[str, Any]) -> None:
-        event_id = str(frame.get("id") or frame.get("eventId") or "")
-        if event_id and event_id in self._seen:
-            return  # already shown (ack before echo, or a replay)
+    def _add_frame(self, frame: Mapping[str, Any]) -> None:
+        """Feed one channel message to the store: our echo as itself, anything else as an item."""
         data = frame.get("data")
-        local_id = data.get("localId") if isinstance(data, dict) else None
-        # Local ids are random per send, so sender + local id identifies our own echo (also
+        sender = str(frame.get("senderId") or "?")
+        item = _own_item(data)
+        # Our local ids are random per send, so sender + local id identifies our own echo (also
         # after a reconnect, when our clientId changed).
-        mine = frame.get("senderId") == self.connection.client.user_id
-        if mine and isinstance(local_id, str) and local_id in self._by_local:
-            self._confirm(self._by_local[local_id], frame)
-            return
-        if event_id:
-            self._seen.add(event_id)
-        user = str(frame.get("senderId") or "?")
-        self._entries.append(
-            {
-                "id": event_id or f"anon-{len(self._entries)}",
-                "user": user,
-                "text": _text_of(data),
-                "ts": float(frame.get("timestamp") or time.time() * 1000.0),
-                "pending": False,
-                "failed": False,
-                "color": self._color(user),
-            }
-        )
+        mine = item is not None and sender == self.connection.client.user_id and item["id"] in self._mine
+        created_at = data.get("createdAt") if isinstance(data, Mapping) else None
+        if not (isinstance(created_at, (int, float)) and not isinstance(created_at, bool)):
+            stamp = frame.get("timestamp")
+            created_at = float(stamp) / 1000.0 if isinstance(stamp, (int, float)) else time.time()
+        key = str(item["id"]) if mine and item is not None else self._fresh_id(frame)
+        text = str(item["text"]) if item is not None else _text_of(data)
+        message: dict[str, Any] = {
+            "type": "message",
+            "channel": self.model.name,
+            "key": key,
+            # The sender is the gateway's (from the token), never what the data claims.
+            "data": {
+                "type": "create",
+                "item": {"id": key, "user": sender, "text": text, "ts": float(created_at) * 1000.0},
+                "createdAt": float(created_at),
+            },
+        }
+        if mine and isinstance(data, Mapping) and isinstance(data.get("opId"), str):
+            message["data"]["opId"] = data["opId"]
+        for field in ("offset", "epoch"):
+            if frame.get(field) is not None:
+                message[field] = frame[field]
+        try:
+            self._store.on_message(message)
+        except StoreError as exc:  # e.g. an offset that is not an integer: say so, keep going
+            log.warning("Chat %r: a message could not be shown: %s", self.model.name, exc)
 
-    def _confirm(self, entry: dict[str, Any], frame_or_ack: dict[str, Any]) -> None:
-        event_id = str(frame_or_ack.get("eventId") or frame_or_ack.get("id") or "")
-        if event_id:
-            self._seen.add(event_id)
-        entry["pending"] = False
-        entry["failed"] = False
-        if frame_or_ack.get("timestamp"):
-            entry["ts"] = float(frame_or_ack["timestamp"])
+    def _fresh_id(self, frame: Mapping[str, Any]) -> str:
+        """A display id for someone else's message that no entry of this feed has had."""
+        event_id = str(frame.get("id") or frame.get("eventId") or "")
+        epoch = frame.get("epoch")
+        if isinstance(epoch, str) and epoch:
+            if self._first_epoch is None:
+                self._first_epoch = epoch
+            elif epoch != self._first_epoch and event_id:
+                event_id = f"{epoch}:{event_id}"  # the gateway's offsets restarted
+        if not event_id:
+            return f"anon-{next(self._serial)}"
+        if self._store.get(event_id) is not None or event_id in self._failed or event_id in self._mine:
+            return f"{event_id}~{next(self._serial)}"
+        return event_id
 
     def _post(self, text: str, local_id: str) -> None:
         if self.closed:
             return
-        if local_id in self._by_local:
+        if local_id in self._mine:
             return  # the same intent twice (a re-sent comm message): already shown and sent
-        me = self.connection.user_id or "me"
-        entry = {
+        if self._store.get(local_id) is not None:
+            # Another entry (someone else's message) has this id: a new id keeps both.
+            log.warning(
+                "Chat %r: local id %r is taken; the message is sent under a new one",
+                self.model.name,
+                local_id,
+            )
+            local_id = f"py-{uuid.uuid4().hex}"
+        now = self._clock()
+        item: dict[str, Any] = {
             "id": local_id,
-            "user": me,
+            "user": self.connection.user_id or "me",
             "text": text,
             "ts": time.time() * 1000.0,
-            "pending": True,
-            "failed": False,
-            "color": self._color(me),
         }
-        self._entries.append(entry)
-        self._by_local[local_id] = entry
-        self._push()
-        future = self.model.publish({"text": text, "localId": local_id}, wait=False)
-        future.add_done_callback(lambda f: self._run(self._sent, entry, f))
+        frame = self._store.create(item, now)
+        # createdAt on the wall clock (every client orders by it), not the loop clock of ``now``.
+        data = {**frame["data"], "createdAt": item["ts"] / 1000.0}
+        op_id = str(frame["msgId"])
+        self._mine.add(local_id)
+        self._outgoing[op_id] = item
+        self._changed()
+        self._tasks.spawn(self._publish(op_id, data))
 
-    def _sent(self, entry: dict[str, Any], future: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            entry.update(pending=False, failed=True)
-        elif entry["pending"]:
-            self._confirm(entry, future.result() or {})
-        self._push()
+    async def _publish(self, op_id: str, data: dict[str, Any]) -> None:
+        try:
+            ack = await asyncio.wrap_future(self.model.publish(data, wait=False))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._store.fail(op_id, str(getattr(exc, "code", None) or type(exc).__name__))
+        else:
+            ack = ack if isinstance(ack, dict) else {}
+            offset = ack.get("offset")
+            self._store.confirm(
+                op_id,
+                offset if isinstance(offset, int) and not isinstance(offset, bool) else None,
+                duplicate=ack.get("duplicate") is True,
+            )
+        if not self.closed:
+            self._changed()
 
-    def _push(self) -> None:
-        del self._entries[:-MAX_MESSAGES]
-        live = {id(e) for e in self._entries}
-        for local_id in [k for k, e in self._by_local.items() if id(e) not in live]:
-            del self._by_local[local_id]
-        self._sync.set(messages=[dict(e) for e in self._entries])
+    def _on_tick(self, when: float) -> None:
+        if self.closed:
+            return
+        self._store.tick(self._clock(when))
+        self._changed()
+
+    def _changed(self) -> None:
+        """Apply the store's events, trim to the newest MAX_MESSAGES, push, re-arm the timer."""
+        for ev in self._store.events():
+            if isinstance(ev, RolledBack):
+                item = self._outgoing.pop(ev.op_id, None)
+                if item is not None:
+                    # Shown as failed, not removed: the user sees what did not go out.
+                    self._failed[ev.item_id] = item
+                    log.info("Chat %r: message %r not sent: %s", self.model.name, ev.item_id, ev.reason)
+            elif isinstance(ev, Confirmed):
+                self._outgoing.pop(ev.op_id, None)
+            elif isinstance(ev, Created):
+                self._failed.pop(str(ev.item.get("id")), None)  # a late echo: it was sent after all
+        entries = self._entries()
+        for entry in entries[:-MAX_MESSAGES] if len(entries) > MAX_MESSAGES else []:
+            if entry["pending"]:
+                continue  # in flight: it settles (and is trimmed later) or fails by the timeout
+            self._store.forget(entry["id"])
+            self._failed.pop(entry["id"], None)
+            self._mine.discard(entry["id"])
+        self._sync.set(messages=self._entries())
+        pending = self._store.pending()
+        self._timer.schedule(min(op.sent_at for op in pending) + self._store.ack_timeout if pending else None)
+
+    def _entries(self) -> list[dict[str, Any]]:
+        pending = {op.item_id for op in self._store.pending()}
+        items = [*self._store.data, *self._failed.values()]
+        items.sort(key=lambda item: (float(item.get("ts") or 0.0), str(item.get("id"))))
+        return [
+            {
+                "id": str(item["id"]),
+                "user": str(item.get("user") or "?"),
+                "text": str(item.get("text", "")),
+                "ts": float(item.get("ts") or 0.0),
+                "pending": item["id"] in pending,
+                "failed": item["id"] in self._failed,
+                "color": self._color(str(item.get("user") or "?")),
+            }
+            for item in items
+        ]
 
     def _color(self, user: str) -> str:
         return self._colors.get(user) or color_for(user)

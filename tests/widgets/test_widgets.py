@@ -240,6 +240,75 @@ def test_chat_typing_excludes_me_and_history_for_late_joiner(connect: Any) -> No
         chat_b.close()
 
 
+def test_chat_memory_stays_bounded_and_ids_never_repeat(connect: Any) -> None:
+    from rtwidgets.widgets.chat import MAX_MESSAGES
+
+    alice, bob = connect("alice"), connect("bob")
+    chat = Chat(alice, "busy")
+    ever: dict[str, str] = {}  # every id the browser was ever shown -> its text
+    reused: list[str] = []
+
+    def record(change: dict[str, Any]) -> None:
+        for m in change["new"]:
+            if ever.setdefault(m["id"], m["text"]) != m["text"]:
+                reused.append(m["id"])
+
+    chat.observe(record, names=["messages"])
+    try:
+        chat.model.wait_subscribed()
+        sender = Channel(bob, "busy").wait_subscribed()
+        for i in range(260):
+            sender.publish({"text": f"bob {i}"})
+            if i % 50 == 0:
+                chat.post(f"alice {i}")
+        wait_until(lambda: chat.messages and chat.messages[-1]["text"] == "bob 259", what="the last one")
+        wait_until(lambda: not any(m["pending"] for m in chat.feed), what="alice's settled")
+        feed = chat.feed
+        assert len(feed) == MAX_MESSAGES and len({m["id"] for m in feed}) == MAX_MESSAGES
+        assert [m["text"] for m in feed if m["user"] == "bob"][-1] == "bob 259"
+        # Frames without an event id (anon) beyond the feed's size: trimmed ids never come back.
+        ghost = [{"type": "message", "data": {"text": f"ghost {i}"}, "senderId": "ghost"} for i in range(250)]
+
+        async def deliver() -> None:
+            for frame in ghost:
+                chat._on_frame(frame)
+
+        get_runtime().run(deliver())
+        wait_until(lambda: chat.messages[-1]["text"] == "ghost 249", what="ghost frames shown")
+        feed = chat.feed
+        assert len(feed) == MAX_MESSAGES and len({m["id"] for m in feed}) == MAX_MESSAGES
+        assert [m["text"] for m in feed] == [f"ghost {i}" for i in range(50, 250)]
+        # Nothing inside grows with the number of messages: the store, our ids, in-flight sends.
+        assert len(chat._store.confirmed_data) == MAX_MESSAGES
+        assert chat._mine == set() and chat._outgoing == {} and chat._failed == {}
+        assert reused == [] and len(ever) == 260 + 6 + 250
+    finally:
+        chat.close()
+
+
+def test_chat_send_not_acknowledged_in_time_fails_visibly_then_a_late_echo_confirms(connect: Any) -> None:
+    from rtwidgets.client import ReconnectConfig
+
+    alice = connect("alice", reconnect=ReconnectConfig(base_delay=30.0, max_delay=30.0, jitter_factor=0.0))
+    chat = Chat(alice, "room", ack_timeout=0.3)
+    bob = Chat(connect("bob"), "room")
+    try:
+        chat.model.wait_subscribed()
+        alice.simulate_drop()
+        wait_until(lambda: chat.state == "reconnecting", what="offline")
+        local_id = chat.post("are you there?")
+        wait_until(lambda: chat.feed and chat.feed[-1]["failed"], what="failed after the ack timeout")
+        entry = chat.feed[-1]
+        assert (entry["id"], entry["text"], entry["pending"]) == (local_id, "are you there?", False)
+        alice.reconnect_now()  # the queued publish goes out after all: its echo confirms it
+        wait_until(lambda: not chat.feed[-1]["failed"], what="confirmed by the late echo")
+        assert [(m["id"], m["pending"]) for m in chat.feed] == [(local_id, False)]
+        wait_until(lambda: [m["text"] for m in bob.messages] == ["are you there?"], what="bob got it once")
+    finally:
+        chat.close()
+        bob.close()
+
+
 def test_chat_needs_a_name_with_a_connection(connect: Any) -> None:
     with pytest.raises(ValueError, match="name"):
         Chat(connect("alice", wait=False))
