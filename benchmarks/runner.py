@@ -5,7 +5,9 @@ syscall floor where it applies) the runner
 starts the server(s) in fresh processes (``benchmarks.servers``), runs one load-generator
 process (``benchmarks.loadgen``) with the row's scenario, stops the servers, and turns the
 measurements into metrics, ratios and a pass/fail against the row's goal. B8 (the widget
-path) runs in-process in its own subprocess (``benchmarks.widgetbench``).
+path) runs in-process in its own subprocess (``benchmarks.widgetbench``); B9 (shared sliders)
+in its own subprocess too, which starts the gateway and the partner kernel
+(``benchmarks.sharebench``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ FLAVORS = ("rtwidgets", "raw", "socketio", "floor")
 # The syscall floor (benchmarks/floor.py) is a lower bound for fan-out and latency; it has
 # no idle-memory, reconnect or widget equivalent worth measuring.
 FLOOR_ROWS = ("B2", "B3", "B4", "B5", "B6")
-ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
 ROOT = Path(__file__).resolve().parent.parent
 
 # Loads per row. "full" is sized to finish in about 4-5 minutes on 2 cores; "quick" is the
@@ -55,6 +57,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B6": {"subscribers": 200, "rate": 40.0, "duration": 6.0},
         "B7": {"subscribers": 1000, "rate": 10.0, "warm": 1.0, "timeout": 6.0, "tail": 0.5},
         "B8": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
+        "B9": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
     },
     "quick": {
         "B1": {"connections": 40, "channels": 4},
@@ -72,6 +75,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B6": {"subscribers": 10, "rate": 20.0, "duration": 0.5},
         "B7": {"subscribers": 20, "rate": 20.0, "warm": 0.3, "timeout": 5.0, "tail": 0.2},
         "B8": {"widgets": 2, "rate": 200.0, "duration": 0.5},
+        "B9": {"widgets": 2, "rate": 200.0, "duration": 0.5},
     },
 }
 
@@ -84,6 +88,7 @@ TITLES = {
     "B6": "Redis",
     "B7": "reconnect storm",
     "B8": "widget path",
+    "B9": "shared sliders",
 }
 
 
@@ -584,6 +589,60 @@ def row_b8(p: dict[str, Any], ctx: RunContext) -> RowResult:
     return res
 
 
+def row_b9(p: dict[str, Any], ctx: RunContext) -> RowResult:
+    cmd = [sys.executable, "-m", "benchmarks.sharebench", "--json"]
+    cmd += ["--widgets", str(p["widgets"]), "--rate", str(p["rate"]), "--duration", str(p["duration"])]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=_child_env())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        # Under the server's name, as the network rows do, so the command reports it as failed.
+        data: dict[str, Any] = {
+            "rtwidgets": {
+                "error": f"shared-slider benchmark failed (exit {proc.returncode}): {proc.stderr[-3000:]}"
+            }
+        }
+    else:
+        data = {"rtwidgets": json.loads(lines[-1])}
+    res = RowResult(
+        "B9",
+        TITLES["B9"],
+        "<= 30 msgs/s per slider (share's max_rate), <= 800/s on the wire, every last value at B",
+        details=data,
+    )
+    rt = data.get("rtwidgets", {})
+    base = rt.get("unshared", {})
+    res.metrics += [
+        Metric(
+            "changes",
+            "1/s",
+            {"rtwidgets": _get(rt, "changes_per_s"), "raw": _get(base, "changes_per_s")},
+            "higher",
+        ),
+        Metric("wire_publishes", "1/s", {"rtwidgets": _get(rt, "wire_publishes_per_s")}, "lower"),
+        Metric("msgs_per_slider_max_at_B", "1/s", {"rtwidgets": _get(rt, "b_msgs_per_s_per_widget_max")}),
+        Metric("staleness_p50", "ms", {"rtwidgets": _get(rt, "staleness", "p50_ms")}, "lower"),
+        Metric("staleness_p99", "ms", {"rtwidgets": _get(rt, "staleness", "p99_ms")}, "lower"),
+        Metric(
+            "cpu_per_change",
+            "us",
+            {"rtwidgets": _get(rt, "cpu_us_per_change"), "raw": _get(base, "cpu_us_per_change")},
+            "lower",
+        ),
+    ]
+    per, wire = _get(rt, "b_msgs_per_s_per_widget_max"), _get(rt, "wire_publishes_per_s")
+    secs = _get(rt, "seconds")
+    complete = rt.get("changes_never_shown") == 0 and bool(rt.get("b_reached_final"))
+    # A slider's first flush goes out at once, then at most max_rate per second: over a window of
+    # `secs` seconds that is up to max_rate + 1/secs per second.
+    res.passed = (
+        None
+        if per is None or wire is None or not secs
+        else per <= 30.0 + 1 / secs and wire <= 800.0 and complete
+    )
+    res.verdict = "raw column = the same changes on unshared sliders (ipywidgets alone)"
+    return res
+
+
 @dataclass
 class RunContext:
     uvloop: bool
@@ -604,6 +663,7 @@ ROW_FUNCS: dict[str, Callable[[dict[str, Any], RunContext], RowResult]] = {
     "B6": row_b6,
     "B7": row_b7,
     "B8": row_b8,
+    "B9": row_b9,
 }
 
 

@@ -326,7 +326,8 @@ def _figures(
         never_shown += missing
         per_widget.append(sum(1 for t in frames if t0 <= t <= t_end) / elapsed)
     changes = sum(len(t) for t in push_times)
-    received = sum(len(f) for f in partner_result["frames"])
+    # From the drive's start: a seed published while linking may arrive after B's READY.
+    received = sum(1 for f in partner_result["frames"] for t in f if t >= t0)
     published = counters["rtwidgets_messages_published"]
     return {
         "widgets": len(push_times),
@@ -337,6 +338,7 @@ def _figures(
         "wire_publishes_per_s": published / elapsed,
         "wire_deliveries_per_s": counters["rtwidgets_messages_delivered"] / elapsed,
         "publishes": published,
+        "deliveries": counters["rtwidgets_messages_delivered"],
         "b_msgs_per_s_per_widget_max": max(per_widget),
         "b_msgs_per_s_per_widget_mean": sum(per_widget) / len(per_widget),
         "b_msgs_per_s_total": sum(per_widget),

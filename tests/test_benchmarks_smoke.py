@@ -2,7 +2,8 @@
 
 Benchmarks are not tests: nothing here checks a speed. It checks that every server under
 test starts, that the load generator reaches it and measures something, and that the
-results document has the shape BENCHMARKS.md describes.
+results document has the shape BENCHMARKS.md describes; B9 also checks that kernel B saw every
+shared slider change (a count, not a speed).
 """
 
 from __future__ import annotations
@@ -15,28 +16,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("rtwidgets", "raw", "socketio", "floor")  # floor: the syscall floor (benchmarks/floor.py)
+SERVERS = ("rtwidgets", "raw", "socketio", "floor")
+ROWS = "B2,B4,B6,B8,B9"  # floor: the syscall floor (benchmarks/floor.py)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B2,B4,B6,B8", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", ROWS, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=200,
     )
     assert proc.returncode == 0, f"benchmark command failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc, json.loads(out.read_text())
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None:
     _, doc = quick_run
     assert doc["quick"] is True
-    assert list(doc["rows"]) == ["B2", "B4", "B6", "B8"]
+    assert list(doc["rows"]) == ["B2", "B4", "B6", "B8", "B9"]
     b2 = doc["rows"]["B2"]["metrics"]
     for server in SERVERS:
         assert b2["deliveries_per_s"][server] > 0
@@ -64,9 +66,23 @@ def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None
     assert b8["msgs_total"]["rtwidgets"] > 0
     assert b8["cpu_per_update"]["rtwidgets"] > 0
     assert doc["rows"]["B8"]["details"]["coalesced"]["updates_never_shown"] == 0
+    # Shared sliders: kernel B saw every change covered, and its last value, over the wire.
+    b9 = doc["rows"]["B9"]
+    shared = b9["details"]["rtwidgets"]
+    assert shared["changes"] == 2 * 100  # 2 sliders x 200/s x 0.5 s, every one set
+    assert shared["changes_never_shown"] == 0 and shared["b_reached_final"] and shared["a_confirmed_final"]
+    assert shared["staleness"]["samples"] == shared["changes"]
+    assert shared["errors_in_a"] == [] and shared["errors_in_b"] == []
+    # Coalesced: fewer publishes than changes, each delivered to both kernels (B and A's echo).
+    assert 2 <= shared["publishes"] < shared["changes"]
+    assert shared["deliveries"] == 2 * shared["publishes"]
+    assert 2 <= shared["b_msgs_received"] <= shared["publishes"]
+    assert b9["metrics"]["wire_publishes"]["rtwidgets"] > 0
+    assert b9["metrics"]["staleness_p99"]["rtwidgets"] >= b9["metrics"]["staleness_p50"]["rtwidgets"] >= 0
+    assert b9["metrics"]["cpu_per_change"]["rtwidgets"] > 0 and b9["metrics"]["cpu_per_change"]["raw"] > 0
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_document_records_machine_and_prints_table(quick_run: tuple) -> None:
     proc, doc = quick_run
     machine = doc["machine"]
@@ -86,11 +102,11 @@ def test_document_records_machine_and_prints_table(quick_run: tuple) -> None:
 @pytest.mark.timeout(60)
 def test_unknown_row_is_a_usage_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B9"],
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--rows", "B99"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=50,
     )
     assert proc.returncode == 2
-    assert "B9" in proc.stderr
+    assert "B99" in proc.stderr
