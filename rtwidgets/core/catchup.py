@@ -346,7 +346,7 @@ class CatchUp:
 
 
 def _refuse(frame: Any, data: Any) -> NoReturn:
+    # Called only when the frame is not a dict or the data not bytes.
     if not isinstance(frame, dict):
         raise TypeError(f"frame must be a dict, got {type(frame).__name__}")
-    if not isinstance(data, bytes):
-        raise TypeError(f"data must be the frame's encoded bytes, got {type(data).__name__}")
+    raise TypeError(f"data must be the frame's encoded bytes, got {type(data).__name__}")
