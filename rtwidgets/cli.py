@@ -10,7 +10,11 @@ Contract of each sub-command (exit codes are part of the interface; scripts rely
   reconnect, e.g. to another gateway on the same Redis) when ``--redis`` is given, else with
   1001 "going away" (they do not reconnect); ``--on-stop`` chooses explicitly. A port already
   in use, an unreachable Redis or any other start-up failure prints one line to stderr
-  and exits with 1 (no traceback unless ``--log-level debug``).
+  and exits with 1 (no traceback unless ``--log-level debug``). With ``--idle-timeout S`` it
+  also stops by itself (exit 0, clients closed as on SIGTERM) once it had no connection for S
+  seconds. With ``--runtime-file PATH`` it writes its URL, pid and secret to PATH (mode 0600)
+  once it listens and removes the file when it stops: this is how ``Gateway.shared()``
+  (:mod:`rtwidgets.gateway.discovery`) starts the gateway every kernel of a host shares.
 * ``rtwidgets token ...`` prints a signed token as its last stdout line (exit 0); a
   missing secret is a usage error (exit 2).
 * Usage errors exit with 2 (argparse's convention).
@@ -31,7 +35,9 @@ import re
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from rtwidgets import __version__
@@ -183,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-uvloop",
         action="store_true",
         help="run on asyncio's default event loop even when uvloop is installed",
+    )
+    gw.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop (exit 0) once no client was connected for this long (default: never)",
+    )
+    gw.add_argument(
+        "--runtime-file",
+        type=_non_empty,
+        default=None,
+        metavar="PATH",
+        help="write the URL, pid and secret here (mode 0600) once listening; removed on stop "
+        "(what Gateway.shared() uses to find this gateway)",
     )
     gw.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default info)")
     gw.set_defaults(func=_cmd_gateway, subparser=gw)
@@ -369,8 +390,17 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
             raise _StartupError(_describe_start_error(exc, args.host, args.port, args.redis)) from None
 
         assert gateway.port is not None  # start_async() returned: the socket is bound
+        runtime_file = (
+            _write_runtime_file(args.runtime_file, gateway.url, secret) if args.runtime_file else None
+        )
         _print_line(sys.stdout, f"rtwidgets gateway listening on {_format_url(args.host, gateway.port)}")
-        await stop.wait()
+        try:
+            await _wait_for_stop(
+                stop, lambda: int(gateway.stats()["connections"]), args.idle_timeout, runtime_file
+            )
+        finally:
+            if runtime_file is not None:
+                await asyncio.to_thread(_remove_runtime_file, runtime_file)
         log.info("stopping: closing client connections")
         # A second signal during shutdown should not be swallowed: restore the default
         # handlers so Ctrl-C twice still ends a stuck process.
@@ -383,6 +413,57 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def _write_runtime_file(path_text: str, url: str, secret: str) -> Path:
+    """Record this gateway in ``path_text`` (0600, atomically); return the path.
+
+    Raises:
+        _StartupError: the file cannot be written (the gateway then does not serve: a kernel
+            waiting for the file would otherwise wait in vain).
+    """
+    from rtwidgets.gateway.discovery import GatewayRecord, RuntimePaths, SharedGatewayError, write_record
+
+    path = Path(path_text).expanduser().absolute()
+    try:
+        RuntimePaths(path.parent).ensure()
+        write_record(path, GatewayRecord(url=url, pid=os.getpid(), secret=secret, started_at=time.time()))
+    except (OSError, SharedGatewayError) as exc:
+        raise _StartupError(f"cannot write the runtime file {path}: {exc}") from None
+    return path
+
+
+def _remove_runtime_file(path: Path) -> None:
+    """Remove our runtime file (under the runtime lock; skipped if the lock stays busy: a file
+    naming a dead gateway is detected as stale anyway)."""
+    from rtwidgets.gateway.discovery import RuntimeLock, RuntimePaths, SharedGatewayError, remove_record
+
+    try:
+        with RuntimeLock(RuntimePaths(path.parent).lock).acquire(10.0):
+            remove_record(path, os.getpid())
+    except (OSError, SharedGatewayError) as exc:
+        log.warning("could not remove the runtime file %s: %s", path, exc)
+
+
+async def _wait_for_stop(
+    stop: asyncio.Event, connections: Callable[[], int], idle_timeout: float | None, runtime_file: Path | None
+) -> None:
+    """Return on SIGINT/SIGTERM (``stop``), or once idle for ``idle_timeout`` seconds."""
+    if idle_timeout is None:
+        await stop.wait()
+        return
+    from rtwidgets.gateway.idle import watch_idle
+
+    stopped = asyncio.ensure_future(stop.wait())
+    idle = asyncio.ensure_future(watch_idle(connections, idle_timeout, runtime_file))
+    try:
+        done, _ = await asyncio.wait({stopped, idle}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, idle):
+            task.cancel()
+        await asyncio.gather(stopped, idle, return_exceptions=True)
+    if idle in done:
+        idle.result()  # a failure of the watcher itself is not swallowed
 
 
 def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
