@@ -56,7 +56,7 @@ function build({ model, scope }) {
   const pendingCount = h("span", { class: "rtw-todo-pending rtw-muted", "aria-live": "polite" });
   const input = h("input", { type: "text", class: "rtw-todo-input", "aria-label": "New item", placeholder: "What needs doing?" });
   const add = h("button", { type: "button", class: "rtw-todo-add", text: "Add" });
-  const noticeText = h("ul", { class: "rtw-rollback-lines" });
+  const noticeText = h("ul", { class: "rtw-rollback-text rtw-rollback-lines" });
   const dismiss = h("button", { type: "button", class: "rtw-rollback-dismiss", text: "Dismiss" });
   const notice = h("div", { class: "rtw-rollback", role: "status", "aria-live": "polite", hidden: true }, noticeText, dismiss);
   const itemsList = h("ul", { class: "rtw-todo-items", "aria-label": "Items" });
