@@ -16,6 +16,11 @@ How a replica stays complete (Yjs updates are idempotent, so these paths may ove
   after the next subscribe: an edit made while disconnected survives the reconnect;
 * every ``snapshot_every`` stored updates some replica publishes a compacted snapshot.
 
+The document's concerns live in three modules: this one (the document, its edits and the channel
+input), :mod:`rtwidgets.models.collab_publish` (publishing local updates and snapshots) and
+:mod:`rtwidgets.models.collab_cursors` (presence: our cursor, remote cursors and peers); the
+latter two are mixins of :class:`CollabDoc`, sharing its state.
+
 Threading: the pycrdt Doc is mutated only on the rtwidgets runtime thread. Public methods may be
 called from any thread; mutating ones hand over and (by default) wait, so ``doc.text`` reflects
 your own edit as soon as ``insert`` returns. Traits are set on the runtime thread.
@@ -23,7 +28,6 @@ your own edit as soon as ``insert`` returns. Traits are set on the runtime threa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -38,21 +42,26 @@ from rtwidgets.colors import color_for
 from rtwidgets.core import crdt_sync as cs
 from rtwidgets.models._binding import TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
+from rtwidgets.models.collab_cursors import TEXT_NAME, CollabCursors
+from rtwidgets.models.collab_publish import FINAL_PUBLISH_ERRORS, RATE_LIMIT_RETRY_S, CollabPublisher
 from rtwidgets.models.connection import Connection
 from rtwidgets.runtime import get_runtime
 
-__all__ = ["CollabDoc", "CollabError", "TextChange"]
+__all__ = [
+    "FINAL_PUBLISH_ERRORS",
+    "RATE_LIMIT_RETRY_S",
+    "TEXT_NAME",
+    "CollabDoc",
+    "CollabError",
+    "TextChange",
+]
 
 log = logging.getLogger("rtwidgets.models.collab")
 T = TypeVar("T")
 
-TEXT_NAME = "text"  # the root Y.Text shared by Python and the browser (ydoc.getText("text"))
 # Gateway default max_message_bytes is 65 536; base64 inflates by 4/3 and the envelope adds a
 # little. Local inserts above this are refused up front (nothing half-applied).
 MAX_INSERT_BYTES = 40_000
-# Publish refusals that a retry cannot fix (anything else is retried after reconnecting).
-FINAL_PUBLISH_ERRORS = frozenset({"forbidden", "too_large", "too_deep", "invalid_field", "state_full"})
-RATE_LIMIT_RETRY_S = 0.25  # back-off before re-sending a batch the gateway refused as rate_limited
 
 Origin = str  # "local" (Python API), "view" (a browser view), "remote" (the channel)
 UpdateListener = Callable[[bytes, Origin], None]
@@ -70,7 +79,7 @@ class TextChange:
     origin: Origin
 
 
-class CollabDoc(HasTraits):
+class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
     """A collaborative text document on channel ``name`` of ``connection``.
 
     ``text`` is the current text; ``cursors`` the other participants' cursors (one dict per
@@ -462,95 +471,6 @@ class CollabDoc(HasTraits):
         if self._my_cursor is not None or self.cursors:
             self._refresh_cursors()
 
-    # -- publishing
-
-    def _kick_sender(self) -> None:
-        if self._sending or not self._outbox or self._closed:
-            return
-        self._sending = True
-        self._tasks.spawn(self._send_loop())
-
-    async def _send_loop(self) -> None:
-        try:
-            while self._outbox and not self._closed:
-                batch = self._outbox[0] if len(self._outbox) == 1 else pycrdt.merge_updates(*self._outbox)
-                self._outbox.clear()
-                token = self._pending.add(batch)
-                try:
-                    await asyncio.wrap_future(self._channel.publish(cs.update_message(batch), wait=False))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if getattr(exc, "code", None) == "rate_limited":
-                        self._pending.confirm(token)  # not failed: retried right here
-                        self._outbox.insert(0, batch)
-                        await asyncio.sleep(RATE_LIMIT_RETRY_S)
-                        continue
-                    code = getattr(exc, "code", None)
-                    if code in FINAL_PUBLISH_ERRORS:
-                        # Re-sending cannot help. The edit stays in this replica; announcing our
-                        # state vector lets live peers ask for it (a diff, if that one fits).
-                        self._pending.confirm(token)
-                        self._set_error(f"an edit could not be published ({exc})")
-                        log.error("collab %r: edit not published: %s", self.name, exc)
-                        if self._my_client_id():
-                            self._send_ephemeral(
-                                cs.state_vector_message(self._ydoc.get_state(), self._my_client_id())
-                            )
-                        continue
-                    self._pending.fail(token)
-                    if self._channel.is_subscribed:
-                        # Failed with the old socket while a new subscription is already up.
-                        failed = self._pending.take_failed()
-                        if failed is not None:
-                            self._outbox.insert(0, failed)
-                        continue
-                    self._set_error(f"publishing an edit failed ({exc}); it is re-sent after reconnecting")
-                    return
-                self._pending.confirm(token)
-        finally:
-            self._sending = False
-        if self._outbox and not self._closed and self._channel.is_subscribed:
-            self._kick_sender()
-
-    def _maybe_snapshot(self) -> None:
-        if not self._policy.due or self._snapshotting or not self._channel.is_subscribed or self._closed:
-            return
-        self._policy.started()
-        self._snapshotting = True
-        self._tasks.spawn(self._publish_snapshot())
-
-    async def _publish_snapshot(self) -> None:
-        try:
-            data = cs.snapshot_message(self._ydoc.get_update())
-            await asyncio.wrap_future(self._channel.publish(data, key=cs.STATE_KEY, wait=False))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # History still holds the updates; a newcomer only needs the snapshot once they roll over.
-            # A dropped connection is routine (the next due snapshot follows); anything else is not.
-            level = logging.INFO if getattr(exc, "code", None) == "connection_closed" else logging.WARNING
-            log.log(level, "collab %r: snapshot not published: %s", self.name, exc)
-            if level == logging.WARNING:
-                self._set_error(f"publishing a snapshot failed ({exc})")
-        finally:
-            self._snapshotting = False
-
-    def _send_ephemeral(self, data: dict[str, Any]) -> None:
-        if not self._channel.is_subscribed or self._closed:
-            return
-
-        async def send() -> None:
-            try:
-                await asyncio.wrap_future(self._channel.publish(data, ephemeral=True, wait=False))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A lost handshake is repaired by the next (re)subscribe; say so, do not crash.
-                log.info("collab %r: %s not delivered: %s", self.name, data.get("t"), exc)
-
-        self._tasks.spawn(send())
-
     # -- channel input
 
     def _my_client_id(self) -> str:
@@ -634,136 +554,6 @@ class CollabDoc(HasTraits):
         if self._presence_dirty:
             self._push_presence()
         self.synced = True
-
-    # -- presence and cursors
-
-    def _presence_data(self) -> dict[str, Any]:
-        return {"name": self.user_name, "color": self.color, "cursor": self._my_cursor}
-
-    def _set_cursor_rt(self, anchor: int, head: int) -> None:
-        current = str(self._ytext)
-        for label, value in (("anchor", anchor), ("head", head)):
-            if not 0 <= value <= len(current):
-                raise IndexError(f"cursor {label} {value} outside 0..{len(current)}")
-
-        def encode(index: int) -> str:
-            return cs.b64encode(cs.sticky_position(self._ytext, TEXT_NAME, index))
-
-        self._set_cursor_encoded(encode(anchor), encode(head))
-
-    def _set_cursor_encoded(self, anchor: str | None, head: str | None) -> None:
-        if anchor is None or head is None:
-            cursor = None
-        else:
-            for label, value in (("anchor", anchor), ("head", head)):
-                self._decode_position(cs.b64decode(value, label))  # refuse garbage before sharing it
-            cursor = {"anchor": anchor, "head": head}
-        if cursor == self._my_cursor:
-            return
-        self._my_cursor = cursor
-        self._push_presence()
-
-    def _push_presence(self) -> None:
-        # One presence update in flight at a time; moves made meanwhile collapse into the next one.
-        if self._presence_busy or self._closed:
-            self._presence_dirty = True
-            return
-        self._presence_dirty = False
-        self._presence_busy = True
-        # Handed to the Channel now, not in the task below: a subscribe the Channel starts in this
-        # same runtime step (the user id and "connected" arrive together) must already carry it,
-        # or peers first see the stale data (e.g. "anonymous") until the update follows.
-        future = self._channel.update_presence(self._presence_data(), wait=False)
-
-        async def send() -> None:
-            try:
-                await asyncio.wrap_future(future)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The client keeps presence data across reconnects only once it was accepted.
-                log.info("collab %r: cursor update not sent: %s", self.name, exc)
-                self._presence_dirty = True
-            finally:
-                self._presence_busy = False
-            if self._presence_dirty and self._channel.is_subscribed:
-                self._push_presence()
-
-        self._tasks.spawn(send())
-
-    def _decode_position(self, raw: bytes) -> int | None:
-        try:
-            return cs.resolve_position(self._ytext, TEXT_NAME, raw)
-        except cs.CollabProtocolError:
-            raise
-        except Exception as exc:  # pycrdt raises several types for undecodable bytes
-            raise cs.CollabProtocolError(f"not a Yjs relative position ({exc})") from None
-
-    def _resolve(self, encoded: Any) -> int | None:
-        try:
-            return self._decode_position(cs.b64decode(encoded, "cursor"))
-        except cs.CollabProtocolError:
-            return None
-
-    def _on_user_id(self, change: dict[str, Any]) -> None:
-        on_runtime(self._adopt_user_id, str(change["new"] or ""))
-
-    def _adopt_user_id(self, user_id: str) -> None:
-        if not self._closed and self._take_identity(user_id):
-            self._push_presence()
-
-    def _take_identity(self, user_id: str) -> bool:
-        """Runtime thread: name (and colour) this replica after ``user_id`` where they were not
-        chosen explicitly; True if that changed anything."""
-        if not user_id:
-            return False
-        name = user_id if self._auto_name else self.user_name
-        color = color_for(name) if self._auto_color else self.color
-        if (name, color) == (self.user_name, self.color):
-            return False
-        self.user_name, self.color = name, color
-        return True
-
-    def _on_members(self, _change: Any) -> None:
-        on_runtime(self._refresh_cursors)
-
-    def _refresh_cursors(self) -> None:
-        if self._closed:
-            return
-        me = self._my_client_id()
-        peers: list[dict[str, Any]] = []
-        cursors: list[dict[str, Any]] = []
-        for member in self._channel.members:
-            raw = member.get("data")
-            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            who = {
-                "clientId": member.get("clientId"),
-                "userId": member.get("userId"),
-                "name": str(data.get("name") or member.get("userId") or "?"),
-                "color": str(data.get("color") or color_for(str(member.get("userId")))),
-            }
-            peers.append(who)
-            cursor = data.get("cursor")
-            if member.get("clientId") == me or not isinstance(cursor, dict):
-                continue
-            anchor = self._resolve(cursor.get("anchor"))
-            head = self._resolve(cursor.get("head"))
-            if anchor is None or head is None:
-                continue  # refers to text we have not received yet, or garbage
-            cursors.append(
-                {
-                    **who,
-                    "anchor": anchor,
-                    "head": head,
-                    "anchorPos": cursor["anchor"],
-                    "headPos": cursor["head"],
-                }
-            )
-        with self.hold_trait_notifications():
-            if peers != self.peers:
-                self.peers = peers
-            if cursors != self.cursors:
-                self.cursors = cursors
 
     # -- errors
 
