@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -47,6 +48,7 @@ from rtwidgets.runtime import await_on_loop, get_runtime, stop_on_loop
 from .brokers.base import Broker
 from .brokers.memory import MemoryBroker
 from .config import GatewayConfig
+from .discovery import DEFAULT_IDLE_TIMEOUT, SharedGateway, shared_gateway
 from .fastpath import WRITE_LIMIT, GatewayConnection
 from .handlers import Handlers
 from .http import HttpEndpoints, token_from
@@ -283,6 +285,29 @@ class Gateway:
     ) -> str:
         """Issue a token for ``user`` signed with this gateway's secret."""
         return issue_token(self.secret, user, channels, publish=publish, presence=presence, ttl=ttl)
+
+    @classmethod
+    def shared(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        gateway_args: Sequence[str] = (),
+        runtime_directory: str | os.PathLike[str] | None = None,
+    ) -> SharedGateway:
+        """The one gateway every kernel of this user on this machine shares (for Voilà and
+        ``marimo run``, where each viewer has a kernel): ``$RTWIDGETS_GATEWAY_URL`` if set, else
+        the running one, else a new detached process that stops after ``idle_timeout`` idle
+        seconds. Returns a handle with ``.url`` and ``.token(user)`` like a Gateway.
+
+        Args: and Raises: as :func:`rtwidgets.gateway.discovery.shared_gateway`.
+        """
+        return shared_gateway(
+            host=host,
+            idle_timeout=idle_timeout,
+            gateway_args=gateway_args,
+            runtime_directory=runtime_directory,
+        )
 
     # ------------------------------------------------------------------ stats
 

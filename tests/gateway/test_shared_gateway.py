@@ -21,6 +21,7 @@ import psutil
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from rtwidgets.gateway import Gateway
 from rtwidgets.gateway.discovery import (
     GATEWAY_URL_ENV,
     RUNTIME_DIR_ENV,
@@ -123,7 +124,7 @@ def kernel_result(process: subprocess.Popen[str]) -> dict[str, object]:
 def test_first_call_starts_a_detached_gateway_the_next_attaches(runtime: Path) -> None:
     first = shared_gateway()
     assert first.source == "started" and first.pid is not None
-    again = shared_gateway()
+    again = Gateway.shared()  # the public spelling: the same gateway
     assert (again.source, again.url, again.pid, again.secret) == (
         "runtime-file",
         first.url,
