@@ -46,7 +46,7 @@ def _error_from_failed(ev: SendFailed) -> RealtimeError:
         return QueueFullError(f"{ev.op.type}: {ev.reason}")
     if ev.code == "connection_closed":
         return ConnectionClosedError(f"{ev.op.type}: {ev.reason}")
-    return ServerError(ev.code, ev.reason)
+    return ServerError(ev.code, ev.reason, ev.frame)
 
 
 def _error_from_event(ev: Error) -> RealtimeError:

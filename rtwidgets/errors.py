@@ -118,6 +118,14 @@ class ServerError(RealtimeError):
         self.reason = reason
         self.frame = frame
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds after which the refused frame would be accepted (``rate_limited``), if said."""
+        value = (self.frame or {}).get("retryAfter")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            return None
+        return float(value) / 1000.0
+
 
 # --------------------------------------------------------------------------- wire protocol
 
@@ -129,13 +137,18 @@ class ProtocolError(Exception):
         code: the ``ErrorCode`` that goes on the wire (also :attr:`code`).
         reason: for humans (also :attr:`reason`).
         msg_id: the refused frame's ``_id``, when it had one, so the error answers it.
+        retry_after: seconds after which the same frame would be accepted (``rate_limited``);
+            sent as ``retryAfter`` (milliseconds).
     """
 
-    def __init__(self, code: ErrorCode, reason: str, msg_id: Any = None) -> None:
+    def __init__(
+        self, code: ErrorCode, reason: str, msg_id: Any = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{code.value}: {reason}")
         self.code = code
         self.reason = reason
         self.msg_id = msg_id
+        self.retry_after = retry_after
 
 
 # --------------------------------------------------------------------------- cores

@@ -122,14 +122,20 @@ def decode(raw: str | bytes) -> Any:
 
 
 def error_frame(
-    code: ErrorCode, reason: str, msg_id: Any = None, channel: str | None = None
+    code: ErrorCode,
+    reason: str,
+    msg_id: Any = None,
+    channel: str | None = None,
+    retry_after: float | None = None,
 ) -> dict[str, Any]:
-    """Build ``{type: 'error', code, reason, id?, channel?}``."""
+    """Build ``{type: 'error', code, reason, id?, channel?, retryAfter?}`` (``retryAfter``: ms)."""
     frame: dict[str, Any] = {"type": "error", "code": code.value, "reason": reason}
     if msg_id is not None:
         frame["id"] = msg_id
     if channel is not None:
         frame["channel"] = channel
+    if retry_after is not None:
+        frame["retryAfter"] = max(0, math.ceil(retry_after * 1000.0))
     return frame
 
 

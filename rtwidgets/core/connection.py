@@ -306,7 +306,7 @@ class ConnectionCore:
             reason = str(frame.get("reason", "error from gateway"))
             if op is not None:
                 op.status = OpStatus.FAILED
-                self._events.append(SendFailed(op, reason, code))
+                self._events.append(SendFailed(op, reason, code, frame))
             else:
                 self._events.append(Error(code, reason, frame))
         else:

@@ -171,11 +171,13 @@ class Sent:
 @dataclass(frozen=True)
 class SendFailed:
     """An op ended without success. ``code`` is an ``ErrorCode`` value from the gateway or one
-    of ``ack_timeout``, ``connection_closed``, ``queue_full``."""
+    of ``ack_timeout``, ``connection_closed``, ``queue_full``. ``frame``: the gateway's ``error``
+    frame when there was one (e.g. its ``retryAfter``)."""
 
     op: Operation
     reason: str
     code: str
+    frame: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

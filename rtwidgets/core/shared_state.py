@@ -23,7 +23,10 @@ Rules of this module:
   Non-conflicting changes are always sent.
 * Live: changes are sent at once; echoes and other participants' changes arrive as
   ``message`` frames (:meth:`SharedStateCore.on_message`); a refusal rolls the change back
-  (:meth:`SharedStateCore.on_refused`).
+  (:meth:`SharedStateCore.on_refused`). A change refused for the rate (``rate_limited``) is not a
+  refusal of the value: it stays pending and :meth:`SharedStateCore.resend_rate_limited` sends it
+  again when the gateway said it may — unless a newer change of the same key superseded it
+  (then it is dropped: the newer one carries the key's value).
 * Values must be JSON-serialisable (checked by the caller with the protocol's encoder);
   the core treats them as opaque.
 """
@@ -104,6 +107,7 @@ class SharedStateCore:
         self.dropped: list[tuple[str, Any]] = []  # (key, value) of changes dropped by server-wins
         self.merged = 0
         self.conflicts = 0
+        self._rate_limited: set[str] = set()
 
     # ------------------------------------------------------------------ state
 
@@ -195,6 +199,25 @@ class SharedStateCore:
         if isinstance(msg_id, str):
             self._base.pop(msg_id, None)
 
+    def on_rate_limited(self, msg_id: str) -> None:
+        """The gateway refused change ``msg_id`` for the rate only: keep it for a resend."""
+        self._rate_limited.add(msg_id)
+
+    def resend_rate_limited(self) -> None:
+        """Queue the rate-limited changes again (see :meth:`data_to_send`), newest per key only."""
+        waiting = self._rec.pending_operations
+        newest: dict[str | None, str] = {op.key: op.msg_id for op in waiting}
+        retry, self._rate_limited = self._rate_limited, set()
+        for op in waiting:
+            if op.msg_id not in retry:
+                continue
+            if newest.get(op.key) != op.msg_id:
+                self._rec.fail_operation(op.msg_id)  # superseded: the newer change wins anyway
+                self._base.pop(op.msg_id, None)
+            elif self._live:
+                self._emit(self._publish_frame(op.msg_id, op.key, op.operation))
+            # offline: the next sync re-sends it
+
     def on_refused(self, msg_id: str) -> bool:
         """The gateway refused change ``msg_id``: roll it back. False if it was not waiting."""
         self._base.pop(msg_id, None)
@@ -223,6 +246,12 @@ class SharedStateCore:
         if self._live if live is None else live:
             self._emit(frame)
         return msg_id
+
+    def _publish_frame(self, msg_id: str, key: str | None, data: Any) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "publish", "channel": self.channel, "data": data, "msgId": msg_id}
+        if key is not None:
+            frame["key"] = key
+        return frame
 
     def _emit(self, frame: dict[str, Any]) -> None:
         frame = dict(frame)

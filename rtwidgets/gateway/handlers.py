@@ -68,7 +68,7 @@ class Handlers:
                 # reads their _id; recover it so the sender's pending request is answered
                 # (error path only; the frame is below hard_max_bytes, so decoding is bounded).
                 msg_id = _salvage_id(raw)
-            hub.send_error(conn, exc.code, exc.reason, msg_id, _channel_of(msg))
+            hub.send_error(conn, exc.code, exc.reason, msg_id, _channel_of(msg), exc.retry_after)
         except BrokerUnavailable as exc:
             log.warning("broker unavailable while handling %s: %s", _type_of(msg), exc)
             hub.send_error(
@@ -122,10 +122,12 @@ class Handlers:
         bucket = session.bucket
         now = session.conn.loop.time()
         if not bucket.try_acquire(now):
+            wait = bucket.retry_after(now)
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
-                f"over {hub.config.publish_rate:g} publishes/s; retry in {bucket.retry_after(now):.3f} s",
+                f"over {hub.config.publish_rate:g} publishes/s; retry in {wait:.3f} s",
                 msg_id,
+                retry_after=wait,
             )
         frame: dict[str, Any] = {
             "type": "message",

@@ -164,10 +164,16 @@ class Hub:
             broadcast((conn,), data, text=True)
 
     def send_error(
-        self, conn: ServerConnection, code: ErrorCode, reason: str, msg_id: Any, channel: str | None
+        self,
+        conn: ServerConnection,
+        code: ErrorCode,
+        reason: str,
+        msg_id: Any,
+        channel: str | None,
+        retry_after: float | None = None,
     ) -> None:
         self.metrics.error(code.value)
-        self.send(conn, protocol.error_frame(code, reason, msg_id, channel))
+        self.send(conn, protocol.error_frame(code, reason, msg_id, channel, retry_after))
 
     def deliver(self, channel: str, frame: dict[str, Any], data: bytes) -> None:
         """Broker listener: write one encoded frame (UTF-8 JSON bytes) to every local subscriber."""

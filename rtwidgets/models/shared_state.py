@@ -27,7 +27,7 @@ from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.client_errors import ServerError
 from rtwidgets.core.shared_state import MergeFunction, SharedStateCore
-from rtwidgets.models._binding import LoopClock, TaskGroup, on_runtime, run_blocking
+from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.connection import Connection
 from rtwidgets.runtime import get_runtime
@@ -36,6 +36,7 @@ __all__ = ["SharedState"]
 
 log = logging.getLogger("rtwidgets.models")
 _MAX_DROPPED = 100  # the newest changes dropped by "server-wins" that `dropped` keeps
+_MIN_RETRY = 0.01  # seconds: a rate-limited change is re-sent no sooner than this
 
 
 def check_json(key: str, value: Any) -> None:
@@ -94,6 +95,7 @@ class SharedState(HasTraits):
         self._closed = False
         self._syncing = False
         self._handle_unsub: Callable[[], None] | None = None
+        self._retry_timer = DeadlineTimer(self._runtime.loop, self._resend_rate_limited)
         self.channel = Channel(connection, name)
         self.channel.on_message(self._on_frame)
         self.channel.observe(self._on_subscribed, names=["is_subscribed"])
@@ -173,6 +175,7 @@ class SharedState(HasTraits):
         self._closed = True
         self.channel.unobserve(self._on_subscribed, names=["is_subscribed"])
         self._tasks.cancel_all()
+        self._retry_timer.cancel()
         self.channel.close(timeout)
 
     def __repr__(self) -> str:
@@ -246,6 +249,12 @@ class SharedState(HasTraits):
         if self._core.needs_sync and self.channel.is_subscribed:
             self._start_sync()
 
+    def _resend_rate_limited(self, _when: float) -> None:
+        if self._closed:
+            return
+        self._core.resend_rate_limited()
+        self._flush()
+
     def _on_frame(self, frame: dict[str, Any]) -> None:
         if self._closed:
             return
@@ -266,6 +275,11 @@ class SharedState(HasTraits):
         try:
             await handle.publish(frame["data"], key=frame["key"], msg_id=frame["msgId"])
         except ServerError as exc:
+            if exc.code == "rate_limited":
+                # Not a refusal of the value: send it (or a newer one of its key) when allowed.
+                self._core.on_rate_limited(frame["msgId"])
+                self._retry_timer.schedule(self._clock() + max(exc.retry_after or 0.0, _MIN_RETRY))
+                return
             self._core.on_refused(frame["msgId"])
             self._set(error=f"change of {frame['key']!r} refused: {exc}")
             self._publish_traits()

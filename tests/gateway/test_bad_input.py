@@ -113,6 +113,8 @@ async def test_rate_limited_publish_is_not_published(make_gateway, connect) -> N
         await a.publish("r", i)
     err, _ = await a.request({"type": "publish", "channel": "r", "data": "over"})
     assert err["code"] == "rate_limited" and "retry in" in err["reason"]
+    # [ext] when it would be accepted, in ms: about one token's interval (1000 s at 0.001/s).
+    assert isinstance(err["retryAfter"], int) and 900_000 <= err["retryAfter"] <= 1_000_000
     # Subscribing and pinging are not rate limited.
     await a.ok({"type": "ping"})
     await a.subscribe("r")

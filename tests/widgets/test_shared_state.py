@@ -158,3 +158,29 @@ def test_share_a_third_party_widget(connect: Any) -> None:
     with pytest.raises(TypeError, match="needs a widget"):
         share(object(), alice, "map3")  # type: ignore[arg-type]
     assert isinstance(alice, Connection)
+
+
+def test_rate_limited_changes_are_resent_not_lost() -> None:
+    """A gateway that allows 20 publishes/s (burst 5): 40 changes of 8 keys at once are
+    refused 'rate_limited' in part; each key still ends at its last value everywhere, nothing
+    is rolled back, and no error is shown (the rate is not a refusal of the value)."""
+    from rtwidgets.gateway import Gateway
+
+    gw = Gateway(port=0, publish_rate=20.0, publish_burst=5).start()
+    conns = [Connection(gw.url, token=gw.token(u)).connect(wait=True) for u in ("alice", "bob")]
+    try:
+        a = SharedState(conns[0], "busy").wait_synced()
+        b = SharedState(conns[1], "busy").wait_synced()
+        for round_ in range(5):
+            a.update({f"k{i}": round_ * 10 + i for i in range(8)})
+        final = {f"k{i}": 40 + i for i in range(8)}
+        assert a.values == final
+        wait_until(lambda: b.values == final and a.pending == 0, timeout=30, what="every key's last value")
+        assert a.values == final and a.error == "" and a.dropped == []
+        assert gw.stats()["errors_by_code"].get("rate_limited", 0) > 0  # the limit did bite
+        a.close()
+        b.close()
+    finally:
+        for c in conns:
+            c.close()
+        gw.stop()
