@@ -14,11 +14,10 @@ Rules of this module:
   ``ValueError``), so does every ``except ValueError`` around it.
 * Each class says who raises it and what its attributes mean.
 
-Still defined where they are raised (their modules are being rewritten; they move here next,
-with a re-export left behind): ``rtwidgets.gateway.brokers.base.BrokerUnavailable`` and
-``StateFull``, ``rtwidgets.models.collab.CollabError``, ``rtwidgets.widgets._base.BundleMissingError``
-and ``IntentError``. The Redis adapter's ``RespError`` and ``NotSentError`` stay private to it:
-they extend redis-py's own classes, which this module must not import.
+The gateway's broker errors, the collaborative document's and the widgets' live here too,
+re-exported from ``rtwidgets.gateway.brokers.base``, ``rtwidgets.models.collab`` and
+``rtwidgets.widgets._base``. The Redis adapter's ``RespError`` and ``NotSentError`` stay private
+to it: they extend redis-py's own classes, which this module must not import.
 """
 
 from __future__ import annotations
@@ -32,16 +31,21 @@ __all__ = [
     "AckTimeoutError",
     "AuthError",
     "AuthenticationError",
+    "BrokerUnavailable",
+    "BundleMissingError",
     "ChannelClosedError",
+    "CollabError",
     "CollabProtocolError",
     "ConnectionClosedError",
     "ConnectionFailedError",
+    "IntentError",
     "OperationRolledBack",
     "ProtocolError",
     "QueueFullError",
     "RealtimeError",
     "ReconcileError",
     "ServerError",
+    "StateFull",
     "StoreError",
 ]
 
@@ -193,3 +197,36 @@ class OperationRolledBack(RuntimeError):
         self.kind = kind
         self.item_id = item_id
         self.reason = reason
+
+
+class CollabError(RuntimeError):
+    """An operation on a :class:`~rtwidgets.models.collab.CollabDoc` failed (closed document,
+    bad index, ...)."""
+
+
+# --------------------------------------------------------------------------- gateway brokers
+
+
+class BrokerUnavailable(Exception):
+    """The backing store cannot be reached (the gateway answers ``unavailable``)."""
+
+
+class StateFull(ValueError):
+    """A keyed publish would grow a channel's state beyond the broker's ``state_max_keys``.
+
+    Raised by :meth:`~rtwidgets.gateway.brokers.base.Broker.publish` before anything is stored;
+    the gateway answers it (and only it) with ``error state_full``. A ``ValueError`` for
+    compatibility with callers that caught the bound that way.
+    """
+
+
+# --------------------------------------------------------------------------- widgets
+
+
+class BundleMissingError(FileNotFoundError):
+    """The widget's JavaScript bundle has not been built (a source checkout without
+    ``npm run build``); the message says how to build it."""
+
+
+class IntentError(ValueError):
+    """A browser intent (custom message) was malformed or unknown."""

@@ -108,6 +108,9 @@ class SharedStateCore:
         self.merged = 0
         self.conflicts = 0
         self._rate_limited: set[str] = set()
+        # key -> newest offset of someone else's change seen live: after a reconnect the resumed
+        # subscription may deliver their change before our sync, which then reports no delta.
+        self._others_newest: dict[str, int] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -165,6 +168,8 @@ class SharedStateCore:
         waiting = {op.msg_id: op for op in self._rec.pending_operations}
         resend = self._rec.on_sync_response(frame)  # applies the delta or snapshot
         newer = self._others_changes(frame)
+        for key, offset in self._others_newest.items():
+            newer[key] = max(offset, newer.get(key, 0))
         for out in resend:
             msg_id = out["msgId"]
             op = waiting.get(msg_id)
@@ -195,6 +200,9 @@ class SharedStateCore:
         if frame.get("type") != "message" or not isinstance(frame.get("offset"), int):
             return  # ephemeral frames carry no shared state
         msg_id = frame.get("msgId")
+        key, offset = frame.get("key"), frame.get("offset")
+        if isinstance(key, str) and isinstance(offset, int) and msg_id not in self._mine_set:
+            self._others_newest[key] = max(offset, self._others_newest.get(key, 0))
         self._rec.on_message(frame)
         if isinstance(msg_id, str):
             self._base.pop(msg_id, None)

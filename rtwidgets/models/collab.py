@@ -40,6 +40,7 @@ from traitlets import Bool, HasTraits, Int, List, Unicode
 
 from rtwidgets.colors import color_for
 from rtwidgets.core import crdt_sync as cs
+from rtwidgets.errors import CollabError  # defined there; re-exported from here
 from rtwidgets.models._binding import TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.collab_cursors import TEXT_NAME, CollabCursors
@@ -65,10 +66,6 @@ MAX_INSERT_BYTES = 40_000
 
 Origin = str  # "local" (Python API), "view" (a browser view), "remote" (the channel)
 UpdateListener = Callable[[bytes, Origin], None]
-
-
-class CollabError(RuntimeError):
-    """An operation on a :class:`CollabDoc` failed (closed document, bad index, ...)."""
 
 
 @dataclass(frozen=True)

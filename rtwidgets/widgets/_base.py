@@ -26,6 +26,7 @@ import anywidget
 import traitlets
 
 from rtwidgets.colors import color_for
+from rtwidgets.errors import BundleMissingError, IntentError  # defined there; re-exported from here
 from rtwidgets.models._binding import CoalescedSync, on_runtime
 
 __all__ = ["STATIC_DIR", "BundleMissingError", "IntentError", "RealtimeWidget", "bundle_path", "color_for"]
@@ -33,13 +34,6 @@ __all__ = ["STATIC_DIR", "BundleMissingError", "IntentError", "RealtimeWidget", 
 log = logging.getLogger("rtwidgets.widgets")
 
 STATIC_DIR = pathlib.Path(__file__).parent.parent / "static"
-
-class BundleMissingError(FileNotFoundError):
-    """The widget's JavaScript bundle has not been built."""
-
-
-class IntentError(ValueError):
-    """A browser intent (custom message) was malformed or unknown."""
 
 
 def bundle_path(name: str) -> pathlib.Path:

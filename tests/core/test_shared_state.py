@@ -156,3 +156,15 @@ def test_bad_policy_and_key() -> None:
         SharedStateCore(CH, "last-wins")
     with pytest.raises(ValueError, match="non-empty string"):
         live_core().set("", 1, now=0.0)
+
+
+def test_their_change_seen_live_before_the_sync_still_conflicts() -> None:
+    """After a cut link comes back, the resumed subscription can deliver their change before
+    our sync; the sync then has an empty delta, and the conflict must still be found."""
+    core = live_core("server-wins")
+    _offline_change(core, "x", "mine")
+    core.on_message(stored(2, "x", "theirs", "other"))  # resumed stream, before our sync
+    core.sync_request()
+    core.on_sync_response(delta([], 2))
+    assert core.data_to_send() == [] and core.dropped == [("x", "mine")]
+    assert core.state == {"x": "theirs"} and core.conflicts == 1

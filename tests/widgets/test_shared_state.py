@@ -184,3 +184,38 @@ def test_rate_limited_changes_are_resent_not_lost() -> None:
         for c in conns:
             c.close()
         gw.stop()
+
+
+@pytest.mark.parametrize("policy", ["server-wins", "client-wins"])
+def test_offline_change_after_a_cut_link_follows_the_policy(gateway: Any, policy: str) -> None:
+    """A cut link (not a clean disconnect): when it comes back, the resumed subscription may
+    deliver bob's change before alice's sync; the conflict must still be seen (e2e found it)."""
+    from rtwidgets.chaos import ChaosProxy
+    from rtwidgets.client import ReconnectConfig
+
+    with ChaosProxy(gateway.port) as proxy:
+        fast = ReconnectConfig(base_delay=0.05, max_delay=0.2, jitter_factor=0.0)
+        alice = Connection(proxy.url, token=gateway.token("alice"), reconnect=fast).connect(wait=True)
+        bob = Connection(gateway.url, token=gateway.token("bob")).connect(wait=True)
+        try:
+            a = SharedState(alice, "cut", conflict=policy).wait_synced()
+            b = SharedState(bob, "cut").wait_synced()
+            a.set("x", "start")
+            wait_until(lambda: b.values.get("x") == "start" and a.pending == 0, what="shared start")
+            proxy.drop_new(True)
+            proxy.cut()
+            wait_until(lambda: not a.is_live, what="alice cut off")
+            a.set("x", "alice offline")
+            b.set("x", "bob")
+            wait_until(lambda: b.pending == 0, what="bob's change stored")
+            proxy.heal()
+            wait_until(lambda: a.is_live and a.pending == 0, timeout=20, what="alice back and settled")
+            expected = "bob" if policy == "server-wins" else "alice offline"
+            wait_until(lambda: a.values == b.values == {"x": expected}, what=f"{policy} outcome")
+            assert a.conflicts == 1
+            assert a.dropped == ([{"key": "x", "value": "alice offline"}] if policy == "server-wins" else [])
+            a.close()
+            b.close()
+        finally:
+            alice.close()
+            bob.close()

@@ -24,25 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rtwidgets.errors import BrokerUnavailable, StateFull  # defined there; re-exported from here
+
 __all__ = ["Broker", "BrokerUnavailable", "FrameListener", "SnapshotResult", "StateFull"]
 
 # listener(channel, frame, encoded): ``encoded`` is the frame already serialised to UTF-8
 # JSON bytes (``protocol.encode_bytes``, or the bytes Redis carried), so a gateway writes
 # each fan-out frame as it is, without encoding it again per subscriber or per message.
 FrameListener = Callable[[str, dict[str, Any], bytes], None]
-
-
-class BrokerUnavailable(Exception):
-    """The backing store cannot be reached (the gateway answers ``unavailable``)."""
-
-
-class StateFull(ValueError):
-    """A keyed publish would grow a channel's state beyond the broker's ``state_max_keys``.
-
-    Raised by :meth:`Broker.publish` before anything is stored; the gateway answers it
-    (and only it) with ``error state_full``. A ``ValueError`` for compatibility with
-    callers that caught the bound that way.
-    """
 
 
 @dataclass(frozen=True)
