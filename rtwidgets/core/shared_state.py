@@ -168,8 +168,8 @@ class SharedStateCore:
         waiting = {op.msg_id: op for op in self._rec.pending_operations}
         resend = self._rec.on_sync_response(frame)  # applies the delta or snapshot
         newer = self._others_changes(frame)
-        for key, offset in self._others_newest.items():
-            newer[key] = max(offset, newer.get(key, 0))
+        for seen_key, offset in self._others_newest.items():
+            newer[seen_key] = max(offset, newer.get(seen_key, 0))
         for out in resend:
             msg_id = out["msgId"]
             op = waiting.get(msg_id)
