@@ -733,3 +733,19 @@ def test_frames_pass_the_shared_protocol_validation() -> None:
     frames = [s.create({"id": "a", "n": 1}, 1.0), s.update({"id": "a", "n": 2}, 2.0), s.delete("a", 3.0)]
     for frame in frames:
         assert parse_client_frame(encode(frame)) == frame
+
+
+def test_forget_drops_a_confirmed_item_locally_and_a_replay_does_not_bring_it_back() -> None:
+    s = store()
+    s.on_message(remote("create", {"id": "old"}, 1))
+    s.on_message(remote("create", {"id": "new"}, 2))
+    s.events()
+    assert s.forget("old") and [i["id"] for i in s.data] == ["new"]
+    assert s.events() == []  # local only: nothing to show or publish
+    s.on_message(remote("create", {"id": "old"}, 1))  # a replay of offset 1
+    assert [i["id"] for i in s.data] == ["new"]
+    assert not s.forget("old") and not s.forget("missing")
+    frame = s.update({"id": "new", "n": 2}, 1.0)
+    assert not s.forget("new")  # a pending op touches it: kept
+    s.on_message(echo(frame, 3))
+    assert s.forget("new") and s.data == []
