@@ -20,8 +20,8 @@ Rules of this module:
 * A snapshot is one atomic script (``lua/snapshot.lua``); it is idempotent (it only
   creates a missing epoch), so it gets the one extra retry of idempotent reads.
 * Redis errors surface as :class:`BrokerUnavailable` (see :mod:`.redis_base`).
-* One Redis server (or a primary with replicas behind one URL). The presence scripts
-  build gateway key names at run time, so Redis Cluster is not supported.
+* One Redis server (or a primary with replicas behind one URL). Redis Cluster is served by
+  :class:`~.redis_cluster.RedisClusterBroker`, built from the same parts.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class RedisBroker(RedisFanOut, RedisPresence):
         body = encode(body_frame)
         is_delete = key is not None and frame.get("data") is None
         trim = "=" if self.history_size < _EXACT_TRIM_BELOW else "~"
-        keys = [self._k(channel, w) for w in CHANNEL_KEYS]
+        keys = self._publish_keys(channel)
         args = [
             secrets.token_hex(8),
             body,
@@ -267,6 +267,7 @@ class RedisBroker(RedisFanOut, RedisPresence):
             str(self.state_max_keys),
             trim,
             self._ttl_ms,
+            *self._publish_extra_args,
         ]
         async with self._guard("publish"):
             reply = await self._eval_publish(keys, args, idempotent=msg_id is not None)
@@ -287,6 +288,12 @@ class RedisBroker(RedisFanOut, RedisPresence):
         out = dict(body_frame)
         out.update(id=sid, eventId=sid, offset=int(offset), epoch=epoch)
         return out
+
+    # What the cluster broker adds to the publish script's call (see lua/publish.lua).
+    _publish_extra_args: tuple[str, ...] = ()
+
+    def _publish_keys(self, channel: str) -> list[str]:
+        return [self._k(channel, w) for w in CHANNEL_KEYS]
 
     async def _eval_publish(self, keys: list[str], args: list[str], *, idempotent: bool) -> list[Any]:
         """Run the publish script (EVAL if Redis lost its script cache, e.g. after a restart).

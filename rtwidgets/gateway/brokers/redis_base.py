@@ -143,6 +143,10 @@ class RedisBrokerBase(Broker):
     async def _broadcast_raw(self, channel: str, frame: dict[str, Any]) -> None:
         """One PUBLISH of a frame that is not stored (ephemeral messages, presence events)."""
         async with self._guard("broadcast"):
-            await self._client_unchecked().publish(self._ps_channel(channel), encode(frame))
+            await self._fan_out(self._ps_channel(channel), encode(frame))
         self._stats["publishes"] += 1
         self._stats["broadcasts"] += 1
+
+    async def _fan_out(self, ps_channel: str, data: str) -> None:
+        """PUBLISH ``data`` on ``ps_channel`` (SPUBLISH on Redis Cluster)."""
+        await self._client_unchecked().publish(ps_channel, data)

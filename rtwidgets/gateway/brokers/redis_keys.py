@@ -13,16 +13,33 @@ double as a Redis Cluster hash tag so one channel's keys share a slot):
 * pub/sub channel ``P:ch:{c}`` carries every fan-out frame, already encoded;
   ``P:ctl:{id}`` is the gateway's own control channel (always subscribed).
 
+With ``cluster=True`` (the Redis Cluster broker, :mod:`.redis_cluster`) every name a script
+or a transaction touches together shares one hash slot:
+
+* a channel's keys are ``P:{t}:what`` where the hash tag ``t`` is the channel name when it
+  is not empty and has no braces, else ``#`` + the SHA-1 hex of the name (``}x`` would otherwise
+  end the tag early, and an empty tag hashes the whole key: the keys would scatter);
+  ``P:{t}:lineage`` (the replication id of the shard that last wrote the channel, see
+  ``lua/publish.lua``) joins them;
+* the sharded pub/sub channel is ``P:{t}:ch:{c}`` (SPUBLISH'd by the publish script, so it
+  must hash like the keys);
+* the gateway-wide keys share the tag ``{gateways}``: ``P:{gateways}:gw:{id}``,
+  ``P:{gateways}:gw:{id}:owned`` and ``P:{gateways}:all``, so a sweep's script and a
+  heartbeat's pipeline stay on one node (their traffic is a few commands per gateway every
+  ``presence_ttl / 3``, far from making that slot hot).
+
 Rules of this module:
 
 * Every key and pub/sub name is built here; the Lua scripts (``lua/*.lua``) get them as
-  KEYS, except the presence scripts, which build ``P:gw:{id}`` names from the prefix.
+  KEYS, except the presence scripts on one Redis, which build ``P:gw:{id}`` names from the
+  prefix (on a cluster they run in split mode and touch only their KEYS).
 * A stream entry stores the frame's JSON without its leading ``id``/``eventId``;
   :func:`splice_id` puts them back exactly as the Lua scripts do.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,36 +61,64 @@ CHANNEL_KEYS = ("offset", "epoch", "events", "state", "msgids", "msgq")
 
 @dataclass(frozen=True)
 class KeyLayout:
-    """Key and pub/sub channel names for one ``key_prefix`` and one gateway."""
+    """Key and pub/sub channel names for one ``key_prefix`` and one gateway.
+
+    ``cluster``: the Redis Cluster layout (see the module docstring); ``key_prefix`` must
+    then have no braces, or it would become every key's hash tag.
+    """
 
     prefix: str
     gateway_id: str
+    cluster: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.prefix or "}" in self.prefix):
+            raise ValueError(f"key_prefix must not contain braces on Redis Cluster, got {self.prefix!r}")
+
+    def tag(self, channel: str) -> str:
+        """The hash tag of ``channel``'s names (the name itself on one Redis)."""
+        if self.cluster and (not channel or "{" in channel or "}" in channel):
+            return "#" + hashlib.sha1(channel.encode(), usedforsecurity=False).hexdigest()
+        return channel
 
     def channel_key(self, channel: str, what: str) -> str:
         """``P:{channel}:what`` (``what`` one of :data:`CHANNEL_KEYS` or ``"presence"``)."""
-        return f"{self.prefix}:{{{channel}}}:{what}"
+        return f"{self.prefix}:{{{self.tag(channel)}}}:{what}"
 
     def pubsub(self, channel: str) -> str:
         """The pub/sub channel carrying ``channel``'s frames."""
+        if self.cluster:
+            return f"{self.prefix}:{{{self.tag(channel)}}}:ch:{channel}"
         return f"{self.prefix}:ch:{channel}"
 
     def channel_of(self, pubsub_channel: str) -> str | None:
         """The channel a pub/sub name carries, or None if it is not one of ours."""
+        if self.cluster:
+            head = f"{self.prefix}:{{"
+            end = pubsub_channel.find("}:ch:", len(head))
+            if not pubsub_channel.startswith(head) or end < 0:
+                return None
+            channel = pubsub_channel[end + 5 :]
+            return channel if self.tag(channel) == pubsub_channel[len(head) : end] else None
         head = f"{self.prefix}:ch:"
         return pubsub_channel[len(head) :] if pubsub_channel.startswith(head) else None
 
     def gateway(self, gateway_id: str) -> str:
         """The liveness key of ``gateway_id``."""
-        return f"{self.prefix}:gw:{gateway_id}"
+        return f"{self._gateway_head}:gw:{gateway_id}"
 
     def owned(self, gateway_id: str) -> str:
         """The set of (channel, clientId) pairs ``gateway_id`` added to presence."""
-        return f"{self.prefix}:gw:{gateway_id}:owned"
+        return f"{self._gateway_head}:gw:{gateway_id}:owned"
 
     @property
     def gateways(self) -> str:
         """The set of every gateway id that registered under this prefix."""
-        return f"{self.prefix}:gateways"
+        return f"{self.prefix}:{{gateways}}:all" if self.cluster else f"{self.prefix}:gateways"
+
+    @property
+    def _gateway_head(self) -> str:
+        return f"{self.prefix}:{{gateways}}" if self.cluster else self.prefix
 
     @property
     def control(self) -> str:

@@ -9,8 +9,15 @@ Rules of this module:
   gateway puts its members back and broadcasts ``presence_join`` for them.
 * A removal that fails while Redis is unreachable is remembered and retried by
   housekeeping, so no member is left behind as a ghost.
-* The presence scripts build gateway key names at run time, so Redis Cluster is not
-  supported by this part.
+* On one Redis the presence scripts also update the owned sets, whose names they build at
+  run time. On Redis Cluster (``_split_presence``) those sets live in another slot than the
+  channel's presence hash, so the scripts touch only the hash and this part updates the owned
+  sets around them: the pair is added *before* the member is stored and removed *after* it
+  is gone, so a gateway that dies in between leaves a stale pair (harmless: its sweep finds
+  no member to remove), never a member no sweep can find. A sweep checks the owner's
+  liveness just before the removal instead of inside it: a gateway that stalled past
+  ``presence_ttl`` and restores its members in that same instant may lose them to the sweep
+  (they are broadcast as left, so every client agrees with what is stored).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class RedisPresence(RedisBrokerBase):
     """The presence part of :class:`~.redis.RedisBroker` (see the module rules)."""
 
     _own: dict[tuple[str, str], dict[str, Any]]  # presence members added here
+    _split_presence = False  # Redis Cluster: the scripts leave the owned sets to this part
     # removals that failed while Redis was unreachable; retried by housekeeping
     _pending_removals: set[tuple[str, str]]
 
@@ -72,6 +80,17 @@ class RedisPresence(RedisBrokerBase):
             owned_pair(channel, client_id),
             self.key_prefix,
         ]
+        if self._split_presence:
+            pair = owned_pair(channel, client_id)
+            async with self._guard("presence update", 2):
+                await self._client_unchecked().sadd(self._keys.owned(self.gateway_id), pair)
+                previous = await self._presence_set_script(
+                    keys=[self._k(channel, "presence")], args=[*args, "1"]
+                )
+            if previous and previous != self.gateway_id:
+                async with self._guard("presence update"):
+                    await self._client_unchecked().srem(self._keys.owned(previous), pair)
+            return
         async with self._guard("presence update"):
             await self._presence_set_script(
                 keys=[self._k(channel, "presence"), self._keys.owned(self.gateway_id)], args=args
@@ -97,14 +116,26 @@ class RedisPresence(RedisBrokerBase):
     async def _remove_member(
         self, channel: str, client_id: str, owner: str, *, only_if_dead: bool = False
     ) -> dict[str, Any] | None:
+        split = self._split_presence
         async with self._guard("presence remove"):
             value = await self._presence_remove_script(
                 keys=[self._k(channel, "presence")],
-                args=[client_id, owner, owned_pair(channel, client_id), self.key_prefix, int(only_if_dead)],
+                args=[
+                    client_id,
+                    owner,
+                    owned_pair(channel, client_id),
+                    self.key_prefix,
+                    int(only_if_dead),
+                    *(["1"] if split else []),
+                ],
             )
         if not value:
             return None
-        return parse_presence_record(value)[2]
+        gw, _, member = parse_presence_record(value)
+        if split and gw:
+            async with self._guard("presence remove"):
+                await self._client_unchecked().srem(self._keys.owned(gw), owned_pair(channel, client_id))
+        return member
 
     async def presence_members(self, channel: str) -> list[dict[str, Any]]:
         """Live members in join order. Members of gateways whose liveness key expired are

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -121,8 +122,7 @@ class RedisFanOut(RedisBrokerBase):
         if channel in self._attached:
             return
         self._client()
-        if not self._ps_ready or self._ps_conn is None:
-            raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable: pub/sub reconnecting")
+        self._check_fanout_ready()
         # Added before subscribing so that a reconnect racing with us resubscribes it too.
         feed = self._attached[channel] = ChannelFeed()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -139,9 +139,7 @@ class RedisFanOut(RedisBrokerBase):
                 epoch, offset, newest = await pipe.execute()
             feed.attached_at(epoch, int(offset or 0), newest[0][0] if newest else None)
             async with self._guard("attach"):
-                if self._ps_conn is None:
-                    raise RedisConnectionError("pub/sub reconnecting")
-                self._ps_conn.subscribe(self._ps_channel(channel))
+                await self._send_subscribe(channel)
                 await asyncio.wait_for(asyncio.shield(fut), self.command_timeout)
         except BaseException:
             if self._attached.get(channel) is feed:
@@ -158,10 +156,30 @@ class RedisFanOut(RedisBrokerBase):
             return
         self._attached.pop(channel).drop_held()
         self._needs_gap_fill.discard(channel)
+        self._send_unsubscribe(channel)
+
+    # Hooks of the subscription transport (the cluster broker routes each channel to its shard).
+    def _check_fanout_ready(self) -> None:
+        """Raise :class:`BrokerUnavailable` when no subscription can be sent now."""
+        if not self._ps_ready or self._ps_conn is None:
+            raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable: pub/sub reconnecting")
+
+    async def _send_subscribe(self, channel: str) -> None:
+        """Send ``channel``'s subscription (its confirmation comes as a push)."""
+        if self._ps_conn is None:
+            raise RedisConnectionError("pub/sub reconnecting")
+        self._ps_conn.subscribe(self._ps_channel(channel))
+
+    def _send_unsubscribe(self, channel: str) -> None:
+        """Drop ``channel``'s subscription; a connection that is down needs nothing."""
         if self._ps_ready and self._ps_conn is not None:
             with contextlib.suppress(*CONNECTION_ERRORS, RedisError):
                 self._stats["commands"] += 1
                 self._ps_conn.unsubscribe(self._ps_channel(channel))
+
+    def _subscription_conn(self, channel: str) -> PubSubConnection | None:
+        """The connection that carries ``channel``'s subscription now."""
+        return self._ps_conn
 
     async def _reader(self, ready: asyncio.Future[None]) -> None:
         """Own the pub/sub connection: connect, subscribe, check liveness, reconnect with backoff.
@@ -186,24 +204,12 @@ class RedisFanOut(RedisBrokerBase):
                     self._stats["reconnects"] += 1
                     log.info("RedisBroker %s: pub/sub reconnected to %s", self.gateway_id, self.safe_url)
                 first = False
-                unanswered = 0
-                while True:
-                    reads = conn.reads
-                    try:
-                        await asyncio.wait_for(asyncio.shield(conn.closed), self._ps_idle)
-                    except asyncio.TimeoutError:
-                        pass
-                    else:
-                        raise RedisConnectionError("pub/sub connection closed")
-                    if conn.reads != reads:  # something arrived during the wait: alive
-                        unanswered = 0
-                        backoff = 0.05
-                        continue
-                    # Quiet: PING it, so a silently dead TCP peer is noticed too.
-                    unanswered += 1
-                    if unanswered > 1:
-                        raise RedisConnectionError("pub/sub connection did not answer PING")
-                    conn.ping()
+
+                def alive() -> None:
+                    nonlocal backoff
+                    backoff = 0.05
+
+                await self._watch(conn, alive)
             except asyncio.CancelledError:
                 if conn is not None:
                     conn.close()
@@ -227,6 +233,30 @@ class RedisFanOut(RedisBrokerBase):
                 )
                 await asyncio.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
                 backoff = min(backoff * 2, 2.0)
+
+    async def _watch(self, conn: PubSubConnection, alive: Callable[[], None]) -> None:
+        """Return never: raise ``RedisConnectionError`` once ``conn`` closed or stopped answering.
+
+        ``alive()`` is called whenever something arrived during a wait; a quiet connection is
+        PINGed, so a silently dead TCP peer is noticed too.
+        """
+        unanswered = 0
+        while True:
+            reads = conn.reads
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.closed), self._ps_idle)
+            except asyncio.TimeoutError:
+                pass
+            else:
+                raise RedisConnectionError("pub/sub connection closed")
+            if conn.reads != reads:  # something arrived during the wait: alive
+                unanswered = 0
+                alive()
+                continue
+            unanswered += 1
+            if unanswered > 1:
+                raise RedisConnectionError("pub/sub connection did not answer PING")
+            conn.ping()
 
     def _drop_held(self) -> None:
         for feed in self._attached.values():
@@ -255,7 +285,7 @@ class RedisFanOut(RedisBrokerBase):
         if feed is not None and channel in self._needs_gap_fill:
             self._needs_gap_fill.discard(channel)
             feed.hold()  # from this push on, the channel's live messages wait for the refill
-            conn = self._ps_conn
+            conn = self._subscription_conn(channel)
             task = asyncio.get_running_loop().create_task(self._refill(channel, conn))
             self._gap_tasks.add(task)
             task.add_done_callback(self._gap_tasks.discard)
@@ -270,10 +300,10 @@ class RedisFanOut(RedisBrokerBase):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the reader reconnects and refills again from fill_from
-            if conn is not None and conn is self._ps_conn:
+            if conn is not None and conn is self._subscription_conn(channel):
                 conn.abort(exc)
             return
-        if conn is not self._ps_conn:
+        if conn is not self._subscription_conn(channel):
             return  # that connection died meanwhile; the new one refills on its own
         self._confirm(channel)
 

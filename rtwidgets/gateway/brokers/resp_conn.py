@@ -50,6 +50,7 @@ Push = list[Any]
 # What redis.connection.parse_url may return that these connections honour.
 _URL_OPTIONS = frozenset({"host", "port", "db", "username", "password", "path", "connection_class"})
 _C = TypeVar("_C", bound="_RespProtocol")
+_P = TypeVar("_P", bound="PubSubConnection")
 
 
 class NotSentError(RedisConnectionError):
@@ -275,9 +276,18 @@ async def open_command(url: str, timeout: float) -> CommandConnection:
     return conn
 
 
-async def open_pubsub(url: str, on_push: Callable[[Push], None], timeout: float) -> PubSubConnection:
-    """A :class:`PubSubConnection` to ``url`` (authenticated); errors as :func:`open_command`."""
-    conn, opts = await _connect(url, lambda: PubSubConnection(on_push), timeout)
+async def open_pubsub(
+    url: str,
+    on_push: Callable[[Push], None],
+    timeout: float,
+    *,
+    kind: Callable[[Callable[[Push], None]], _P] = PubSubConnection,  # type: ignore[assignment]
+) -> _P:
+    """A :class:`PubSubConnection` to ``url`` (authenticated); errors as :func:`open_command`.
+
+    ``kind`` builds the connection from ``on_push`` (a subclass, e.g. the cluster broker's
+    sharded one)."""
+    conn, opts = await _connect(url, lambda: kind(on_push), timeout)
     try:
         auth = _auth_args(opts)
         if auth is not None:

@@ -11,6 +11,13 @@
 -- ARGV[7] msgId ('' = none)            ARGV[8] state_max_keys
 -- ARGV[9] trim mode for XADD MAXLEN ('=' exact, '~' approximate)
 -- ARGV[10] channel TTL in ms ('' = keep: every channel key is PEXPIREd on each publish)
+-- ARGV[11] fan-out command: 'SPUBLISH' on Redis Cluster (sharded pub/sub); absent = PUBLISH
+-- KEYS[7] (Redis Cluster only) lineage: the replication id of the shard that last wrote the
+--   channel. When this node was promoted from that lineage (a failover: its master_replid2
+--   is the stored id), writes the old master acknowledged may never have reached it, and
+--   its offsets would be issued again under the same epoch; the channel gets a new epoch
+--   (ARGV[1]) instead, so every reader sees the loss (recovered: false), never a silent gap.
+--   Another id (the slot was migrated with its keys) keeps the epoch.
 -- Returns {'ok', event id, offset, epoch}; {'dup', earlier full frame JSON} when the
 -- msgId is still in the window (nothing stored or sent); {'state_full', key count}
 -- when a new key would exceed ARGV[8] (nothing stored).
@@ -30,6 +37,15 @@ if ARGV[5] ~= '' and ARGV[6] == '0' and redis.call('HEXISTS', KEYS[4], ARGV[5]) 
   if n >= tonumber(ARGV[8]) then return {'state_full', tostring(n)} end
 end
 local epoch = redis.call('GET', KEYS[2])
+if KEYS[7] then
+  local info = redis.call('INFO', 'replication')
+  local id = string.match(info, 'master_replid:(%x+)')
+  local seen = redis.call('GET', KEYS[7])
+  if seen ~= id then
+    if epoch and seen and seen == string.match(info, 'master_replid2:(%x+)') then epoch = nil end
+    redis.call('SET', KEYS[7], id)
+  end
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
@@ -54,7 +70,7 @@ if ARGV[7] ~= '' then
   end
 end
 if ARGV[10] ~= '' then
-  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
 end
-redis.call('PUBLISH', ARGV[3], frame)
+redis.call(ARGV[11] or 'PUBLISH', ARGV[3], frame)
 return {'ok', sid, tostring(offset), epoch}
