@@ -292,3 +292,22 @@ def running_cluster(workdir: Path, **options: int) -> Iterator[RedisClusterProce
         yield cluster
     finally:
         cluster.stop()
+
+
+_SHARED: list[RedisClusterProcesses] = []
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcesses]:
+    """One cluster for the whole session (several conftests import this fixture; the first use
+    starts it, session teardown stops it). Tests isolate themselves with a key prefix. Tests
+    that kill nodes use :func:`running_cluster` for a cluster of their own."""
+    if _SHARED:
+        yield _SHARED[0]
+        return
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        _SHARED.append(cluster)
+        try:
+            yield cluster
+        finally:
+            _SHARED.clear()

@@ -8,7 +8,8 @@ broker without one). Every broker made is closed at teardown.
 
 Adding a broker to the suite is one more entry in ``BROKERS``: a :class:`BrokerKind`
 that builds it (with ``request`` for the fixtures it needs, e.g. a server) and, if it
-has a store, builds one pointed at nothing. Mark it like its other tests (``redis``).
+has a store, builds one pointed at nothing. Mark it like its other tests (``redis``,
+``cluster``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import pytest
 from rtwidgets.gateway.brokers.base import Broker
 from rtwidgets.gateway.brokers.memory import MemoryBroker
 from rtwidgets.gateway.brokers.redis import RedisBroker
+from rtwidgets.gateway.brokers.redis_cluster import RedisClusterBroker
 from tests._support.broker_listener import Collector
 from tests._support.net import free_port
+from tests._support.redis_cluster import RedisClusterProcesses, redis_cluster  # noqa: F401  (fixture)
 from tests._support.redis_server import RedisServer, running_redis
 from tests.brokers.frames import MakeBroker
 
@@ -57,9 +60,22 @@ def _redis_unreachable() -> Broker:
     return RedisBroker(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1.0)
 
 
+def _redis_cluster(request: pytest.FixtureRequest, bounds: Bounds) -> Broker:
+    cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+    prefix = "c" + secrets.token_hex(4)
+    return RedisClusterBroker(cluster.url, key_prefix=prefix, connect_timeout=2.0, **bounds)
+
+
+def _redis_cluster_unreachable() -> Broker:
+    return RedisClusterBroker(f"redis+cluster://127.0.0.1:{free_port()}", connect_timeout=1.0)
+
+
 BROKERS = [
     pytest.param(BrokerKind(_memory), id="memory"),
     pytest.param(BrokerKind(_redis, _redis_unreachable), id="redis", marks=pytest.mark.redis),
+    pytest.param(
+        BrokerKind(_redis_cluster, _redis_cluster_unreachable), id="redis-cluster", marks=pytest.mark.cluster
+    ),
 ]
 
 

@@ -78,6 +78,9 @@ class RedisBrokerBase(Broker):
     _presence_set_script: AsyncScript
     _presence_remove_script: AsyncScript
     _forget_gateway_script: AsyncScript
+    # What _guard/_read turn into BrokerUnavailable (the cluster broker adds its client's
+    # cluster errors: no node reachable, slot not served, CLUSTERDOWN during a failover).
+    _outage_errors: tuple[type[BaseException], ...] = CONNECTION_ERRORS
 
     # ----------------------------------------------------------------- keys
     def _k(self, channel: str, what: str) -> str:
@@ -116,7 +119,7 @@ class RedisBrokerBase(Broker):
         self._stats["commands"] += commands
         try:
             yield
-        except CONNECTION_ERRORS as exc:
+        except self._outage_errors as exc:
             raise BrokerUnavailable(f"Redis at {self.safe_url} unavailable during {what}: {exc}") from None
 
     async def _read(self, what: str, call: Callable[[], Awaitable[_T]], commands: int = 1) -> _T:
@@ -131,7 +134,7 @@ class RedisBrokerBase(Broker):
         self._stats["commands"] += commands
         try:
             return await call()
-        except CONNECTION_ERRORS as exc:
+        except self._outage_errors as exc:
             if not isinstance(exc, _RETRYABLE_ERRORS) or isinstance(exc, _NOT_RETRYABLE_ERRORS):
                 raise BrokerUnavailable(
                     f"Redis at {self.safe_url} unavailable during {what}: {exc}"

@@ -42,13 +42,21 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .base import BrokerUnavailable
 from .lua import script_source
 from .redis import RedisBroker
-from .redis_base import log
+from .redis_base import CONNECTION_ERRORS, log
 from .redis_cluster_pubsub import ClusterFanOut
 from .redis_keys import CHANNEL_KEYS, KeyLayout
 
@@ -115,6 +123,13 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
 
     _split_presence = True
     _publish_extra_args = ("SPUBLISH",)
+    _outage_errors = (
+        *CONNECTION_ERRORS,
+        RedisClusterException,
+        ClusterDownError,
+        MasterDownError,
+        TryAgainError,
+    )
 
     def __init__(
         self, url: str, *, wait_replicas: int = 0, wait_timeout: float = 1.0, **options: Any
@@ -162,6 +177,18 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
         # pipelines of one slot) but is not a redis.asyncio.Redis subclass, which is what the
         # parts are typed against; the cluster-only calls go through self._cluster.
         return cast("aioredis.Redis", self._cluster)
+
+    async def start(self) -> None:
+        """Connect to the cluster (bounded by ``connect_timeout``), as :meth:`RedisBroker.start`.
+
+        Raises:
+            BrokerUnavailable: no seed answers, the cluster is down, or the broker was closed.
+        """
+        try:
+            await super().start()
+        except (RedisClusterException, ClusterDownError, MasterDownError) as exc:
+            await self._close_clients()
+            raise BrokerUnavailable(f"cannot reach Redis Cluster at {self.safe_url}: {exc}") from None
 
     async def _close_clients(self) -> None:
         await self._close_shards()

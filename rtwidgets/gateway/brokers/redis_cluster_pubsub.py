@@ -37,7 +37,7 @@ from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .base import BrokerUnavailable
 from .redis_base import CONNECTION_ERRORS, log
@@ -136,7 +136,7 @@ class ClusterFanOut(RedisFanOut):
     async def _send_subscribe(self, channel: str) -> None:
         try:
             await self._subscribe_at_owner(channel)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             if isinstance(exc, CONNECTION_ERRORS):
                 raise
             raise BrokerUnavailable(
@@ -290,7 +290,7 @@ class ClusterFanOut(RedisFanOut):
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
-            except (*CONNECTION_ERRORS, RedisError, BrokerUnavailable) as exc:
+            except (*CONNECTION_ERRORS, RedisError, RedisClusterException, BrokerUnavailable) as exc:
                 log.warning(
                     "RedisBroker %s: cannot route channels yet (%s); retrying in %.2fs",
                     self.gateway_id,
