@@ -298,9 +298,20 @@ class Gateway:
         """The one gateway every kernel of this user on this machine shares (for Voilà and
         ``marimo run``, where each viewer has a kernel): ``$RTWIDGETS_GATEWAY_URL`` if set, else
         the running one, else a new detached process that stops after ``idle_timeout`` idle
-        seconds. Returns a handle with ``.url`` and ``.token(user)`` like a Gateway.
+        seconds. Returns a handle with ``.url`` and ``.token(user)`` like a Gateway. See
+        :func:`rtwidgets.gateway.discovery.shared_gateway` and ``docs/hosts.md``.
 
-        Args: and Raises: as :func:`rtwidgets.gateway.discovery.shared_gateway`.
+        Args:
+            host: the interface a gateway started here listens on.
+            idle_timeout: a gateway started here stops after this many seconds without a connection.
+            gateway_args: more ``rtwidgets gateway`` options for a gateway started here (no secret).
+            runtime_directory: where the runtime file lives (default: the per-user runtime dir).
+
+        Raises:
+            SharedGatewayError: a bad ``RTWIDGETS_GATEWAY_*`` environment, an unsafe runtime
+                file, or a gateway that failed to start (the message ends with its log).
+            ValueError: a non-positive ``idle_timeout``, or ``gateway_args`` setting an option
+                this method sets itself.
         """
         return shared_gateway(
             host=host,
