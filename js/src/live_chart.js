@@ -6,6 +6,7 @@
 // chart dirty; the frame callback draws from zero-copy Float64Array views of the series.
 import { BufferError, toFloat64 } from "./lib/buffers.js";
 import { h, setText } from "./lib/dom.js";
+import { startFrameMeter } from "./lib/frame_meter.js";
 import { showIntentErrors } from "./lib/intent_errors.js";
 import { createScope } from "./lib/scope.js";
 import { BASE_CSS, injectStyle } from "./lib/style.js";
@@ -417,6 +418,8 @@ function render({ model, el }) {
   el.append(root);
   requestWindow(true);
   schedule();
+  // How fast this view can draw: the kernel lowers the chart's update rate when no view keeps up.
+  startFrameMeter(scope, (msg) => model.send(msg));
   scope.add(() => root.remove());
   return () => scope.dispose();
 }

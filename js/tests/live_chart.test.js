@@ -44,6 +44,10 @@ function append(seq, drop, xs, ys, extra = {}) {
   return [{ type: "append", seq, drop, tail: null, pressure: "none", stats: STATS, ...extra }, [f64(xs), f64(ys)]];
 }
 const arr = (a) => Array.from(a);
+/** What the view asked the kernel for, without its frame-rate reports (lib/frame_meter.js). */
+const asked = (model) => model.sent.filter((m) => m.action !== "frames");
+/** Timers the view's frame meter keeps while it lives: its counting frame and its report timer. */
+const METER_TIMERS = 2;
 
 /** Mount the widget and deliver the window the kernel answers its request with. */
 function mountWithData(xs = [1000, 2000, 3000, 4000], ys = [1, 3, 2, 5]) {
@@ -196,7 +200,7 @@ describe("live_chart widget", () => {
 
   it("asks for the window on render and draws only once it arrives", () => {
     const { el, model } = mount(widget, BASE);
-    expect(model.sent).toEqual([{ action: "window" }]);
+    expect(asked(model)).toEqual([{ action: "window" }]);
     vi.advanceTimersToNextFrame();
     expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("0");
     model.emit("msg:custom", ...append(1, 0, [1], [1])); // before any window: ignored
@@ -213,17 +217,17 @@ describe("live_chart widget", () => {
     model.sent.length = 0;
     model.emit("msg:custom", ...append(3, 0, [5000], [9])); // seq 2 lost
     model.emit("msg:custom", ...append(4, 0, [6000], [9]));
-    expect(model.sent).toEqual([{ action: "window" }]);
+    expect(asked(model)).toEqual([{ action: "window" }]);
     vi.advanceTimersToNextFrame();
     expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4");
     vi.advanceTimersByTime(1000);
     model.emit("msg:custom", ...append(5, 0, [7000], [9])); // the answer was lost too: ask again
-    expect(model.sent).toEqual([{ action: "window" }, { action: "window" }]);
+    expect(asked(model)).toEqual([{ action: "window" }, { action: "window" }]);
     model.emit("msg:custom", ...window_(6, [1000, 7000], [1, 9]));
     model.emit("msg:custom", ...append(7, 0, [8000], [9]));
     vi.advanceTimersToNextFrame();
     expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("3");
-    expect(model.sent).toHaveLength(2);
+    expect(asked(model)).toHaveLength(2);
   });
 
   it("renders title, pressure badge and stats line", () => {
@@ -262,11 +266,11 @@ describe("live_chart widget", () => {
     }
     model.set("window_ms", 2500);
     expect(getContext).toHaveBeenCalledTimes(1);
-    expect(vi.getTimerCount()).toBe(1); // exactly one frame requested
+    expect(vi.getTimerCount()).toBe(1 + METER_TIMERS); // exactly one draw frame requested
     vi.advanceTimersToNextFrame();
     expect(getContext).toHaveBeenCalledTimes(2);
     expect(canvas.closest(".rtw-live_chart").dataset.points).toBe("5");
-    expect(vi.getTimerCount()).toBe(0);
+    expect(vi.getTimerCount()).toBe(METER_TIMERS); // no draw pending
     vi.advanceTimersToNextFrame();
     expect(getContext).toHaveBeenCalledTimes(2); // no change, no draw
   });
@@ -287,7 +291,7 @@ describe("live_chart widget", () => {
     expect(el.querySelector(".rtw-lc-error").textContent).toBe(
       "bad chart data from the kernel: y: byte length 12 is not a multiple of 8 (float64)",
     );
-    expect(model.sent.at(-1)).toEqual({ action: "window" });
+    expect(asked(model).at(-1)).toEqual({ action: "window" });
     vi.advanceTimersToNextFrame();
     expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4"); // the last good series
     model.emit("msg:custom", ...window_(3, [1, 2], [1, 2]));
@@ -332,9 +336,9 @@ describe("live_chart widget", () => {
 
   it("cleanup cancels the pending frame and removes listeners and DOM", () => {
     const { el, model, cleanup } = mountWithData();
-    expect(vi.getTimerCount()).toBe(1);
+    expect(vi.getTimerCount()).toBe(1 + METER_TIMERS);
     cleanup();
-    expect(vi.getTimerCount()).toBe(0);
+    expect(vi.getTimerCount()).toBe(0); // the frame meter stops with the view too
     expect(model.listenerCount()).toBe(0);
     expect(el.childElementCount).toBe(0);
     vi.advanceTimersToNextFrame();

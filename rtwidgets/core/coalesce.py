@@ -181,6 +181,16 @@ class RateBudget:
         self._recompute()
         return member
 
+    def set_cap(self, member: int, max_rate: float) -> None:
+        """Change a member's own cap (e.g. a widget whose views cannot draw faster); the shares
+        are recomputed. Unknown ids raise KeyError."""
+        if member not in self._caps:
+            raise KeyError(f"RateBudget: no member {member!r} (already left?)")
+        cap = _check_rate("max_rate", max_rate)
+        if cap != self._caps[member]:
+            self._caps[member] = cap
+            self._recompute()
+
     def leave(self, member: int) -> None:
         """Remove a member; its share goes back to the others. Unknown ids raise KeyError."""
         if member not in self._caps:

@@ -119,6 +119,34 @@ class AdaptiveRateController:
             self._frames.popleft()
         self._adjust(now)
 
+    def record_frames(self, count: int, elapsed: float, now: float) -> None:
+        """Report ``count`` frames rendered evenly over the ``elapsed`` seconds ending at ``now``
+        (a remote consumer, e.g. a browser view, that reports its frames in batches). Each batch
+        is one whole measurement and adjusts :attr:`current_rate` once (not limited by
+        ``adjustment_interval``, which paces per-frame reports). ``count == 0`` over ``elapsed``
+        is a stall: it counts as frames of ``elapsed`` seconds each (at least ``min_samples`` of
+        them), so a view that stopped drawing (a background tab) lowers the rate too.
+
+        Raises:
+            ValueError: ``count`` is negative or ``elapsed`` is not a positive finite number.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        if not (isinstance(elapsed, (int, float)) and math.isfinite(elapsed) and elapsed > 0):
+            raise ValueError(f"elapsed must be a finite number of seconds > 0, got {elapsed!r}")
+        now = self._now.observe(now)
+        # A batch says enough to judge: at least min_samples samples of the measured duration.
+        duration = float(elapsed) if count == 0 else elapsed / count
+        durations = [duration] * max(count, self.config.min_samples)
+        start = now - elapsed
+        self._frames.clear()  # the batch is the window's whole story: no mixing with older clocks
+        t = start
+        for duration in durations:
+            t += duration
+            self._frames.append((min(t, now), duration))
+        self._last_frame = now
+        self._adjust(now, batch=True)
+
     def should_process(self, now: float | None = None) -> bool:
         """Take one token if available: True means handle the message now, False means defer or drop."""
         now = self._now.observe(now)
@@ -132,9 +160,10 @@ class AdaptiveRateController:
 
     # ------------------------------------------------------------------ internals
 
-    def _adjust(self, now: float) -> None:
+    def _adjust(self, now: float, *, batch: bool = False) -> None:
+        # A batch report is one whole measurement: it adjusts once, whatever the interval.
         last = self._last_adjustment
-        if last is not None and now - last < self.config.adjustment_interval:
+        if not batch and last is not None and now - last < self.config.adjustment_interval:
             return
         self._last_adjustment = now
         if len(self._frames) < self.config.min_samples:

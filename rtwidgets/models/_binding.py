@@ -187,6 +187,11 @@ class SharedRateBudget:
         with self._lock:
             self._budget.leave(member)
 
+    def set_cap(self, member: int, max_rate: float) -> None:
+        """Change a member's own cap (:meth:`RateBudget.set_cap`); KeyError once it left."""
+        with self._lock:
+            self._budget.set_cap(member, max_rate)
+
     def share(self, member: int) -> float:
         """The member's current rate (KeyError once it left)."""
         with self._lock:
@@ -325,6 +330,16 @@ class CoalescedSync:
     def max_rate(self) -> float:
         """The flush rate now in force (this widget's share of the budget)."""
         return self._coalescer.max_rate
+
+    def set_cap(self, max_rate: float) -> None:
+        """Change this sync's own cap (at most ``max_rate`` flushes/s, and never more than its
+        share of the budget); the next flush adopts it. Thread-safe; ignored once closed.
+
+        Raises:
+            ValueError: ``max_rate`` is not a positive finite number.
+        """
+        with contextlib.suppress(KeyError):  # closed from another thread meanwhile
+            self._budget.set_cap(self._member, max_rate)
 
     def _adopt_share(self) -> None:
         try:

@@ -47,12 +47,13 @@ from typing import Any
 from traitlets import Dict, Float, Unicode
 
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig, SamplingStrategy
+from rtwidgets.core.rate import AdaptiveRateController, RateControlConfig
 from rtwidgets.core.rate_meter import RateMeter
 from rtwidgets.core.series import DecimatedSeries, choose_stride, float64_bytes
 from rtwidgets.models._binding import DeadlineTimer, LoopClock
 from rtwidgets.models.channel import Channel
 from rtwidgets.runtime import get_runtime
-from rtwidgets.widgets._base import RealtimeWidget
+from rtwidgets.widgets._base import IntentError, RealtimeWidget
 
 __all__ = ["LiveChart", "choose_stride", "float64_bytes"]
 
@@ -61,6 +62,20 @@ RATE_WINDOW = 1.0
 # Data messages carry the stats dict at most this often (and always in a window): half of an
 # append's bytes at 1 kHz were stats, which nobody reads 60 times a second.
 STATS_INTERVAL = 0.25
+# Adaptive rate from the views' own frame counts (js/src/lib/frame_meter.js): the chart's
+# flush rate follows what the fastest recent view can draw, within the message budget. A view
+# whose reports stop for VIEW_STALE seconds no longer counts (a closed tab).
+RENDER_RATE = RateControlConfig(
+    target_frame_rate=50.0,  # below 45 fps (0.9 x target) a view is not keeping up
+    measurement_window=1.0,
+    min_rate=2.0,
+    max_rate=60.0,
+    adjustment_interval=0.5,
+    min_samples=10,
+    decrease_factor=0.7,
+    increase_factor=1.5,  # back from 2/s to 60/s in about 9 reports once the tab is visible
+)
+VIEW_STALE = 5.0
 
 Sample = tuple[float, float, Hashable]
 
@@ -150,6 +165,8 @@ class LiveChart(RealtimeWidget):
         self._rate_in = RateMeter(RATE_WINDOW, self._clock())
         self._rate_out = RateMeter(RATE_WINDOW, self._clock())
         self._stats_sent_at = float("-inf")  # loop time stats last went out in a data message
+        self._render_rate = AdaptiveRateController(RENDER_RATE, clock=self._clock)
+        self._views: dict[str, tuple[float, int, float]] = {}  # view -> (reported at, frames, s)
         super().__init__(
             title=title,
             window_ms=float(window_ms),
@@ -277,6 +294,34 @@ class LiveChart(RealtimeWidget):
         """A view (just rendered, or having missed a message) asks for the whole series."""
         self._run(self._want_window)
 
+    def _intent_frames(self, content: dict[str, Any]) -> None:
+        """A view's frame report: ``count`` animation frames over ``elapsed_ms``."""
+        view, count, elapsed = content.get("view"), content.get("count"), content.get("elapsed_ms")
+        if not isinstance(view, str) or not view or len(view) > 64:
+            raise IntentError("intent 'frames' needs a string 'view' (at most 64 characters)")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise IntentError("intent 'frames' needs an int 'count' >= 0")
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 < elapsed < 3.6e6:
+            raise IntentError("intent 'frames' needs 'elapsed_ms' > 0")
+        self._run(self._on_frames, view, count, float(elapsed) / 1000.0)
+
+    def _on_frames(self, view: str, count: int, elapsed: float) -> None:
+        if self.closed:
+            return
+        now = self._clock()
+        self._views[view] = (now, count, elapsed)
+        for stale in [v for v, (at, _, _) in self._views.items() if now - at > VIEW_STALE]:
+            del self._views[stale]
+        # The fastest view decides: a background tab must not slow a visible one.
+        _, frames, span = max(self._views.values(), key=lambda r: r[1] / r[2])
+        self._render_rate.record_frames(frames, span, now)
+        self._sync.set_cap(min(self.max_rate, self._render_rate.current_rate))
+
+    @property
+    def render_rate(self) -> float:
+        """The flush rate the views can take (what :mod:`rtwidgets.core.rate` allows now)."""
+        return self._render_rate.current_rate
+
     def _want_window(self) -> None:
         if not self.closed:
             with self._lock:
@@ -319,4 +364,6 @@ class LiveChart(RealtimeWidget):
             "invalid": self._invalid,
             "rate_in": round(self._rate_in.rate(now), 1) if now is not None else 0.0,
             "rate_out": round(self._rate_out.rate(now), 1) if now is not None else 0.0,
+            "view_fps": round(self._render_rate.measured_fps or 0.0, 1) if self._views else None,
+            "render_rate": round(self._render_rate.current_rate, 1),
         }

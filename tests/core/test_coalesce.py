@@ -304,3 +304,16 @@ def test_property_idle_members_never_push_the_total_over(
     ]
     for m in starved:
         assert shares[m] >= max(shares.values()) * (1 - 1e-9)
+
+
+def test_budget_set_cap_moves_shares() -> None:
+    budget = RateBudget(total_rate=100.0)
+    a, b = budget.join(60.0), budget.join(60.0)
+    assert budget.share(a) == budget.share(b) == 50.0
+    version = budget.version
+    budget.set_cap(a, 10.0)  # a's views cannot draw faster: b gets the rest
+    assert budget.share(a) == 10.0 and budget.share(b) == 60.0 and budget.version > version
+    with pytest.raises(KeyError):
+        budget.set_cap(99, 1.0)
+    with pytest.raises(ValueError):
+        budget.set_cap(a, 0.0)

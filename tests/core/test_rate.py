@@ -190,3 +190,28 @@ def test_property_calls_spaced_by_one_interval_always_pass(rate: float, gaps: li
     for gap in gaps:
         assert ctrl.should_process(t) is True
         t += 1 / rate * 1.000001 + gap  # at least one token's worth of time
+
+
+def test_record_frames_batches_lower_and_raise_the_rate() -> None:
+    """A remote view reports its frames in batches (one per second): a slow or stalled view
+    lowers the rate, a fast one raises it back to max_rate."""
+    cfg = RateControlConfig(
+        target_frame_rate=50, min_rate=2, max_rate=60, decrease_factor=0.5, increase_factor=2
+    )
+    c = AdaptiveRateController(cfg, clock=lambda: 0.0)
+    c.record_frames(60, 1.0, now=1.0)  # a visible tab at 60 fps
+    assert c.current_rate == 60 and not c.is_under_pressure
+    c.record_frames(20, 1.0, now=2.0)  # 20 fps: cannot keep up
+    assert c.current_rate == 30 and c.is_under_pressure and c.measured_fps == pytest.approx(20)
+    c.record_frames(0, 3.0, now=5.0)  # a background tab: no frames at all
+    assert c.current_rate == 15 and c.measured_fps == pytest.approx(1 / 3)
+    for t in range(6, 12):
+        c.record_frames(5, 1.0, now=float(t))  # few frames still count (min_samples padded)
+    assert c.current_rate == 2  # floor
+    for t in range(12, 20):
+        c.record_frames(60, 1.0, now=float(t))
+    assert c.current_rate == 60 and not c.is_under_pressure
+    with pytest.raises(ValueError, match="count"):
+        c.record_frames(-1, 1.0, now=21.0)
+    with pytest.raises(ValueError, match="elapsed"):
+        c.record_frames(1, 0.0, now=21.0)

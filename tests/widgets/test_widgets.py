@@ -682,3 +682,28 @@ def test_todo_list_op_refused_locally_is_shown_to_the_browser(connect: Any) -> N
     finally:
         todo.close()
         model.close()
+
+
+def test_live_chart_follows_what_its_views_can_draw() -> None:
+    """Each view reports its animation frames (js/src/lib/frame_meter.js): with only a stalled
+    view (a background tab) the chart sends less; the fastest view decides; back at full rate
+    once a view draws at full speed again."""
+    chart = LiveChart(title="adaptive")
+    try:
+        assert chart.render_rate == 60
+        for _ in range(12):  # 60 x 0.7^10 < 2: ten reports reach the floor
+            chart.handle_intent({"action": "frames", "view": "tab", "count": 0, "elapsed_ms": 1000})
+        wait_until(lambda: chart.render_rate == 2, what="a stalled view lowers the rate to its floor")
+        assert chart._sync.budget_share <= 2  # its share of the message budget is capped at once
+        chart.push(1.0)
+        wait_until(lambda: chart._sync.max_rate <= 2, what="the chart's next flush adopts it")
+        for _ in range(12):
+            chart.handle_intent({"action": "frames", "view": "visible", "count": 60, "elapsed_ms": 1000})
+            chart.handle_intent({"action": "frames", "view": "tab", "count": 0, "elapsed_ms": 1000})
+        wait_until(lambda: chart.render_rate == 60, what="a visible view brings it back")
+        chart.push(1.0)
+        wait_until(lambda: chart._sync.max_rate == 60, what="full rate again at the next flush")
+        with pytest.raises(IntentError, match="'count'"):
+            chart.handle_intent({"action": "frames", "view": "x", "count": -1, "elapsed_ms": 1})
+    finally:
+        chart.close()
