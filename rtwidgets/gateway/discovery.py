@@ -574,6 +574,9 @@ def _start(
     paths: RuntimePaths, host: str, idle_timeout: float, gateway_args: Sequence[str], start_timeout: float
 ) -> GatewayRecord:
     """Start a detached gateway (the lock is held) and wait until its runtime file names it."""
+    # Reap the gateways this process started that have exited since (idled out): they would
+    # stay zombies while this kernel lives.
+    _started[:] = [p for p in _started if p.poll() is None]
     secret = secrets.token_hex(32)
     cmd = [
         sys.executable,
