@@ -52,16 +52,20 @@ _EXPORTS: dict[str, str] = {
     "AckTimeoutError": "rtwidgets.errors",
     "ServerError": "rtwidgets.errors",
     "ChannelClosedError": "rtwidgets.errors",
+    "CollabError": "rtwidgets.errors",
+    "BundleMissingError": "rtwidgets.errors",
 }
 
 __all__ = [
     "AckTimeoutError",
     "AuthenticationError",
+    "BundleMissingError",
     "Channel",
     "ChannelClosedError",
     "ChaosProxy",
     "Chat",
     "CollabDoc",
+    "CollabError",
     "CollabText",
     "Connection",
     "ConnectionClosedError",
@@ -110,7 +114,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from rtwidgets.errors import (
         AckTimeoutError,
         AuthenticationError,
+        BundleMissingError,
         ChannelClosedError,
+        CollabError,
         ConnectionClosedError,
         ConnectionFailedError,
         OperationRolledBack,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -30,50 +30,12 @@ from rtwidgets.core.channel import ChannelState, Reset
 from rtwidgets.core.connection import ConnectionState, HeartbeatConfig, ReconnectConfig, RttMeasured
 from rtwidgets.core.presence import MemberJoined, MemberLeft, MemberUpdated
 from rtwidgets.gateway import Gateway
+from tests._support.clients import Gate, MakeClient
 from tests._support.waiting import eventually
 
 T = 10.0  # generous timeout for every condition
 # eventually(..., interval=0) only yields to the loop between checks: a task's state is awaited
 # step by step, with no I/O wait slipped in between steps the test orders on purpose.
-FAST = ReconnectConfig(base_delay=0.02, max_delay=0.1)
-MakeClient = Callable[..., Awaitable[RealtimeConnection]]
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[MakeClient]:
-    """``await make_client(gw, user, **kw)``: a connected client, closed at teardown."""
-    clients: list[RealtimeConnection] = []
-
-    async def factory(
-        gw: Gateway, user: str = "alice", *, connect: bool = True, **kw: Any
-    ) -> RealtimeConnection:
-        if "token" not in kw and "auth" not in kw:
-            kw["token"] = gw.token(user)
-        kw.setdefault("reconnect", FAST)
-        conn = RealtimeConnection(gw.url, **kw)
-        clients.append(conn)
-        if connect:
-            await conn.connect(timeout=T)
-        return conn
-
-    yield factory
-    for conn in clients:
-        await conn.close()
-
-
-class Gate:
-    """An ``auth`` callback that can be held closed: reconnects wait until it opens."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.open = asyncio.Event()
-        self.open.set()
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        await self.open.wait()
-        return self.token
 
 
 def data_of(ch: ChannelHandle) -> list[Any]:

@@ -82,4 +82,6 @@ def test_every_name_in_all_exists() -> None:
         assert isinstance(getattr(errors, name), type), name
     # The client's and the models' errors are importable from the top-level package too.
     not_top_level = {"AuthError", "ProtocolError", "StoreError", "ReconcileError", "CollabProtocolError"}
+    # The gateway's broker errors and the browser-intent error are internal to those layers.
+    not_top_level |= {"BrokerUnavailable", "StateFull", "IntentError"}
     assert set(errors.__all__) - not_top_level <= set(rtwidgets.__all__)

@@ -7,49 +7,16 @@ message from its start, and unsubscribing one never affects the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from rtwidgets.client import RealtimeConnection
 from rtwidgets.core.channel import ChannelState
-from rtwidgets.core.connection import ConnectionState, ReconnectConfig
+from rtwidgets.core.connection import ConnectionState
 from rtwidgets.gateway import Gateway
+from tests._support.clients import Gate, MakeClient
 from tests._support.late_join import late_joins_under_a_stream
 from tests._support.waiting import eventually
-
-FAST = ReconnectConfig(base_delay=0.02, max_delay=0.1)
-MakeClient = Callable[..., Awaitable[RealtimeConnection]]
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[MakeClient]:
-    clients: list[RealtimeConnection] = []
-
-    async def factory(gw: Gateway, user: str, **kw: Any) -> RealtimeConnection:
-        kw.setdefault("token", gw.token(user))
-        conn = RealtimeConnection(gw.url, reconnect=FAST, **kw)
-        clients.append(conn)
-        await conn.connect(timeout=10)
-        return conn
-
-    yield factory
-    for conn in clients:
-        await conn.close()
-
-
-class Gate:
-    """An ``auth`` callback that can be held closed: reconnects wait until it opens."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.open = asyncio.Event()
-        self.open.set()
-
-    async def __call__(self) -> str:
-        await self.open.wait()
-        return self.token
 
 
 def data_of(handle: Any) -> list[Any]:
