@@ -422,7 +422,7 @@ def _write_runtime_file(path_text: str, url: str, secret: str) -> Path:
         _StartupError: the file cannot be written (the gateway then does not serve: a kernel
             waiting for the file would otherwise wait in vain).
     """
-    from rtwidgets.gateway.discovery import GatewayRecord, RuntimePaths, SharedGatewayError, write_record
+    from rtwidgets.gateway.runtime_file import GatewayRecord, RuntimePaths, SharedGatewayError, write_record
 
     path = Path(path_text).expanduser().absolute()
     try:
@@ -436,7 +436,7 @@ def _write_runtime_file(path_text: str, url: str, secret: str) -> Path:
 def _remove_runtime_file(path: Path) -> None:
     """Remove our runtime file (under the runtime lock; skipped if the lock stays busy: a file
     naming a dead gateway is detected as stale anyway)."""
-    from rtwidgets.gateway.discovery import RuntimeLock, RuntimePaths, SharedGatewayError, remove_record
+    from rtwidgets.gateway.runtime_file import RuntimeLock, RuntimePaths, SharedGatewayError, remove_record
 
     try:
         with RuntimeLock(RuntimePaths(path.parent).lock).acquire(10.0):

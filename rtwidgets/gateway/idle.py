@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .discovery import RuntimeLock, RuntimePaths, remove_record
+from .runtime_file import RuntimeLock, RuntimePaths, remove_record
 
 __all__ = ["IdleClock", "watch_idle"]
 
