@@ -213,7 +213,18 @@ class RedisClusterProcesses:
         return int(reply[1:].split(b"\r\n")[0])
 
     def master_of(self, slot: int) -> NodeRole:
-        return next(r for r in self.roles() if r.master and not r.failed and r.holds(slot))
+        """The live master serving ``slot``; ``LookupError`` while none does (mid-failover)."""
+        for role in self.roles():
+            if role.master and not role.failed and role.holds(slot):
+                return role
+        raise LookupError(f"no live master serves slot {slot}")
+
+    def owner_port(self, slot: int) -> int | None:
+        """The port of the live master serving ``slot``, or None while none does."""
+        try:
+            return self.master_of(slot).port
+        except LookupError:
+            return None
 
     def cli(self, port: int, *args: str) -> str:
         """``redis-cli -p port args...`` (raw output); ``RuntimeError`` if it fails or says ERR."""
@@ -257,6 +268,15 @@ class RedisClusterProcesses:
         node.proc.wait(10)
         if self.expected_replicas:
             self.expected_replicas -= 1  # one replica fewer once the survivors settle
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again on its port and directory: it rejoins the cluster (as a
+        replica of whoever holds its old slots now) once the others have promoted one."""
+        node = self.node(port)
+        assert not node.alive, "restart() is for a node that was killed"
+        self._spawn(node)
+        self.expected_replicas += 1
+        self.wait_ok()
 
     def stop(self) -> None:
         for node in self.nodes:

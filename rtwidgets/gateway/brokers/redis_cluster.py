@@ -44,6 +44,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     NoScriptError,
     RedisClusterException,
@@ -123,10 +124,13 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
 
     _split_presence = True
     _publish_extra_args = ("SPUBLISH",)
+    # ClusterError: redis-py gave up following redirections (TTL exhausted), e.g. TRYAGAIN for
+    # the whole time a channel's keys were half migrated; the script did not run.
     _outage_errors = (
         *CONNECTION_ERRORS,
         RedisClusterException,
         ClusterDownError,
+        ClusterError,
         MasterDownError,
         TryAgainError,
     )
@@ -253,7 +257,14 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
                         raise RedisConnectionError(f"slot moved during publish: {exc}") from None
                     raise
                 acked = int(await conn.read_response())
-                if acked < self.wait_replicas and isinstance(reply, list) and reply and reply[0] == "ok":
+                # A duplicate is held to the same bar: its earlier store may not have reached a
+                # replica either (WAIT then covers this connection's latest write).
+                if (
+                    acked < self.wait_replicas
+                    and isinstance(reply, list)
+                    and reply
+                    and reply[0] in ("ok", "dup")
+                ):
                     raise BrokerUnavailable(
                         f"publish reached {acked} of {self.wait_replicas} replicas within "
                         f"{self.wait_timeout}s (it was stored: resend with the same msgId)"
