@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "ServerError": "rtwidgets.errors",
     "ChannelClosedError": "rtwidgets.errors",
     "CollabError": "rtwidgets.errors",
+    "SharedGatewayError": "rtwidgets.errors",
     "BundleMissingError": "rtwidgets.errors",
 }
 
@@ -84,6 +85,7 @@ __all__ = [
     "RealtimeError",
     "ServerError",
     "ShareLink",
+    "SharedGatewayError",
     "SharedState",
     "TodoList",
     "__version__",
@@ -123,6 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         QueueFullError,
         RealtimeError,
         ServerError,
+        SharedGatewayError,
     )
     from rtwidgets.gateway import Gateway, GatewayConfig
     from rtwidgets.models import Channel, Connection, OptimisticList, Presence, SharedState

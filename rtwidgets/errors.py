@@ -45,6 +45,7 @@ __all__ = [
     "RealtimeError",
     "ReconcileError",
     "ServerError",
+    "SharedGatewayError",
     "StateFull",
     "StoreError",
 ]
@@ -230,3 +231,12 @@ class BundleMissingError(FileNotFoundError):
 
 class IntentError(ValueError):
     """A browser intent (custom message) was malformed or unknown."""
+
+
+class SharedGatewayError(RuntimeError):
+    """The shared gateway cannot be found or started; the message says why and what to do.
+
+    Raised by :func:`~rtwidgets.gateway.discovery.shared_gateway` (a bad environment, an unsafe
+    runtime file, a gateway that failed to start, a lock held too long) and by the runtime-file
+    helpers.
+    """

@@ -57,7 +57,7 @@ case "$cmd" in
   test)
     setup
     cd "$ROOT"
-    "$VENV/bin/ruff" check rtwidgets tests benchmarks notebooks
+    "$VENV/bin/ruff" check rtwidgets tests benchmarks notebooks apps
     NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$ROOT/site"   # docs: broken links fail
     # [tool.mypy] in pyproject.toml names the checked files; .mypy_cache keeps reruns fast.
     "$VENV/bin/mypy" --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache"

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rtwidgets._version import __version__
+from rtwidgets.errors import SharedGatewayError  # defined there; re-exported from here
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -54,14 +55,6 @@ DEFAULT_LOCK_TIMEOUT = 120.0  # a start under the lock may take a minute on a bu
 RECORD_NAME = "rtwidgets-gateway.json"
 LOCK_NAME = "rtwidgets-gateway.lock"
 LOG_NAME = "rtwidgets-gateway.log"
-
-
-class SharedGatewayError(RuntimeError):
-    """The shared gateway cannot be found or started; the message says why and what to do.
-
-    Raised by :func:`shared_gateway` (a bad environment, an unsafe runtime file, a gateway that
-    failed to start, a lock held too long) and by the runtime-file helpers.
-    """
 
 
 # ----------------------------------------------------------------------------- where
