@@ -26,6 +26,7 @@ import orjson
 from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.client_errors import ServerError
+from rtwidgets.core.reconcile import ReconcileError
 from rtwidgets.core.shared_state import MergeFunction, SharedStateCore
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking
 from rtwidgets.models.channel import Channel
@@ -239,6 +240,10 @@ class SharedState(HasTraits):
             response = await handle.sync(frame)
             self._core.on_sync_response(response)
             self._set(error="")
+        except ReconcileError as exc:  # the gateway's answer does not fit our state: say which
+            self._core.go_offline()
+            self._set(error=f"sync refused by the reconciler: {exc}")
+            log.error("SharedState %r: sync_response not applied: %s", self.name, exc)
         except Exception as exc:  # shown in `error`; the next resubscribe syncs again
             self._core.go_offline()
             self._set(error=f"sync failed: {exc}")
