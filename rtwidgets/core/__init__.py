@@ -11,8 +11,10 @@ Rules of this package (one verb set for every core):
   passed" is ``tick(now)`` (flow-control buffers whose deadline work *is* their output call it
   ``poll(now)`` and return it).
 * **Time**: a time-dependent input takes ``now``: seconds of one monotonic clock, passed by the
-  caller. A ``now`` earlier than one already seen is a ``ValueError``
-  (:class:`~rtwidgets.core._clock.MonotonicNow`); the exception is
+  caller, always required (no core falls back to a clock of its own: the ``clock=`` argument of
+  ``BackpressureBuffer``, ``Coalescer``, ``MessageOrderer`` and ``AdaptiveRateController`` is
+  gone, pass ``now`` to their inputs instead). A ``now`` earlier than one already seen is a
+  ``ValueError`` (:class:`~rtwidgets.core._clock.MonotonicNow`); the exception is
   :class:`~rtwidgets.core.token_bucket.TokenBucket`, which documents why an earlier reading adds
   nothing instead.
 * **Outputs**: ``events()`` returns the events produced since the last call, oldest first, and

@@ -1,25 +1,21 @@
-"""Resolve ``now`` for the sans-I/O cores and refuse time that runs backwards.
+"""Refuse time that runs backwards, for the sans-I/O cores.
 
-The cores (backpressure, coalescing, ordering, rate control) take an optional ``now`` on
-every call and fall back to an injected clock. They all need the same guard: a ``now``
-earlier than one already seen would corrupt their deadlines, so it is an error rather than
-something to clamp silently.
+Every time-dependent input of a core takes ``now`` (required: a core reads no clock). The cores
+all need the same guard on it: a ``now`` earlier than one already seen would corrupt their
+deadlines, so it is an error rather than something to clamp silently.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 __all__ = ["MonotonicNow"]
 
 
 class MonotonicNow:
-    """Hands out non-decreasing times: the caller's ``now`` or, when omitted, ``clock()``."""
+    """Checks that the caller's ``now`` values never decrease, and remembers the latest."""
 
-    __slots__ = ("_clock", "_last")
+    __slots__ = ("_last",)
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._last: float | None = None
 
     @property
@@ -27,13 +23,12 @@ class MonotonicNow:
         """The latest time observed, or None before the first call to :meth:`observe`."""
         return self._last
 
-    def observe(self, now: float | None = None) -> float:
-        """Return ``now`` (``clock()`` when None) and remember it.
+    def observe(self, now: float) -> float:
+        """Return ``now`` and remember it.
 
-        Raises ValueError when it is earlier than the previous observed time.
+        Raises:
+            ValueError: ``now`` is earlier than the previous observed time.
         """
-        if now is None:
-            now = self._clock()
         if self._last is not None and now < self._last:
             raise ValueError(f"time went backwards: now={now} < previous now={self._last}")
         self._last = now

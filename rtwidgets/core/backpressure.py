@@ -2,8 +2,8 @@
 
 Rules of this module:
 
-* Sans-I/O. No timers, no threads, no asyncio: the caller passes ``now`` (seconds from a
-  monotonic clock; the injected ``clock`` is used when ``now`` is omitted), calls
+* Sans-I/O. No timers, no threads, no asyncio, no clock: the caller passes ``now`` (seconds
+  from a monotonic clock, required) to every time-dependent input, calls
   :meth:`BackpressureBuffer.poll` when :meth:`~BackpressureBuffer.next_deadline` is reached,
   and receives the batch. This replaces the design's ``requestAnimationFrame`` loop.
 * Nothing is lost silently. Every pushed item ends in exactly one of four places, and
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -148,13 +147,12 @@ class BackpressureBuffer(Generic[T]):
         handler: Callable[[list[T]], None] | None = None,
         key: Callable[[T], Hashable] | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config if config is not None else BackpressureConfig()
         self._handler = handler
         self._key = key
-        self._now = MonotonicNow(clock)
+        self._now = MonotonicNow()
         # A fixed seed keeps 'sample' reproducible when the caller does not inject an RNG.
         self._rng = rng if rng is not None else random.Random(0)
         self._buffer: deque[_Slot[T]] = deque()
@@ -177,8 +175,12 @@ class BackpressureBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._buffer)
 
-    def push(self, item: T, now: float | None = None) -> None:
-        """Accept one item. At capacity, the sampling strategy decides what is shed."""
+    def push(self, item: T, now: float) -> None:
+        """Accept one item at ``now``. At capacity, the sampling strategy decides what is shed.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         key = self._key(item) if self._key is not None else None
         self._pushed += 1
@@ -190,11 +192,14 @@ class BackpressureBuffer(Generic[T]):
             self._pending_since = now
         self._update_pressure()
 
-    def poll(self, now: float | None = None) -> list[T] | None:
+    def poll(self, now: float) -> list[T] | None:
         """Return the next batch if ``batch_interval`` has elapsed since the last one, else None.
 
         The first batch is due as soon as anything is buffered. The batch size depends on
         the pressure level before the batch is taken.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
         """
         now = self._now.observe(now)
         if not self._buffer or not self._interval_elapsed(now):

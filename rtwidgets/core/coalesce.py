@@ -7,8 +7,9 @@ merged dict :meth:`~Coalescer.poll` returns.
 
 Rules of this module:
 
-* Sans-I/O: the caller passes ``now`` (seconds, monotonic; the injected ``clock`` is used
-  when omitted) and calls :meth:`~Coalescer.poll` at :meth:`~Coalescer.next_deadline`.
+* Sans-I/O: the caller passes ``now`` (seconds, monotonic, required: a coalescer reads no
+  clock) and calls :meth:`~Coalescer.poll` at :meth:`~Coalescer.next_deadline`. A ``now``
+  earlier than one already seen is a ValueError.
 * Leading edge: the first update after a quiet spell is due immediately; after a flush,
   the next one waits at least ``1 / max_rate`` seconds. So in any window of T seconds there
   are at most ``floor(T * max_rate) + 1`` flushes.
@@ -24,8 +25,7 @@ Rules of this module:
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,10 @@ class CoalescerStats:
 class Coalescer:
     """Merge ``key -> value`` updates and release them at most ``max_rate`` times per second."""
 
-    def __init__(self, max_rate: float = 60.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_rate: float = 60.0) -> None:
         self.max_rate = _check_rate("max_rate", max_rate)
         self.min_interval = 1.0 / self.max_rate
-        self._now = MonotonicNow(clock)
+        self._now = MonotonicNow()
         self._pending: dict[Hashable, Any] = {}
         self._pending_since: float | None = None
         self._last_flush: float | None = None
@@ -69,8 +69,12 @@ class Coalescer:
         self.max_rate = _check_rate("max_rate", max_rate)
         self.min_interval = 1.0 / self.max_rate
 
-    def update(self, key: Hashable, value: Any, now: float | None = None) -> None:
-        """Record ``key = value``; a pending value for the same key is replaced (merged)."""
+    def update(self, key: Hashable, value: Any, now: float) -> None:
+        """Record ``key = value`` at ``now``; a pending value for the same key is replaced (merged).
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         self._updates += 1
         if key in self._pending:
@@ -79,14 +83,18 @@ class Coalescer:
         if self._pending_since is None:
             self._pending_since = now
 
-    def update_many(self, values: Mapping[Hashable, Any], now: float | None = None) -> None:
+    def update_many(self, values: Mapping[Hashable, Any], now: float) -> None:
         """Record several updates at once (same semantics as calling :meth:`update` for each)."""
         now = self._now.observe(now)
         for key, value in values.items():
             self.update(key, value, now)
 
-    def poll(self, now: float | None = None) -> dict[Hashable, Any] | None:
-        """Return the merged pending updates if a flush is due, else None."""
+    def poll(self, now: float) -> dict[Hashable, Any] | None:
+        """Return the merged pending updates if a flush is due at ``now``, else None.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         if not self._pending:
             return None
@@ -96,8 +104,12 @@ class Coalescer:
             return None
         return self._take(now)
 
-    def drain(self, now: float | None = None) -> dict[Hashable, Any] | None:
-        """Flush whatever is pending regardless of the rate (teardown/close); None if nothing is pending."""
+    def drain(self, now: float) -> dict[Hashable, Any] | None:
+        """Flush whatever is pending regardless of the rate (teardown/close); None if nothing is pending.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         return self._take(now) if self._pending else None
 

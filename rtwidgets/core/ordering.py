@@ -5,8 +5,8 @@ Rules of this module:
 * Sans-I/O. :meth:`MessageOrderer.on_message` returns the payloads that became deliverable, in
   delivery order; :meth:`~MessageOrderer.tick` does the same for gaps whose wait expired
   (the design's ``setTimeout``). Call ``tick`` at :meth:`~MessageOrderer.next_deadline`.
-  Times are seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is
-  omitted. The design's ``onMessage`` callback becomes these return values.
+  Times are seconds from a monotonic clock, passed as ``now`` (required: an orderer reads no
+  clock). The design's ``onMessage`` callback becomes these return values.
 * Nothing is lost silently: ``received == delivered + buffered + duplicates + late + discarded``
   (see :class:`OrderingStats`).
 * Not thread-safe: drive one orderer from one thread.
@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import heapq
 import math
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -172,11 +171,9 @@ class _Stream(Generic[T]):
 class MessageOrderer(Generic[T]):
     """Reorders :class:`OrderedMessage` payloads by the configured guarantee."""
 
-    def __init__(
-        self, config: OrderingConfig | None = None, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: OrderingConfig | None = None) -> None:
         self.config = config if config is not None else OrderingConfig()
-        self._now = MonotonicNow(clock)
+        self._now = MonotonicNow()
         self._streams: dict[str, _Stream[T]] = {}
         self._total: _Stream[T] = _Stream(self.config.initial_global_sequence)
         self._received = 0
@@ -189,11 +186,15 @@ class MessageOrderer(Generic[T]):
 
     # ------------------------------------------------------------------ public API
 
-    def on_message(self, message: OrderedMessage[T], now: float | None = None) -> list[T]:
+    def on_message(self, message: OrderedMessage[T], now: float) -> list[T]:
         """Accept one message; return the payloads now deliverable, in order.
 
         Expired gaps are flushed first (as if their timers had fired before this arrival).
-        Raises ValueError for 'total' ordering when ``global_sequence`` is missing.
+
+        Raises:
+            TypeError: ``message`` is not an :class:`OrderedMessage`.
+            ValueError: 'total' ordering and ``global_sequence`` is missing, or ``now`` is
+                earlier than a time already seen.
         """
         if not isinstance(message, OrderedMessage):
             raise TypeError(f"expected an OrderedMessage, got {type(message).__name__}")
@@ -215,13 +216,17 @@ class MessageOrderer(Generic[T]):
             stream = self._total
             assert message.global_sequence is not None
             seq = message.global_sequence
-        self._offer(stream, seq, message.data, self._last_now_value(), out)
+        self._offer(stream, seq, message.data, now, out)
         return out
 
     receive = deprecated_alias("receive", on_message)
 
-    def tick(self, now: float | None = None) -> list[T]:
-        """Deliver past every gap that has held a buffered message for ``max_wait_time``."""
+    def tick(self, now: float) -> list[T]:
+        """Deliver past every gap that has held a buffered message for ``max_wait_time``.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         out: list[T] = []
         for stream in self._all_streams():
@@ -260,10 +265,6 @@ class MessageOrderer(Generic[T]):
         return leftovers
 
     # ------------------------------------------------------------------ internals
-
-    def _last_now_value(self) -> float:
-        assert self._now.last is not None
-        return self._now.last
 
     def _all_streams(self) -> Iterator[_Stream[T]]:
         yield from self._streams.values()

@@ -5,7 +5,8 @@ Rules of this module:
 * Sans-I/O. The caller reports each rendered frame with :meth:`AdaptiveRateController.record_frame`
   (instead of the design's ``requestAnimationFrame`` loop) and asks
   :meth:`~AdaptiveRateController.should_process` before handling a message. Times are
-  seconds from a monotonic clock; the injected ``clock`` is used when ``now`` is omitted.
+  seconds from a monotonic clock, passed as ``now`` (required: a controller reads no clock);
+  a ``now`` earlier than one already seen is a ValueError.
 * Not thread-safe: drive one controller from one thread.
 
 Functional spec: the design's ``AdaptiveRateController`` (docs/design.md#adaptive-rate): every
@@ -27,9 +28,7 @@ Fixes:
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._clock import MonotonicNow
@@ -75,11 +74,9 @@ class RateControlConfig:
 class AdaptiveRateController:
     """Frame-rate-driven message rate with a token bucket gate. Starts at ``max_rate``, full bucket."""
 
-    def __init__(
-        self, config: RateControlConfig | None = None, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: RateControlConfig | None = None) -> None:
         self.config = config if config is not None else RateControlConfig()
-        self._now = MonotonicNow(clock)
+        self._now = MonotonicNow()
         self._rate = float(self.config.max_rate)
         self._throttling = False
         # (frame end timestamp, frame duration) pairs inside the measurement window.
@@ -108,8 +105,12 @@ class AdaptiveRateController:
         average = sum(duration for _, duration in self._frames) / len(self._frames)
         return math.inf if average <= 0 else 1.0 / average
 
-    def record_frame(self, now: float | None = None) -> None:
-        """Report one rendered frame; may adjust :attr:`current_rate`."""
+    def record_frame(self, now: float) -> None:
+        """Report one frame rendered at ``now``; may adjust :attr:`current_rate`.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         if self._last_frame is not None:
             self._frames.append((now, now - self._last_frame))
@@ -147,8 +148,13 @@ class AdaptiveRateController:
         self._last_frame = now
         self._adjust(now, batch=True)
 
-    def should_process(self, now: float | None = None) -> bool:
-        """Take one token if available: True means handle the message now, False means defer or drop."""
+    def should_process(self, now: float) -> bool:
+        """Take one token if available at ``now``: True means handle the message now, False
+        means defer or drop.
+
+        Raises:
+            ValueError: ``now`` is earlier than a time already seen.
+        """
         now = self._now.observe(now)
         if self._bucket is None:
             self._bucket = TokenBucket(self._rate, self.config.burst, now)

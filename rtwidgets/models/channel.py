@@ -135,16 +135,14 @@ class Channel(HasTraits):
         if backpressure is not None:
             if not isinstance(backpressure, BackpressureConfig):
                 raise TypeError("backpressure must be a rtwidgets.core.backpressure.BackpressureConfig")
-            self._buffer = BackpressureBuffer(backpressure, key=key, clock=self._clock)
+            self._buffer = BackpressureBuffer(backpressure, key=key)
             self._buffer_timer = DeadlineTimer(self._loop, self._poll_buffer)
         # Built before traits are touched: a bad ordering/ordering_wait raises here, at construction.
         self.ordering = ordering
         self._orderer: MessageOrderer[dict[str, Any]] | None = None
         self._order_timer: DeadlineTimer | None = None
         if ordering != "none":
-            self._orderer = MessageOrderer(
-                OrderingConfig(type=ordering, max_wait_time=ordering_wait), clock=self._clock
-            )
+            self._orderer = MessageOrderer(OrderingConfig(type=ordering, max_wait_time=ordering_wait))
             self._order_timer = DeadlineTimer(self._loop, self._tick_orderer)
         connection.observe(self._on_connection_state, names=["state"])
         connection.attached.add(self)
@@ -400,7 +398,7 @@ class Channel(HasTraits):
         if self._buffer is None:
             self._append([frame])
             return
-        self._buffer.push(frame)
+        self._buffer.push(frame, self._clock())
         self._after_buffer_change()
 
     def _poll_buffer(self, when: float) -> None:

@@ -153,7 +153,7 @@ class LiveChart(RealtimeWidget):
         self._loop = self._runtime.loop
         self._clock = LoopClock(self._loop)
         self._buffer: BackpressureBuffer[Sample] = BackpressureBuffer(
-            config, key=(lambda s: s[2]) if key is not None else None, clock=self._clock
+            config, key=(lambda s: s[2]) if key is not None else None
         )
         self._inbox: deque[Sample] = deque()  # any thread appends; the runtime drains
         self._drain_scheduled = threading.Event()
@@ -165,7 +165,7 @@ class LiveChart(RealtimeWidget):
         self._rate_in = RateMeter(RATE_WINDOW, self._clock())
         self._rate_out = RateMeter(RATE_WINDOW, self._clock())
         self._stats_sent_at = float("-inf")  # loop time stats last went out in a data message
-        self._render_rate = AdaptiveRateController(RENDER_RATE, clock=self._clock)
+        self._render_rate = AdaptiveRateController(RENDER_RATE)
         self._views: dict[str, tuple[float, int, float]] = {}  # view -> (reported at, frames, s)
         super().__init__(
             title=title,

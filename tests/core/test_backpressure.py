@@ -102,18 +102,26 @@ def test_handler_receives_each_batch() -> None:
     assert batches == [[0, 1, 2], [3]]
 
 
-def test_injected_clock_is_used_when_now_is_omitted() -> None:
-    now = [5.0]
-    buf: BackpressureBuffer[int] = BackpressureBuffer(
-        BackpressureConfig(batch_interval=1.0), clock=lambda: now[0]
-    )
-    buf.push(1)
-    assert buf.poll() == [1]
-    buf.push(2)
-    now[0] = 5.5
-    assert buf.poll() is None
-    now[0] = 6.0
-    assert buf.poll() == [2]
+def test_now_paces_batches_from_any_time_base() -> None:
+    # Was the injected-clock test: the same pacing, with ``now`` passed explicitly.
+    buf: BackpressureBuffer[int] = BackpressureBuffer(BackpressureConfig(batch_interval=1.0))
+    buf.push(1, 5.0)
+    assert buf.poll(5.0) == [1]
+    buf.push(2, 5.0)
+    assert buf.poll(5.5) is None
+    assert buf.poll(6.0) == [2]
+
+
+def test_now_is_required_and_there_is_no_clock_argument() -> None:
+    # A core reads no clock: a missing ``now`` is a TypeError, not a silent clock read.
+    buf: BackpressureBuffer[int] = BackpressureBuffer()
+    with pytest.raises(TypeError):
+        buf.push(1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        buf.poll()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        BackpressureBuffer(clock=lambda: 0.0)  # type: ignore[call-arg]
+    assert buf.stats().pushed == 0
 
 
 def test_time_going_backwards_is_an_error() -> None:

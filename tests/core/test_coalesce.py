@@ -78,16 +78,31 @@ def test_update_many_and_drain() -> None:
     assert c.stats().flushes == 2
 
 
-def test_injected_clock_and_backwards_time() -> None:
-    now = [3.0]
-    c = Coalescer(max_rate=2, clock=lambda: now[0])
-    c.update("k", 1)
-    assert c.poll() == {"k": 1}
-    c.update("k", 2)
-    now[0] = 3.5
-    assert c.poll() == {"k": 2}
+def test_explicit_now_and_backwards_time() -> None:
+    # Was the injected-clock test: the same flushes, with ``now`` passed explicitly.
+    c = Coalescer(max_rate=2)
+    c.update("k", 1, 3.0)
+    assert c.poll(3.0) == {"k": 1}
+    c.update("k", 2, 3.0)
+    assert c.poll(3.5) == {"k": 2}
     with pytest.raises(ValueError, match="backwards"):
         c.update("k", 3, 1.0)
+
+
+def test_now_is_required_and_there_is_no_clock_argument() -> None:
+    # A core reads no clock: a missing ``now`` is a TypeError, not a silent clock read.
+    c = Coalescer()
+    with pytest.raises(TypeError):
+        c.update("k", 1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        c.update_many({"k": 1})  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        c.poll()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        c.drain()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Coalescer(clock=lambda: 0.0)  # type: ignore[call-arg]
+    assert c.stats().updates == 0
 
 
 @settings(max_examples=150, deadline=None)

@@ -80,6 +80,18 @@ def test_time_going_backwards_is_an_error() -> None:
         orderer.tick(4.0)
 
 
+def test_now_is_required_and_there_is_no_clock_argument() -> None:
+    # A core reads no clock: a missing ``now`` is a TypeError, not a silent clock read.
+    orderer = fifo()
+    with pytest.raises(TypeError):
+        orderer.on_message(msg("a", 1))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        orderer.tick()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        MessageOrderer(clock=lambda: 0.0)  # type: ignore[call-arg]
+    assert orderer.stats().received == 0
+
+
 # ---------------------------------------------------------------- 'none'
 
 

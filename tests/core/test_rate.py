@@ -156,13 +156,24 @@ def test_lowered_rate_slows_the_bucket() -> None:
     assert ctrl.next_deadline() == pytest.approx(t + 1 / 8)
 
 
-def test_injected_clock_is_used_when_now_is_omitted() -> None:
-    now = [100.0]
-    ctrl = AdaptiveRateController(RateControlConfig(min_rate=1, max_rate=4), clock=lambda: now[0])
-    assert ctrl.should_process() is True
-    assert ctrl.should_process() is False
-    now[0] = 100.25
-    assert ctrl.should_process() is True
+def test_bucket_starts_at_the_first_now() -> None:
+    # Was the injected-clock test: the same token bucket, with ``now`` passed explicitly.
+    ctrl = AdaptiveRateController(RateControlConfig(min_rate=1, max_rate=4))
+    assert ctrl.should_process(100.0) is True
+    assert ctrl.should_process(100.0) is False
+    assert ctrl.should_process(100.25) is True
+
+
+def test_now_is_required_and_there_is_no_clock_argument() -> None:
+    # A core reads no clock: a missing ``now`` is a TypeError, not a silent clock read.
+    ctrl = AdaptiveRateController()
+    with pytest.raises(TypeError):
+        ctrl.should_process()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        ctrl.record_frame()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        AdaptiveRateController(clock=lambda: 0.0)  # type: ignore[call-arg]
+    assert ctrl.next_deadline() is None  # nothing was taken
 
 
 @settings(max_examples=100, deadline=None)
@@ -198,7 +209,7 @@ def test_record_frames_batches_lower_and_raise_the_rate() -> None:
     cfg = RateControlConfig(
         target_frame_rate=50, min_rate=2, max_rate=60, decrease_factor=0.5, increase_factor=2
     )
-    c = AdaptiveRateController(cfg, clock=lambda: 0.0)
+    c = AdaptiveRateController(cfg)
     c.record_frames(60, 1.0, now=1.0)  # a visible tab at 60 fps
     assert c.current_rate == 60 and not c.is_under_pressure
     c.record_frames(20, 1.0, now=2.0)  # 20 fps: cannot keep up
