@@ -136,7 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print a generated secret to stderr (so tokens can be minted with it)",
     )
-    gw.add_argument("--redis", metavar="URL", default=None, help="Redis URL for multi-gateway fan-out")
+    gw.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="Redis URL for multi-gateway fan-out; redis+cluster://host:port[,host:port] for Redis Cluster",
+    )
+    gw.add_argument(
+        "--wait-replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with a redis+cluster:// URL: acknowledge a publish once N replicas have it (WAIT)",
+    )
     gw.add_argument(
         "--history", type=_positive_int, default=None, metavar="N", help="messages kept per channel"
     )
@@ -342,6 +354,28 @@ def _print_line(stream: TextIO, text: str) -> None:
 # ----------------------------------------------------------------------------- gateway
 
 
+def _broker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``redis=URL`` for one Redis; a Redis Cluster broker built here for ``redis+cluster://``
+    (the gateway builds only the single-Redis one itself). Raises ``ValueError`` for a bad
+    URL or ``--wait-replicas`` without a cluster."""
+    if args.redis is None:
+        if args.wait_replicas:
+            raise ValueError("--wait-replicas needs --redis redis+cluster://...")
+        return {"redis": None}
+    from rtwidgets.gateway.brokers.redis_cluster import is_cluster_url, redis_broker_for
+
+    if not is_cluster_url(args.redis):
+        if args.wait_replicas:
+            raise ValueError("--wait-replicas applies to a redis+cluster:// URL")
+        return {"redis": args.redis}
+    options: dict[str, Any] = {"wait_replicas": args.wait_replicas}
+    if args.history is not None:
+        options["history_size"] = args.history
+    if args.channel_ttl is not None:
+        options["channel_ttl"] = args.channel_ttl
+    return {"broker": redis_broker_for(args.redis, **options)}
+
+
 def _gateway_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Only the options the user set, so the gateway's own defaults apply otherwise."""
     overrides: dict[str, Any] = {}
@@ -355,9 +389,13 @@ def _gateway_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         overrides["heartbeat_timeout"] = args.heartbeat_timeout
     if args.allowed_origin:
         overrides["allowed_origins"] = tuple(args.allowed_origin)
-    if args.channel_ttl is not None:
-        overrides["channel_ttl"] = args.channel_ttl
+    if args.channel_ttl is not None and not _is_cluster(args.redis):
+        overrides["channel_ttl"] = args.channel_ttl  # a cluster broker takes it itself
     return overrides
+
+
+def _is_cluster(url: str | None) -> bool:
+    return url is not None and url.split("://", 1)[0].lower() in ("redis+cluster", "rediss+cluster")
 
 
 async def _serve(args: argparse.Namespace, secret: str) -> int:
@@ -373,7 +411,8 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            gateway = Gateway(args.host, args.port, secret=secret, redis=args.redis, **_gateway_kwargs(args))
+            broker = _broker_kwargs(args)
+            gateway = Gateway(args.host, args.port, secret=secret, **broker, **_gateway_kwargs(args))
         except (TypeError, ValueError) as exc:
             raise _StartupError(f"invalid gateway configuration: {exc}") from None
         try:

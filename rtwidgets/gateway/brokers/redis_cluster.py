@@ -61,7 +61,7 @@ from .redis_base import CONNECTION_ERRORS, log
 from .redis_cluster_pubsub import ClusterFanOut
 from .redis_keys import CHANNEL_KEYS, KeyLayout
 
-__all__ = ["RedisClusterBroker", "is_cluster_url", "parse_cluster_url"]
+__all__ = ["RedisClusterBroker", "is_cluster_url", "parse_cluster_url", "redis_broker_for"]
 
 _SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -69,6 +69,28 @@ _SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 def is_cluster_url(url: str) -> bool:
     """True for ``redis+cluster://`` and ``rediss+cluster://`` URLs."""
     return url.split("://", 1)[0].lower() in _SCHEMES
+
+
+def redis_broker_for(url: str, **options: Any) -> RedisBroker:
+    """The Redis broker a URL asks for: :class:`RedisClusterBroker` for ``redis+cluster://``
+    (and ``rediss+cluster://``), else :class:`~.redis.RedisBroker`.
+
+    Args:
+        url: a Redis or Redis Cluster URL.
+        **options: the broker's keyword arguments (``wait_replicas``/``wait_timeout`` only
+            for a cluster).
+
+    Raises:
+        ValueError: a malformed cluster URL, an option out of range, or ``wait_replicas``
+            for a single Redis.
+    """
+    if is_cluster_url(url):
+        return RedisClusterBroker(url, **options)
+    if options.get("wait_replicas"):
+        raise ValueError("wait_replicas applies to a Redis Cluster (redis+cluster://) URL")
+    options.pop("wait_replicas", None)
+    options.pop("wait_timeout", None)
+    return RedisBroker(url, **options)
 
 
 def parse_cluster_url(url: str) -> tuple[str, list[tuple[str, int]], str | None, str | None]:
