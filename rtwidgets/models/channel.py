@@ -60,6 +60,32 @@ class Channel(HasTraits):
     seconds, then is skipped and counted (``ordering_stats['gaps_skipped']``); a message arriving
     after its gap was skipped is counted as ``late`` and not delivered. Each model orders on its
     own: models on one channel may use different orderings.
+
+    Args:
+        connection: the :class:`Connection` to subscribe over; the subscription starts once it
+            is connected.
+        name: the channel (1..200 printable characters, no whitespace, ``*`` or ``?``).
+        presence: join the channel's member list.
+        presence_data: this client's presence data (a dict); giving it implies ``presence``.
+            Other models of this connection on the channel share one member: a key they set
+            to a different value is refused.
+        history: receive the newest ``history`` stored messages first (``0``: none).
+        state: also receive the channel's keyed state on subscribe (``handle.state``).
+        backpressure: pace incoming messages into ``messages`` through a
+            :class:`~rtwidgets.core.backpressure.BackpressureConfig` (``None``: no pacing).
+        ordering: ``"none"``, ``"fifo"`` or ``"total"`` (see above).
+        ordering_wait: seconds a gap may hold later messages back before it is skipped.
+        key: with ``backpressure``, ``key(frame)`` gives the hashable key by which buffered
+            messages are merged (newest per key).
+        max_messages: how many messages ``messages`` keeps (>= 1).
+
+    Raises:
+        TypeError: ``connection`` is not a :class:`Connection`, ``presence_data`` not a dict or
+            ``backpressure`` not a ``BackpressureConfig``.
+        ProtocolError: ``name`` is not a valid channel name.
+        ValueError: ``max_messages`` < 1, ``history`` < 0 (or either not an int), an unknown
+            ``ordering``, ``ordering_wait`` not finite >= 0, or ``presence_data`` conflicting
+            with another model's on this channel.
     """
 
     name = Unicode(read_only=True)
@@ -163,6 +189,25 @@ class Channel(HasTraits):
         (raises on refusal); ``wait=False`` returns a ``concurrent.futures.Future``.
 
         Publishing before the subscription is up waits for it (messages queue while offline).
+
+        Args:
+            data: the message payload (JSON-serialisable).
+            key: store the message as the channel's keyed state under ``key``.
+            ephemeral: deliver to current subscribers only, without storing it (no ``key``).
+            wait: block for the ack (``True``) or return a future at once (``False``).
+            timeout: seconds to wait for the ack when ``wait``.
+
+        Returns:
+            The gateway's ack (``eventId``, ``offset``, ...) when ``wait``, else a
+            ``concurrent.futures.Future`` of it (which raises what ``wait=True`` would).
+
+        Raises:
+            RuntimeError: ``wait=True`` on the runtime thread (it would deadlock).
+            TimeoutError: no ack within ``timeout`` seconds.
+            ServerError: the gateway refused the message (or the subscription).
+            QueueFullError: offline, and the connection's queue is full.
+            ChannelClosedError: the model is closed.
+            ValueError: ``ephemeral`` together with ``key``.
         """
         if wait:
             self._refuse_blocking("publish")  # before submitting: a refused call sends nothing
@@ -172,7 +217,24 @@ class Channel(HasTraits):
         return self._wait(future, timeout, "publish")
 
     def update_presence(self, data: dict[str, Any], *, wait: bool = True, timeout: float = 10.0) -> Any:
-        """Replace this client's presence data on the channel (needs ``presence=True``)."""
+        """Replace this client's presence data on the channel (needs ``presence=True``).
+
+        Args:
+            data: the new presence data (a dict); kept across reconnects.
+            wait: block until the gateway took it (``True``) or return a future (``False``).
+            timeout: seconds to wait when ``wait``.
+
+        Returns:
+            The gateway's answer when ``wait``, else a ``concurrent.futures.Future`` of it.
+
+        Raises:
+            TypeError: ``data`` is not a dict.
+            ValueError: the channel was created without presence.
+            RuntimeError: ``wait=True`` on the runtime thread (it would deadlock).
+            TimeoutError: not done within ``timeout`` seconds.
+            ServerError: the gateway refused the subscription.
+            ChannelClosedError: the model is closed.
+        """
         if not isinstance(data, dict):
             raise TypeError("presence data must be a dict")
         if not self.presence:
@@ -186,7 +248,20 @@ class Channel(HasTraits):
         return self._wait(future, timeout, "update_presence")
 
     def wait_subscribed(self, timeout: float = 10.0) -> Channel:
-        """Block until the subscription is acknowledged (raises the refusal if it failed)."""
+        """Block until the subscription is acknowledged (raises the refusal if it failed).
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This channel, for chaining.
+
+        Raises:
+            RuntimeError: called on the runtime thread (it would deadlock).
+            TimeoutError: not subscribed within ``timeout`` seconds.
+            ServerError: the gateway refused the subscription (e.g. ``forbidden``).
+            ChannelClosedError: the model was closed.
+        """
 
         async def ready() -> None:
             await self._ready_handle()
@@ -196,15 +271,39 @@ class Channel(HasTraits):
         return self
 
     def on_message(self, callback: Listener) -> Callable[[], None]:
-        """Call ``callback(frame)`` on the runtime thread for every message (before pacing)."""
+        """Call ``callback(frame)`` on the runtime thread for every message (before pacing).
+
+        Args:
+            callback: receives each ``message`` frame (after ``ordering``); it must not block.
+                An exception it raises is logged, not propagated.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
+        """
         return self._listen("message", callback)
 
     def on_presence(self, callback: Callable[[Any], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` on the runtime thread after every presence change."""
+        """Call ``callback(event)`` on the runtime thread after every presence change.
+
+        Args:
+            callback: receives the client's presence event; ``members``/``users`` are already
+                updated. An exception it raises is logged, not propagated.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
+        """
         return self._listen("presence", callback)
 
     def on_reset(self, callback: Callable[[Any], None]) -> Callable[[], None]:
-        """Call ``callback(snapshot)`` when history could not be recovered after a reconnect."""
+        """Call ``callback(snapshot)`` when history could not be recovered after a reconnect.
+
+        Args:
+            callback: receives the client's reset snapshot, on the runtime thread. An exception
+                it raises is logged, not propagated.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
+        """
         return self._listen("reset", callback)
 
     @property
@@ -213,7 +312,13 @@ class Channel(HasTraits):
         return self._handle
 
     def close(self, timeout: float = 10.0) -> None:
-        """Unsubscribe, stop timers and listeners (idempotent)."""
+        """Unsubscribe, stop timers and listeners (idempotent).
+
+        Args:
+            timeout: seconds to wait for the unsubscribe; past it the model is closed anyway
+                (the gateway drops the subscription with the socket). On the runtime thread
+                the unsubscribe is started and not waited for.
+        """
         if self._closed:
             return
         self._closed = True

@@ -23,6 +23,17 @@ class Presence(HasTraits):
 
     ``members``: one dict per connected client (``userId``, ``clientId``, ``data``,
     ``joinedAt``); ``users``: distinct user ids; ``my_presence``: the data we announced.
+
+    Args:
+        connection: the :class:`Connection` to join over.
+        name: the channel.
+        user_data: the presence data to announce (a dict; ``None``: empty).
+
+    Raises:
+        TypeError: ``user_data`` is not a dict.
+        ProtocolError: ``name`` is not a valid channel name.
+        ValueError: ``user_data`` sets a key another model of this connection on the channel
+            set to a different value.
     """
 
     name = Unicode(read_only=True)
@@ -51,20 +62,51 @@ class Presence(HasTraits):
             self.is_joined = ch.is_subscribed
 
     def update(self, data: dict[str, Any], *, wait: bool = True, timeout: float = 10.0) -> Any:
-        """Replace our presence data (kept across reconnects); returns the ack when ``wait``."""
+        """Replace our presence data (kept across reconnects); returns the ack when ``wait``.
+
+        Args:
+            data: the new presence data (a dict).
+            wait: block until the gateway took it (``True``) or return a
+                ``concurrent.futures.Future`` at once (``False``).
+            timeout: seconds to wait when ``wait``.
+
+        Raises:
+            TypeError: ``data`` is not a dict.
+            RuntimeError: ``wait=True`` on the runtime thread (it would deadlock).
+            TimeoutError: not done within ``timeout`` seconds.
+            ServerError: the gateway refused the subscription.
+            ChannelClosedError: the model is closed.
+        """
         if not isinstance(data, dict):
             raise TypeError("presence data must be a dict")
         self.my_presence = dict(data)
         return self.channel.update_presence(dict(data), wait=wait, timeout=timeout)
 
     def wait_joined(self, timeout: float = 10.0) -> Presence:
-        """Block until the presence subscription is acknowledged."""
+        """Block until the presence subscription is acknowledged.
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This presence, for chaining.
+
+        Raises:
+            RuntimeError: called on the runtime thread (it would deadlock).
+            TimeoutError: not joined within ``timeout`` seconds.
+            ServerError: the gateway refused the subscription (e.g. ``forbidden``).
+            ChannelClosedError: the model was closed.
+        """
         self.channel.wait_subscribed(timeout)
         return self
 
     def close(self, timeout: float = 10.0) -> None:
         """Leave the channel (others see us leave, unless another model of this connection still
-        wants presence there) and release listeners. Idempotent."""
+        wants presence there) and release listeners. Idempotent.
+
+        Args:
+            timeout: seconds to wait for the unsubscribe; past it the model is closed anyway.
+        """
         if self._closed:
             return
         self._closed = True

@@ -108,19 +108,33 @@ class SharedState(HasTraits):
         return self.values[key]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` as this participant sees it (incl. its unsent changes).
+
+        Args:
+            key: the key to read.
+            default: returned when ``key`` is not set.
+        """
         return self.values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
         """Set ``key`` to ``value`` (any thread; visible in ``values`` when it returns).
 
+        Args:
+            key: a non-empty string.
+            value: any JSON-serialisable value.
+
         Raises:
             TypeError: ``value`` is not JSON-serialisable.
-            ValueError: ``key`` is not a non-empty string.
+            ValueError: ``key`` is not a non-empty string, or the state is closed.
         """
         self.update({key: value})
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Set several keys (any thread); each is one change on the wire.
+
+        Args:
+            changes: key -> new value; keys are non-empty strings, values JSON-serialisable.
+                Nothing is applied when one of them is refused.
 
         Raises:
             TypeError: a value is not JSON-serialisable.
@@ -134,16 +148,36 @@ class SharedState(HasTraits):
         self._now(self._apply_local, items, False)
 
     def delete(self, key: str) -> None:
-        """Delete ``key`` for everyone (any thread; gone from ``values`` at once)."""
+        """Delete ``key`` for everyone (any thread; gone from ``values`` at once).
+
+        Args:
+            key: the key to delete.
+
+        Raises:
+            ValueError: the state is closed.
+        """
         self._now(self._apply_local, {key: None}, True)
 
     def on_change(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        """Call ``callback(values)`` on the runtime thread after every change; returns an unsubscribe."""
+        """Call ``callback(values)`` on the runtime thread after every change.
+
+        Args:
+            callback: receives the whole ``values`` dict; it must not block.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
+        """
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def wait_synced(self, timeout: float = 10.0) -> SharedState:
         """Block until the state was received and changes go out at once.
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This state, for chaining.
 
         Raises:
             TimeoutError: not within ``timeout`` seconds.
@@ -170,7 +204,12 @@ class SharedState(HasTraits):
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop sharing (idempotent): the channel model closes, pending changes stay unsent."""
+        """Stop sharing (idempotent): the channel model closes, pending changes stay unsent.
+
+        Args:
+            timeout: seconds to wait for the unsubscribe; past it the channel is given up
+                without an error.
+        """
         if self._closed:
             return
         self._closed = True
