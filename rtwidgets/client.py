@@ -96,6 +96,24 @@ class RealtimeConnection:
     connection attempt, so expiring tokens are refreshed on reconnect). ``queue_limit``: frames
     held while offline. ``ack_timeout``: seconds to wait for an ack once a frame is written.
     ``rng``: a seeded ``random.Random`` makes the backoff reproducible.
+
+    Args:
+        url: the gateway's ``ws://`` or ``wss://`` URL, without a token.
+        token: the token, sent in the ``Authorization`` header.
+        auth: instead of ``token``: a callable returning one (sync or async), called before
+            every connection attempt.
+        reconnect: backoff and attempt limit (``None``: :class:`ReconnectConfig`'s defaults).
+        heartbeat: client pings (``None``: :class:`HeartbeatConfig`'s defaults).
+        queue_limit: frames held while offline (>= 0); one more raises
+            :class:`QueueFullError`.
+        ack_timeout: seconds (> 0) to wait for an ack once a frame is written.
+        open_timeout: seconds (> 0) for the socket to open and the ``connected`` frame to come.
+        max_messages: messages each channel handle keeps (>= 1).
+        rng: the backoff's random source (``None``: a fresh ``random.Random``).
+
+    Raises:
+        ValueError: both ``token`` and ``auth``, a URL that is not ``ws://``/``wss://``, or an
+            option out of range.
     """
 
     def __init__(
@@ -184,20 +202,52 @@ class RealtimeConnection:
     def on_state_change(
         self, cb: Callable[[ConnectionState, ConnectionState, str | None], Any]
     ) -> Unsubscribe:
-        """``cb(current, previous, reason)`` on every state change."""
+        """``cb(current, previous, reason)`` on every state change.
+
+        Args:
+            cb: called on the connection's loop with the new and old :class:`ConnectionState`
+                and the reason (or ``None``); an exception it raises is logged.
+
+        Returns:
+            A function that removes ``cb`` (idempotent).
+        """
         return _register(self._on_state, cb)
 
     def on_error(self, cb: Callable[[RealtimeError], Any]) -> Unsubscribe:
         """``cb(error)`` for connection-level problems (auth, open failures, heartbeat, server
-        errors not tied to an operation, queue overflow, max attempts)."""
+        errors not tied to an operation, queue overflow, max attempts).
+
+        Args:
+            cb: called on the connection's loop with the :class:`RealtimeError`; an exception
+                it raises is logged.
+
+        Returns:
+            A function that removes ``cb`` (idempotent).
+        """
         return _register(self._on_error, cb)
 
     def on_event(self, cb: Callable[[Any], Any]) -> Unsubscribe:
-        """``cb(event)`` for every core event (connection and channel events), for inspectors."""
+        """``cb(event)`` for every core event (connection and channel events), for inspectors.
+
+        Args:
+            cb: called on the connection's loop with each event; an exception it raises is
+                logged.
+
+        Returns:
+            A function that removes ``cb`` (idempotent).
+        """
         return _register(self._on_event, cb)
 
     async def wait_for_state(self, *states: ConnectionState, timeout: float = 10.0) -> ConnectionState:
-        """Wait until the connection is in one of ``states``; return it."""
+        """Wait until the connection is in one of ``states``; return it.
+
+        Args:
+            *states: the :class:`ConnectionState` values to wait for.
+            timeout: seconds to wait.
+
+        Raises:
+            TimeoutError: in none of ``states`` within ``timeout`` seconds.
+        """
         self._bind_loop()
         if self.state in states:
             return self.state
@@ -224,6 +274,14 @@ class RealtimeConnection:
         Failed attempts are retried with backoff. Raises :class:`AuthenticationError` if the
         token is refused, :class:`ConnectionFailedError` when retries are exhausted, and
         ``TimeoutError`` after ``timeout`` seconds (the connection is then closed).
+
+        Args:
+            timeout: seconds to wait (``None``: as long as retries go on).
+
+        Raises:
+            AuthenticationError: the gateway refused the token.
+            ConnectionFailedError: retries are exhausted or the gateway closed for good.
+            TimeoutError: not connected within ``timeout`` seconds.
         """
         self._bind_loop()
         if self.state is ConnectionState.CONNECTED:
@@ -321,6 +379,19 @@ class RealtimeConnection:
         would (its own history and keyed state, every message from then on); unsubscribing one
         handle never affects the others. Presence is one member per connection while any handle
         wants it, with every handle's ``presence_data`` merged.
+
+        Args:
+            channel: the channel name.
+            presence: join the channel's member list.
+            presence_data: this handle's presence data (a dict).
+            history: how many of the newest stored messages to receive first (>= 0).
+            state: receive the channel's keyed state.
+            on_message: called with every ``message`` frame, on the connection's loop.
+            on_presence: called with every presence event.
+            on_reset: called with a :class:`~rtwidgets.core.channel.Reset` when history could
+                not be recovered after a reconnect.
+            max_messages: messages the handle keeps (``None``: the connection's
+                ``max_messages``).
 
         Raises:
             ValueError: a bad channel name or option, or ``presence_data`` giving a key another

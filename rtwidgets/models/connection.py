@@ -46,6 +46,23 @@ class Connection(HasTraits):
     arguments go to :class:`~rtwidgets.client.RealtimeConnection` (``reconnect=``,
     ``heartbeat=``, ``queue_limit=``, ``ack_timeout=``). ``user`` is only a label shown
     until the gateway reports the real user id.
+
+    Nothing connects until :meth:`connect`.
+
+    Args:
+        url: the gateway's ``ws://`` or ``wss://`` URL (shown redacted in :attr:`url`).
+        token: the token to authenticate with.
+        auth: a callable returning a token (sync or async), called before every connection
+            attempt; instead of ``token``.
+        user: a label for :attr:`user_id` until the gateway reports the real one.
+        **client_kw: passed to :class:`~rtwidgets.client.RealtimeConnection` (``reconnect``,
+            ``heartbeat``, ``queue_limit``, ``ack_timeout``, ``open_timeout``,
+            ``max_messages``, ``rng``).
+
+    Raises:
+        ValueError: ``url`` is not a ``ws://``/``wss://`` URL, both ``token`` and ``auth`` are
+            given, or a client option is out of range.
+        TypeError: an unknown keyword argument.
     """
 
     url = Unicode(help="gateway URL (never contains the token)")
@@ -102,6 +119,19 @@ class Connection(HasTraits):
 
         Non-blocking by default: failures land in :attr:`error` and :attr:`state`. With
         ``wait=True`` the client's exception (e.g. authentication refused) is raised here.
+
+        Args:
+            wait: block until connected (``True``) or return at once (``False``).
+            timeout: seconds to wait when ``wait``; the attempt goes on after a timeout.
+
+        Returns:
+            This connection, for chaining.
+
+        Raises:
+            RuntimeError: the connection is closed, or ``wait=True`` on the runtime thread.
+            TimeoutError: ``wait`` and not connected within ``timeout`` seconds.
+            AuthenticationError: ``wait`` and the gateway refused the token.
+            ConnectionFailedError: ``wait`` and reconnection gave up (max attempts).
         """
         if self._closed:
             raise RuntimeError("this Connection is closed; create a new one")
@@ -126,13 +156,37 @@ class Connection(HasTraits):
         return self
 
     def wait_connected(self, timeout: float = 30.0) -> Connection:
-        """Block until :attr:`state` is ``connected`` (e.g. after an automatic reconnect)."""
+        """Block until :attr:`state` is ``connected`` (e.g. after an automatic reconnect).
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This connection, for chaining.
+
+        Raises:
+            TimeoutError: not connected within ``timeout`` seconds.
+        """
         return self.wait_for(lambda: self.is_connected, timeout, "connected")
 
     def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
     ) -> Connection:
-        """Block until ``predicate()`` is true, re-checked on every trait change (and every 50 ms)."""
+        """Block until ``predicate()`` is true, re-checked on every trait change (and every 50 ms).
+
+        Call it off the runtime thread (traits change there).
+
+        Args:
+            predicate: a cheap check, called from this thread.
+            timeout: seconds to wait.
+            what: names the condition in the timeout's message.
+
+        Returns:
+            This connection, for chaining.
+
+        Raises:
+            TimeoutError: ``predicate()`` still false after ``timeout`` seconds.
+        """
         changed = threading.Event()
 
         def poke(_change: Any) -> None:
@@ -152,7 +206,16 @@ class Connection(HasTraits):
         return self
 
     def disconnect(self, *, wait: bool = True, timeout: float = 10.0) -> None:
-        """Close the socket on purpose (no automatic reconnect); :meth:`connect` may follow."""
+        """Close the socket on purpose (no automatic reconnect); :meth:`connect` may follow.
+
+        Args:
+            wait: block until the client closed (not on the runtime thread, where it never
+                blocks).
+            timeout: seconds to wait when ``wait``.
+
+        Raises:
+            TimeoutError: ``wait`` and the client did not close within ``timeout`` seconds.
+        """
         future = submit(self._client.close())
         self._connect_future = None
         if wait and not get_runtime().in_runtime_thread():
@@ -169,6 +232,13 @@ class Connection(HasTraits):
 
         For demos and tests of recovery: the client sees an abnormal close (1006) and
         reconnects with backoff, resuming its channels. Returns False if no socket was open.
+
+        Args:
+            timeout: seconds to wait for the runtime loop to abort the socket.
+
+        Raises:
+            RuntimeError: called on the runtime thread.
+            TimeoutError: the runtime did not run the abort within ``timeout`` seconds.
         """
 
         async def abort() -> bool:
@@ -182,7 +252,16 @@ class Connection(HasTraits):
         return run_blocking(abort(), timeout, "Connection.simulate_drop")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Disconnect for good and release listeners and timers (idempotent)."""
+        """Disconnect for good and release listeners and timers (idempotent).
+
+        Args:
+            timeout: seconds to wait for the client to close (on the runtime thread the close
+                is started and not waited for).
+
+        Raises:
+            TimeoutError: the client did not close within ``timeout`` seconds (the connection
+                counts as closed anyway).
+        """
         if self._closed:
             return
         self._closed = True
