@@ -38,6 +38,19 @@ class OptimisticList(HasTraits):
     rolled back exactly on refusal (``error`` frame, e.g. ``forbidden`` for a read-only
     token) or when no ack came within ``ack_timeout`` seconds. ``initial`` items are shown
     until the channel's keyed state arrives; from then on the server's list wins.
+
+    Args:
+        connection: the :class:`Connection` to share over.
+        name: the channel whose keyed state holds the list (one key per item id).
+        initial: items shown until the server's list arrives, each with a unique string
+            ``id``.
+        ack_timeout: seconds (> 0) an op may wait for its ack before it is rolled back.
+
+    Raises:
+        ValueError: an empty ``name``, ``ack_timeout`` not > 0, or an ``initial`` item without
+            a non-empty string ``id`` or with a duplicate one.
+        TypeError: an ``initial`` item is not a mapping.
+        ProtocolError: ``name`` is not a valid channel name.
     """
 
     name = Unicode(read_only=True)
@@ -86,29 +99,89 @@ class OptimisticList(HasTraits):
 
         ``wait=True`` blocks until the gateway confirmed it and raises
         :class:`OperationRolledBack` if it was rolled back instead.
+
+        Args:
+            item: the new item, a mapping with a non-empty string ``id`` not listed yet.
+            wait: block until the op is confirmed or rolled back.
+            timeout: seconds to wait for the local change and, with ``wait``, again for the
+                outcome.
+
+        Returns:
+            The op id.
+
+        Raises:
+            ValueError: no non-empty string ``id``, or an item with that id exists.
+            TypeError: ``item`` is not a mapping.
+            RuntimeError: the list is closed, or ``wait=True`` on the runtime thread.
+            OperationRolledBack: ``wait`` and the gateway refused the op or did not ack it.
+            TimeoutError: ``wait`` and the op did not settle within ``timeout`` seconds.
         """
         return self._op("create", dict(item), wait, timeout)
 
     def update(self, item: Mapping[str, Any], *, wait: bool = False, timeout: float = 10.0) -> str:
-        """Replace the item with ``item['id']`` now; return the op id (see :meth:`create`)."""
+        """Replace the item with ``item['id']`` now; return the op id (see :meth:`create`).
+
+        Args:
+            item: the whole new item; its ``id`` names the item to replace.
+            wait: block until the op is confirmed or rolled back.
+            timeout: as for :meth:`create`.
+
+        Raises:
+            KeyError: no visible item has that id.
+            ValueError: no non-empty string ``id``.
+            TypeError: ``item`` is not a mapping.
+            RuntimeError: the list is closed, or ``wait=True`` on the runtime thread.
+            OperationRolledBack: ``wait`` and the op was rolled back.
+            TimeoutError: ``wait`` and the op did not settle within ``timeout`` seconds.
+        """
         return self._op("update", dict(item), wait, timeout)
 
     def delete(self, item_id: str, *, wait: bool = False, timeout: float = 10.0) -> str:
-        """Remove the item now; return the op id (see :meth:`create`)."""
+        """Remove the item now; return the op id (see :meth:`create`).
+
+        Args:
+            item_id: the id of a visible item.
+            wait: block until the op is confirmed or rolled back.
+            timeout: as for :meth:`create`.
+
+        Raises:
+            KeyError: no visible item has that id.
+            ValueError: ``item_id`` is not a non-empty string.
+            RuntimeError: the list is closed, or ``wait=True`` on the runtime thread.
+            OperationRolledBack: ``wait`` and the op was rolled back.
+            TimeoutError: ``wait`` and the op did not settle within ``timeout`` seconds.
+        """
         return self._op("delete", item_id, wait, timeout)
 
     def get(self, item_id: str) -> dict[str, Any] | None:
-        """The visible item with ``item_id`` (a copy), or None."""
+        """The visible item with ``item_id`` (a copy), or None.
+
+        Args:
+            item_id: the item's id.
+        """
         for item in self.data:
             if item.get("id") == item_id:
                 return dict(item)
         return None
 
     def is_pending(self, item_id: str) -> bool:
+        """Whether an op on the item is waiting for its confirmation.
+
+        Args:
+            item_id: the item's id.
+        """
         return item_id in self.pending_items
 
     def on_change(self, callback: Callable[[list[Any]], None]) -> Callable[[], None]:
-        """``callback(events)`` on the runtime thread after every store change (widgets use it)."""
+        """``callback(events)`` on the runtime thread after every store change (widgets use it).
+
+        Args:
+            callback: receives the store's events of that change (possibly none); an exception
+                it raises is logged.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
+        """
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
@@ -117,6 +190,11 @@ class OptimisticList(HasTraits):
 
         The returned future resolves to the op id once applied locally; a bad argument
         sets its exception (``ValueError``/``KeyError``/``TypeError``).
+
+        Args:
+            kind: ``"create"``, ``"update"`` or ``"delete"`` (an unknown kind sets
+                ``ValueError`` on the future).
+            arg: the item (create, update) or the item id (delete).
         """
         result: concurrent.futures.Future[str] = concurrent.futures.Future()
 
@@ -130,7 +208,17 @@ class OptimisticList(HasTraits):
         return result
 
     def wait_settled(self, timeout: float = 10.0) -> OptimisticList:
-        """Block until no op is pending (each was confirmed or rolled back)."""
+        """Block until no op is pending (each was confirmed or rolled back).
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This list, for chaining.
+
+        Raises:
+            TimeoutError: ops still pending after ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
         while self.has_pending_ops:
             if time.monotonic() >= deadline:
@@ -139,7 +227,11 @@ class OptimisticList(HasTraits):
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        """Unsubscribe and stop the ack-timeout timer (idempotent)."""
+        """Unsubscribe and stop the ack-timeout timer (idempotent).
+
+        Args:
+            timeout: seconds to wait for the unsubscribe; past it the list is closed anyway.
+        """
         if self._closed:
             return
         self._closed = True
