@@ -29,11 +29,13 @@ TIMEOUT = 60.0  # generous bound on the whole scenario, not a timing assertion
 pytestmark = [pytest.mark.redis, *NODE_MARKS]
 
 
-async def _cross_scenario(redis_url: str, prefix: str) -> tuple[Observed, str]:
+async def _cross_scenario(
+    redis_url: str, prefix: str, broker: type[RedisBroker] = RedisBroker
+) -> tuple[Observed, str]:
     # Same prefix on both brokers: one shared keyspace, as two gateway processes would have.
+    # ``broker``: the Redis broker class (tests/cluster runs this scenario on Redis Cluster).
     gateways = [
-        Gateway("127.0.0.1", 0, secret=SECRET, broker=RedisBroker(redis_url, key_prefix=prefix))
-        for _ in range(2)
+        Gateway("127.0.0.1", 0, secret=SECRET, broker=broker(redis_url, key_prefix=prefix)) for _ in range(2)
     ]
     started: list[Gateway] = []
     try:
