@@ -84,6 +84,21 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
     ``head`` as Python character indexes, and ``anchorPos``/``headPos``, the base64 Yjs relative
     positions); ``peers`` everyone present; ``synced`` turns true once the initial state arrived.
     Indexes are Python ``str`` indexes (code points).
+
+    Args:
+        connection: the :class:`Connection` to share over.
+        name: the channel (one document per channel).
+        user_name: our name on cursors and in ``peers`` (default: the gateway's user id once
+            known, ``"anonymous"`` until then).
+        color: our cursor colour, a CSS colour (default: derived from ``user_name``).
+        snapshot_every: stored updates (an int >= 1) after which a compacted snapshot is
+            published.
+
+    Raises:
+        TypeError: ``connection`` is not a :class:`Connection`.
+        ValueError: ``snapshot_every`` is not an int >= 1.
+        ProtocolError: ``name`` is not a valid channel name.
+        TimeoutError: the runtime thread did not set the document up within 30 s.
     """
 
     name = Unicode(read_only=True)
@@ -161,6 +176,18 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
 
         Raises ``IndexError`` if ``index`` is outside ``0..len(text)``, ``ValueError`` for an
         insert over ``MAX_INSERT_BYTES`` UTF-8 bytes (publish it in several inserts).
+
+        Args:
+            index: a character index in ``0..len(text)``.
+            text: the text to insert (at most ``MAX_INSERT_BYTES`` UTF-8 bytes).
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            TypeError: ``text`` is not a str or ``index`` not an int.
+            IndexError: ``index`` outside ``0..len(text)``.
+            ValueError: ``text`` is over ``MAX_INSERT_BYTES`` UTF-8 bytes.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -170,7 +197,19 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         return self._call(self._insert_rt, index, text, timeout=timeout)
 
     def delete(self, index: int, length: int, *, timeout: float = 10.0) -> str:
-        """Delete ``length`` characters starting at ``index``; returns the new text."""
+        """Delete ``length`` characters starting at ``index``; returns the new text.
+
+        Args:
+            index: the first character to delete.
+            length: how many characters to delete (``index + length <= len(text)``).
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            TypeError: ``index`` or ``length`` is not an int.
+            IndexError: a negative value, or the range is outside the text.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
+        """
         _check_int("index", index)
         _check_int("length", length)
         return self._call(self._delete_rt, index, length, timeout=timeout)
@@ -180,6 +219,19 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
 
         Only the part that really differs is deleted and inserted, so concurrent edits and
         cursors elsewhere in the document are preserved. Returns the new text.
+
+        Args:
+            text: the new content of the range (at most ``MAX_INSERT_BYTES`` UTF-8 bytes).
+            start: the range's first character index.
+            end: the index after its last character (``None``: the end of the text).
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            TypeError: ``text`` is not a str, or ``start``/``end`` not an int.
+            IndexError: not ``0 <= start <= end <= len(text)``.
+            ValueError: ``text`` is over ``MAX_INSERT_BYTES`` UTF-8 bytes.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -197,13 +249,36 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         type=pycrdt.Map).__setitem__("title", "Notes"))``; a Y.Map / Y.Array lives in the same
         Yjs document, so it syncs, merges and catches up exactly like the text. ``fn`` must not
         keep references to the document's objects (they belong to the runtime thread).
+
+        Args:
+            fn: called with the ``pycrdt.Doc``; what it changed is shared even if it raises
+                half-way (Yjs cannot roll back), and its exception is re-raised here.
+            timeout: seconds to wait for the runtime thread.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
         """
         if not callable(fn):
             raise TypeError("edit() needs a callable taking the pycrdt Doc")
         return self._call(lambda: self._edit_rt(fn), timeout=timeout)
 
     def read(self, fn: Callable[[pycrdt.Doc[Any]], T], *, timeout: float = 10.0) -> T:
-        """Return ``fn(ydoc)`` computed on the runtime thread (convert to plain Python inside ``fn``)."""
+        """Return ``fn(ydoc)`` computed on the runtime thread (convert to plain Python inside ``fn``).
+
+        Args:
+            fn: called with the ``pycrdt.Doc``; it must not change it.
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
+        """
         if not callable(fn):
             raise TypeError("read() needs a callable taking the pycrdt Doc")
         return self._call(fn, self._ydoc, timeout=timeout)
@@ -212,12 +287,27 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         """Call ``callback(TextChange)`` on the runtime thread after every change; returns an unsubscribe.
 
         (``doc.observe(handler, names="text")`` works too: ``CollabDoc`` is a ``HasTraits``.)
+
+        Args:
+            callback: receives a :class:`TextChange`; an exception it raises is logged.
+
+        Returns:
+            A function that removes ``callback`` (idempotent).
         """
         self._change_callbacks.append(callback)
         return lambda: self._change_callbacks.remove(callback) if callback in self._change_callbacks else None
 
     def wait_for_text(self, expected: str | Callable[[str], bool], timeout: float = 10.0) -> str:
-        """Block until the text equals ``expected`` (or ``expected(text)`` is true); return it."""
+        """Block until the text equals ``expected`` (or ``expected(text)`` is true); return it.
+
+        Args:
+            expected: the text to wait for, or a predicate on the text.
+            timeout: seconds to wait.
+
+        Raises:
+            RuntimeError: called on the runtime thread.
+            TimeoutError: no match within ``timeout`` seconds (the message shows the text).
+        """
         predicate = expected if callable(expected) else (lambda t: t == expected)
         if self._runtime.in_runtime_thread():
             raise RuntimeError("wait_for_text() would block the runtime thread; use on_change instead")
@@ -242,7 +332,17 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         return self.text
 
     def wait_synced(self, timeout: float = 10.0) -> CollabDoc:
-        """Block until the initial state of the channel has been received."""
+        """Block until the initial state of the channel has been received.
+
+        Args:
+            timeout: seconds to wait.
+
+        Returns:
+            This document, for chaining.
+
+        Raises:
+            TimeoutError: not synced within ``timeout`` seconds.
+        """
         self.connection.wait_for(lambda: self.synced, timeout, f"initial sync of {self.name!r}")
         return self
 
@@ -251,6 +351,17 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
 
         ``None`` removes it. Positions are stored as Yjs relative positions, so they move with
         concurrent edits.
+
+        Args:
+            anchor: where the selection starts, a character index (``None``: no cursor).
+            head: where it ends, the caret (default: ``anchor``).
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            TypeError: a position is not an int.
+            IndexError: a position outside ``0..len(text)``.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
         """
         if anchor is None:
             self._call(self._set_cursor_encoded, None, None, timeout=timeout)
@@ -260,17 +371,42 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         self._call(self._set_cursor_rt, anchor, anchor if head is None else head, timeout=timeout)
 
     def state_update(self, *, timeout: float = 10.0) -> bytes:
-        """The whole document as one Yjs update (``Y.applyUpdate`` in a browser rebuilds it)."""
+        """The whole document as one Yjs update (``Y.applyUpdate`` in a browser rebuilds it).
+
+        Args:
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
+        """
         return self._call(self._ydoc.get_update, timeout=timeout)
 
     def state_vector(self, *, timeout: float = 10.0) -> bytes:
-        """This replica's Yjs state vector (equal vectors mean equal documents)."""
+        """This replica's Yjs state vector (equal vectors mean equal documents).
+
+        Args:
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
+        """
         return self._call(self._ydoc.get_state, timeout=timeout)
 
     def apply_update(self, update: bytes, *, timeout: float = 10.0) -> str:
         """Apply a Yjs update made elsewhere as a local edit (it is published); returns the text.
 
         Raises ``ValueError`` if the bytes are not a Yjs update.
+
+        Args:
+            update: a Yjs update (e.g. another document's :meth:`state_update`).
+            timeout: seconds to wait for the runtime thread.
+
+        Raises:
+            ValueError: ``update`` is not a Yjs update.
+            CollabError: the document is closed.
+            TimeoutError: the runtime thread did not run it within ``timeout`` seconds.
         """
         return self._call(self._apply_local_update_rt, bytes(update), "local", timeout=timeout)
 
@@ -286,7 +422,11 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         }
 
     def close(self, timeout: float = 10.0) -> None:
-        """Leave the channel (our cursor disappears for others) and stop all work (idempotent)."""
+        """Leave the channel (our cursor disappears for others) and stop all work (idempotent).
+
+        Args:
+            timeout: seconds to wait for the unsubscribe; past it the document is closed anyway.
+        """
         if self._closed:
             return
         self._closed = True
@@ -313,21 +453,48 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
     # ------------------------------------------------------------------ hooks for views (runtime thread)
 
     def add_update_listener(self, listener: UpdateListener) -> Callable[[], None]:
-        """``listener(update, origin)`` on the runtime thread for every change; returns a remover."""
+        """``listener(update, origin)`` on the runtime thread for every change; returns a remover.
+
+        Args:
+            listener: receives the change as one Yjs update and its origin (``"local"``,
+                ``"view"`` or ``"remote"``); an exception it raises is logged.
+        """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def diff_since(self, state_vector: bytes) -> bytes:
-        """Runtime thread: the update a replica with ``state_vector`` lacks (``ValueError`` if bad)."""
+        """Runtime thread: the update a replica with ``state_vector`` lacks (``ValueError`` if bad).
+
+        Args:
+            state_vector: the other replica's Yjs state vector.
+
+        Raises:
+            ValueError: ``state_vector`` is malformed.
+        """
         cs.decode_state_vector(state_vector)  # clear error for garbage before pycrdt sees it
         return self._ydoc.get_update(state_vector)
 
     def apply_view_update(self, update: bytes) -> None:
-        """Runtime thread: apply an edit typed in a browser view (published to the channel)."""
+        """Runtime thread: apply an edit typed in a browser view (published to the channel).
+
+        Args:
+            update: the view's Yjs update.
+
+        Raises:
+            ValueError: ``update`` is not a Yjs update.
+        """
         self._apply_local_update_rt(update, "view")
 
     def set_cursor_positions(self, anchor: str | None, head: str | None) -> None:
-        """Runtime thread: set our cursor from base64 Yjs relative positions (from a browser)."""
+        """Runtime thread: set our cursor from base64 Yjs relative positions (from a browser).
+
+        Args:
+            anchor: the selection's start (``None``, or ``head`` ``None``: no cursor).
+            head: the selection's end, the caret.
+
+        Raises:
+            ValueError: a position is not a base64 Yjs relative position.
+        """
         self._set_cursor_encoded(anchor, head)
 
     # ------------------------------------------------------------------ runtime-thread internals
