@@ -16,6 +16,7 @@ import pytest
 from rtwidgets.gateway.brokers.redis_cluster import RedisClusterBroker
 from tests._support.node import NODE_MARKS, Observed, finished, require_websocket_node
 from tests._support.redis_cluster import RedisClusterProcesses
+
 # The assertions, collected here again and run on this module's `observed`.
 from tests.redis.test_article_client_across_gateways import (
     _cross_scenario,
