@@ -69,7 +69,25 @@ def _own_item(data: Any) -> Mapping[str, Any] | None:
 class Chat(RealtimeWidget):
     """A chat on ``channel_or_connection``: a :class:`Channel`, or a :class:`Connection` plus
     ``name`` (then the widget owns a presence channel with 50 messages of history and
-    closes it with itself). ``user_colors`` maps user ids to CSS colours."""
+    closes it with itself). ``user_colors`` maps user ids to CSS colours.
+
+    Args:
+        channel_or_connection: the :class:`Channel` to chat on, or a :class:`Connection`.
+        name: the channel name; needed with a :class:`Connection`, and with a :class:`Channel`
+            it must be that channel's name (or ``None``).
+        user_colors: user id -> CSS colour for the names in the feed.
+        ack_timeout: seconds (> 0) a sent message may wait for its ack before it is shown as
+            failed.
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        ValueError: no ``name`` with a :class:`Connection`, a ``name`` different from the
+            channel's, or ``ack_timeout`` not > 0.
+        TypeError: ``channel_or_connection`` is neither a :class:`Channel` nor a
+            :class:`Connection`.
+        ProtocolError: ``name`` is not a valid channel name.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
+    """
 
     _bundle = "chat"
 
@@ -136,6 +154,12 @@ class Chat(RealtimeWidget):
 
     def post(self, text: str, local_id: str | None = None) -> str:
         """Send ``text`` (shown at once as pending); returns the local id of the entry.
+
+        Args:
+            text: the message, not blank, at most ``MAX_TEXT`` characters.
+            local_id: the entry's id (default: a fresh ``py-<uuid>``). Sending the same id
+                twice sends once; an id another entry already has is replaced by a fresh one
+                (logged), which the returned id does not reflect.
 
         Raises:
             ValueError: ``text`` is empty or longer than ``MAX_TEXT`` characters.

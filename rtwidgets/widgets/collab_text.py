@@ -37,6 +37,17 @@ class CollabText(RealtimeWidget):
     Synced traits (read-only for users): ``channel``, ``user_name``, ``color``, ``client_id``,
     ``peers``, ``cursors`` (remote cursors with base64 relative positions), ``status``
     (``connecting|reconnecting|offline|syncing|live``); ``height`` (px) and ``placeholder`` may be set.
+
+    Args:
+        doc: the :class:`~rtwidgets.models.collab.CollabDoc` to edit.
+        height: the editor's height in pixels (an int >= 0; ``0``: grow with the text).
+        placeholder: shown while the text is empty.
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: ``doc`` is not a ``CollabDoc``.
+        ValueError: ``height`` is not an int >= 0.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
     """
 
     _bundle = "collab_text"
@@ -132,7 +143,17 @@ class CollabText(RealtimeWidget):
 
     def handle_intent(self, content: Any, buffers: list[Any] | None = None) -> None:
         """Validate and dispatch one browser intent (with its binary buffers); raise
-        :class:`IntentError` if it is malformed."""
+        :class:`IntentError` if it is malformed.
+
+        Args:
+            content: the intent, an object with an ``action`` (``sync``, ``update`` or
+                ``cursor``) and its fields.
+            buffers: its binary buffers (``sync`` and ``update`` need exactly one).
+
+        Raises:
+            IntentError: not an object, an unknown action, a bad field or buffer, or the widget
+                is closed.
+        """
         handler = self._intent_handler(content)
         handler(content, [bytes(b) for b in (buffers or [])])
 

@@ -31,7 +31,16 @@ _MIRRORED = {
 
 
 class ConnectionStatus(RealtimeWidget):
-    """Shows a :class:`~rtwidgets.models.connection.Connection`; buttons reconnect/disconnect it."""
+    """Shows a :class:`~rtwidgets.models.connection.Connection`; buttons reconnect/disconnect it.
+
+    Args:
+        connection: the connection to show.
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: ``connection`` is not a ``Connection``.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
+    """
 
     _bundle = "connection_status"
 

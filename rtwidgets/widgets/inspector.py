@@ -91,7 +91,16 @@ def describe_event(ev: Any) -> tuple[str, str, str] | None:
 
 
 class Inspector(RealtimeWidget):
-    """Shows what a :class:`~rtwidgets.models.connection.Connection` is doing."""
+    """Shows what a :class:`~rtwidgets.models.connection.Connection` is doing.
+
+    Args:
+        connection: the connection to inspect.
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: ``connection`` is not a ``Connection``.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
+    """
 
     _bundle = "inspector"
 

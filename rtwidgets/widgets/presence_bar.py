@@ -48,7 +48,17 @@ def group_members(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class PresenceBar(RealtimeWidget):
-    """Avatars of the users on a :class:`Presence` (or a presence-enabled :class:`Channel`)."""
+    """Avatars of the users on a :class:`Presence` (or a presence-enabled :class:`Channel`).
+
+    Args:
+        presence_or_channel: a :class:`Presence`, or a :class:`Channel` created with presence.
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: neither a :class:`Presence` nor a :class:`Channel`.
+        ValueError: a :class:`Channel` created without presence.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
+    """
 
     _bundle = "presence_bar"
 

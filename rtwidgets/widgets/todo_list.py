@@ -44,7 +44,16 @@ def _items(model: OptimisticList) -> list[dict[str, Any]]:
 
 
 class TodoList(RealtimeWidget):
-    """Shows and edits an :class:`OptimisticList` of todo items."""
+    """Shows and edits an :class:`OptimisticList` of todo items.
+
+    Args:
+        optimistic_list: the list to show and edit (items ``{id, text, done}``).
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: ``optimistic_list`` is not an :class:`OptimisticList`.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
+    """
 
     _bundle = "todo_list"
 
@@ -86,7 +95,16 @@ class TodoList(RealtimeWidget):
     # ------------------------------------------------------------------ Python API
 
     def add(self, text: str) -> str:
-        """Create a todo (optimistically); returns its item id."""
+        """Create a todo (optimistically); returns its item id.
+
+        Non-blocking: a rollback shows in ``last_rollback``, not as an exception.
+
+        Args:
+            text: the todo's text (stripped), not blank, at most ``MAX_TEXT`` characters.
+
+        Raises:
+            IntentError: ``text`` is blank or too long (a ``ValueError``).
+        """
         return self._create(text)
 
     def __repr__(self) -> str:
