@@ -98,6 +98,30 @@ class LiveChart(RealtimeWidget):
     the samples waiting between two flushes (beyond it the strategy sheds load);
     ``batch_interval`` (seconds) is the least time between two releases of the buffer (a
     release hands out everything buffered); ``max_points`` bounds what is sent (tail included).
+
+    Args:
+        source: a :class:`Channel` whose messages are samples (a number, or a dict with ``y``
+            or ``value`` and optionally ``t`` in epoch ms), or ``None`` to feed it with
+            :meth:`push`/:meth:`extend`. A message without a finite number is counted in
+            ``stats['invalid']``.
+        key: a field name of dict data, or a callable on the data, giving each sample its
+            key (see above); ``None``: samples have no key.
+        window_ms: the time window shown, in milliseconds (> 0).
+        strategy: how a full buffer sheds load: ``"latest"``, ``"sample"`` or ``"batch"``.
+        title: shown above the chart.
+        max_buffer_size: samples (an int >= 1) waiting between two flushes.
+        batch_interval: seconds (finite, >= 0) between two releases of the buffer.
+        max_points: points (an int >= 2) sent to the views; older ones are decimated.
+        y_min: the y axis's fixed lower bound (``None``: automatic).
+        y_max: the y axis's fixed upper bound (``None``: automatic).
+        **kwargs: further widget traits (e.g. ``layout``), passed to ``anywidget.AnyWidget``.
+
+    Raises:
+        TypeError: ``source`` is not a :class:`Channel` or ``None``, ``max_buffer_size`` is not
+            an int, or ``key`` is neither a str, a callable nor ``None``.
+        ValueError: ``window_ms`` not a positive finite number, ``max_points`` not an int >= 2,
+            ``max_buffer_size`` < 1, an unknown ``strategy`` or a bad ``batch_interval``.
+        BundleMissingError: the widget's JavaScript bundle has not been built.
     """
 
     _bundle = "live_chart"
@@ -183,12 +207,31 @@ class LiveChart(RealtimeWidget):
     # ------------------------------------------------------------------ Python API
 
     def push(self, y: float, t: float | None = None, key: Hashable = None) -> None:
-        """Add one sample (thread-safe). ``t``: epoch ms, default now."""
+        """Add one sample (thread-safe). ``t``: epoch ms, default now.
+
+        Args:
+            y: the value (anything ``float()`` accepts).
+            t: the sample's time in epoch milliseconds (``None``: now).
+            key: the sample's key for ``latest`` merging; used only when the chart was created
+                with a ``key``.
+
+        Raises:
+            TypeError: ``y`` or ``t`` is not a number (``ValueError`` for a non-numeric str).
+        """
         self._inbox.append((time.time() * 1000.0 if t is None else float(t), float(y), key))
         self._schedule_drain()
 
     def extend(self, values: Iterable[float], t: float | None = None) -> None:
-        """Add many samples at time ``t`` (default now), e.g. a block from a sensor thread."""
+        """Add many samples at time ``t`` (default now), e.g. a block from a sensor thread.
+
+        Args:
+            values: the values (each anything ``float()`` accepts); the samples have no key.
+            t: their common time in epoch milliseconds (``None``: now).
+
+        Raises:
+            TypeError: a value or ``t`` is not a number (``ValueError`` for a non-numeric
+                str).
+        """
         stamp = time.time() * 1000.0 if t is None else float(t)
         self._inbox.extend((stamp, float(v), None) for v in values)
         self._schedule_drain()
