@@ -120,6 +120,20 @@ class ChaosProxy:
     ``targets``: one or more of a port (on 127.0.0.1), ``"host:port"`` or ``(host, port)``.
     ``seed`` makes the latency jitter reproducible. Start with ``await start_async()`` on a
     running loop, or ``start()`` from synchronous code (the rtwidgets runtime thread).
+
+    Args:
+        *targets: where connections go, in turn (at least one).
+        host: the address to listen on.
+        port: the port to listen on (``0``: a free one, see :attr:`port` once started).
+        max_buffer_bytes: bytes (at least 16384) held per connection and direction (e.g.
+            while delayed); past it the proxy stops reading from the sender.
+        seed: seeds the latency jitter's random source (``None``: not reproducible).
+
+    Raises:
+        ValueError: no target, a malformed ``"host:port"``, or ``max_buffer_bytes`` below
+            16384.
+        TypeError: a target that is neither a port, a ``"host:port"`` str nor a
+            ``(host, port)`` tuple.
     """
 
     def __init__(
@@ -209,13 +223,30 @@ class ChaosProxy:
         await server.wait_closed()
 
     def start(self, timeout: float = 10.0) -> ChaosProxy:
-        """Start on the rtwidgets runtime thread (for synchronous code). Returns ``self``."""
+        """Start on the rtwidgets runtime thread (for synchronous code). Returns ``self``.
+
+        Args:
+            timeout: seconds to wait for the listening socket.
+
+        Raises:
+            OSError: the address cannot be bound.
+            RuntimeError: called on the runtime thread.
+            TimeoutError: not listening within ``timeout`` seconds.
+        """
         if self._server is not None:
             return self
         return get_runtime().run(self.start_async(), timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Synchronous :meth:`stop_async` (not from the proxy's own loop)."""
+        """Synchronous :meth:`stop_async` (not from the proxy's own loop). Idempotent.
+
+        Args:
+            timeout: seconds to wait for every connection to be reset and the socket closed.
+
+        Raises:
+            RuntimeError: called on the proxy's own loop (await :meth:`stop_async` there).
+            TimeoutError: not stopped within ``timeout`` seconds (the stop goes on).
+        """
         loop = self._loop
         if self._server is None or loop is None:
             return
@@ -245,14 +276,29 @@ class ChaosProxy:
     # ------------------------------------------------------------------ controls (thread-safe)
 
     def latency(self, seconds: float, jitter: float = 0.0) -> None:
-        """Delay every chunk by ``seconds`` ± ``jitter`` (uniform; never below 0). Order is kept."""
+        """Delay every chunk by ``seconds`` ± ``jitter`` (uniform; never below 0). Order is kept.
+
+        Args:
+            seconds: the added one-way delay (>= 0; ``0``: none).
+            jitter: the spread around it (>= 0).
+
+        Raises:
+            ValueError: ``seconds`` or ``jitter`` is negative.
+        """
         if seconds < 0 or jitter < 0:
             raise ValueError("latency and jitter must be >= 0")
         with self._lock:
             self._latency, self._jitter = float(seconds), float(jitter)
 
     def throttle(self, bytes_per_sec: float | None) -> None:
-        """Limit each connection and direction to ``bytes_per_sec``; ``None`` lifts the limit."""
+        """Limit each connection and direction to ``bytes_per_sec``; ``None`` lifts the limit.
+
+        Args:
+            bytes_per_sec: the limit (> 0), or ``None``.
+
+        Raises:
+            ValueError: ``bytes_per_sec`` is not > 0.
+        """
         if bytes_per_sec is not None and bytes_per_sec <= 0:
             raise ValueError("bytes_per_sec must be > 0 (or None for no limit)")
         with self._lock:
@@ -278,7 +324,11 @@ class ChaosProxy:
         return self._on_loop(self._cut_now, wait=True) or 0
 
     def drop_new(self, enabled: bool = True) -> None:
-        """While enabled, new connections are reset right after accept (target unreachable)."""
+        """While enabled, new connections are reset right after accept (target unreachable).
+
+        Args:
+            enabled: ``True`` to drop new connections, ``False`` to accept them again.
+        """
         with self._lock:
             self._dropping = bool(enabled)
 
@@ -289,6 +339,10 @@ class ChaosProxy:
         sees it, and the client sees its connection die on that request, like a pooled socket
         that looked alive but was dead. Only client -> target bytes are matched; a marker split
         across two reads is not. ``times=0`` disarms it.
+
+        Args:
+            marker: the bytes to look for (non-empty).
+            times: how many matching chunks break their connection (>= 0).
 
         Raises:
             TypeError: ``marker`` is not bytes.
@@ -313,7 +367,15 @@ class ChaosProxy:
         self.resume()
 
     def set_targets(self, *targets: Target | int | str) -> None:
-        """Send new connections to ``targets`` from now on (current ones are untouched)."""
+        """Send new connections to ``targets`` from now on (current ones are untouched).
+
+        Args:
+            *targets: as for the constructor: ports, ``"host:port"`` or ``(host, port)``.
+
+        Raises:
+            ValueError: no target, or a malformed ``"host:port"``.
+            TypeError: a target of another type.
+        """
         if not targets:
             raise ValueError("at least one target is needed")
         parsed = [_target(t) for t in targets]
