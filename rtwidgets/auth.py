@@ -83,6 +83,24 @@ def issue_token(
     ``channels`` are the patterns the user may subscribe to; ``publish`` and ``presence``
     default to the same patterns. ``ttl`` seconds until expiry (``None``: never expires,
     use only for tests and local notebooks).
+
+    Args:
+        secret: the signing secret (non-empty); the gateway verifies with the same one.
+        user: the user id (``sub``), a non-empty str.
+        channels: fnmatch-style patterns of the channels ``user`` may subscribe to.
+        publish: patterns ``user`` may publish to (``None``: ``channels``).
+        presence: patterns ``user`` may join presence on (``None``: ``channels``).
+        ttl: seconds until expiry, at least 1 (``None``: never).
+        algorithm: the JWT algorithm (PyJWT's name, e.g. ``"HS256"``).
+        extra: more claims; the ones above override keys of the same name.
+
+    Returns:
+        The signed JWT.
+
+    Raises:
+        ValueError: an empty ``secret``, or ``user`` empty or not a str.
+        NotImplementedError: an ``algorithm`` PyJWT does not support.
+        TypeError: an ``extra`` value that is not JSON-serialisable.
     """
     if not secret:
         raise ValueError("a non-empty secret is required to sign tokens")

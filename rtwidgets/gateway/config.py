@@ -17,7 +17,9 @@ __all__ = ["GatewayConfig"]
 class GatewayConfig:
     """Limits and timings of a :class:`~rtwidgets.gateway.Gateway`.
 
-    Attributes:
+    Every parameter is also the (read-only) attribute of the same name.
+
+    Args:
         history_size: stored messages retained per channel (resume window).
         max_message_bytes: soft frame limit; bigger client frames get ``error too_large``
             and the connection stays open.
@@ -31,7 +33,8 @@ class GatewayConfig:
             closed with 4008 (slow consumer); it reconnects and recovers from history.
         heartbeat_timeout: a connection from which nothing (no frame, no pong) arrived
             for this long is closed with 4009.
-        ping_interval / ping_timeout: websockets protocol keepalive (None disables).
+        ping_interval: seconds between websockets protocol keepalive pings (None disables).
+        ping_timeout: seconds to wait for the pong to a keepalive ping (None disables).
         close_timeout: how long a closing handshake may take before the TCP
             connection is dropped.
         allowed_origins: if set, WebSocket handshakes whose ``Origin`` is not listed
@@ -45,6 +48,11 @@ class GatewayConfig:
             state expire this many seconds after its last publish (afterwards it starts
             over with a new epoch, as after an empty Redis restart). ``None`` (default)
             keeps them until deleted. Set with the in-memory broker it is an error.
+
+    Raises:
+        ValueError: a value out of range or of the wrong type (the message names the field),
+            ``max_message_bytes`` above ``hard_max_bytes``, or ``allowed_origins`` given as a
+            str.
     """
 
     history_size: int = 1000
@@ -117,7 +125,15 @@ class GatewayConfig:
         return self.dedupe_window if self.dedupe_window is not None else self.history_size
 
     def replace(self, **changes: Any) -> GatewayConfig:
-        """A copy with ``changes`` applied; unknown names raise ``TypeError``."""
+        """A copy with ``changes`` applied; unknown names raise ``TypeError``.
+
+        Args:
+            **changes: field name -> new value.
+
+        Raises:
+            TypeError: a name that is not a field.
+            ValueError: a new value out of range (as for the constructor).
+        """
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:

@@ -75,6 +75,20 @@ class Gateway:
     (a URL) is given. ``config`` and keyword overrides set the limits
     (:class:`GatewayConfig`). Start with ``await start_async()`` on a running loop, or
     ``start()`` from synchronous code (runs on the rtwidgets runtime thread).
+
+    Args:
+        host: the interface to listen on.
+        port: the port to listen on (``0``: a free one, see :attr:`port` once started).
+        secret: the token signing secret, a non-empty str (``None``: a random one).
+        broker: the broker to use; not together with ``redis``.
+        redis: a Redis URL: the gateway makes a ``RedisBroker`` for it when started.
+        config: the limits (``None``: :class:`GatewayConfig`'s defaults).
+        **config_overrides: :class:`GatewayConfig` fields to change in ``config``.
+
+    Raises:
+        ValueError: both ``broker`` and ``redis``, an empty or non-str ``secret``, a limit out
+            of range, or ``channel_ttl`` without ``redis``.
+        TypeError: an override that is not a :class:`GatewayConfig` field.
     """
 
     def __init__(
@@ -215,6 +229,9 @@ class Gateway:
         docs/design.md#connection-state-machine),
         or with ``restart=True`` with 1012 (service restart: they reconnect with backoff —
         behind a load balancer, to another gateway sharing the Redis broker).
+
+        Args:
+            restart: close clients with 1012 (they reconnect) instead of 1001.
         """
         loop = self._loop
         if self._server is None or loop is None:
@@ -249,13 +266,32 @@ class Gateway:
         self._loop = None
 
     def start(self, timeout: float = 30.0) -> Gateway:
-        """Start on the rtwidgets runtime thread (for synchronous code). Returns ``self``."""
+        """Start on the rtwidgets runtime thread (for synchronous code). Returns ``self``.
+
+        Args:
+            timeout: seconds to wait for the broker and the listening socket.
+
+        Raises:
+            OSError: the address cannot be bound.
+            BrokerUnavailable: the broker cannot be reached.
+            RuntimeError: called on the runtime thread.
+            TimeoutError: not started within ``timeout`` seconds (nothing is left running).
+        """
         if self._server is not None:
             return self
         return get_runtime().run(self.start_async(), timeout=timeout)
 
     def stop(self, timeout: float = 30.0, *, restart: bool = False) -> None:
-        """Synchronous :meth:`stop_async` (must not be called on the gateway's own loop)."""
+        """Synchronous :meth:`stop_async` (must not be called on the gateway's own loop).
+
+        Args:
+            timeout: seconds to wait for clients, tasks and the broker to close.
+            restart: as for :meth:`stop_async`.
+
+        Raises:
+            RuntimeError: called on the gateway's own loop (await :meth:`stop_async` there).
+            TimeoutError: not stopped within ``timeout`` seconds (the stop goes on).
+        """
         loop = self._loop
         if self._server is None or loop is None:
             return
@@ -283,7 +319,19 @@ class Gateway:
         presence: Sequence[str] | None = None,
         ttl: float | None = 3600,
     ) -> str:
-        """Issue a token for ``user`` signed with this gateway's secret."""
+        """Issue a token for ``user`` signed with this gateway's secret.
+
+        Args:
+            user: the user id (``sub``), a non-empty str.
+            channels: fnmatch-style patterns of the channels ``user`` may subscribe to.
+            publish: patterns ``user`` may publish to (``None``: ``channels``).
+            presence: patterns ``user`` may join presence on (``None``: ``channels``).
+            ttl: seconds until the token expires (``None``: never; tests and local notebooks
+                only).
+
+        Raises:
+            ValueError: ``user`` is empty or not a str.
+        """
         return issue_token(self.secret, user, channels, publish=publish, presence=presence, ttl=ttl)
 
     @classmethod
