@@ -51,7 +51,21 @@ def shareable_traits(widget: HasTraits) -> list[str]:
 
 class ShareLink:
     """A widget linked to a channel by :func:`share`. ``state`` is the underlying
-    :class:`SharedState`; ``traits`` the linked names."""
+    :class:`SharedState`; ``traits`` the linked names.
+
+    Made by :func:`share`; the link owns ``state`` and closes it on :meth:`unlink`.
+
+    Args:
+        widget: the widget whose traits are shared.
+        state: the shared state on the channel.
+        traits: the names of the synced traits to link (each one key of ``state``).
+        max_rate: most local changes sent per second (finite, > 0), before the message
+            budget's share.
+
+    Raises:
+        TypeError: ``max_rate`` is not a number.
+        ValueError: ``max_rate`` is not finite and > 0.
+    """
 
     def __init__(
         self, widget: HasTraits, state: SharedState, traits: list[str], max_rate: float

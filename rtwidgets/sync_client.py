@@ -39,6 +39,21 @@ def connect(
     ``kwargs`` go to :class:`~rtwidgets.client.RealtimeConnection` (``auth``, ``reconnect``,
     ``heartbeat``, ``queue_limit``, ``ack_timeout``, ...). Raises ``AuthenticationError``,
     ``ConnectionFailedError`` or ``TimeoutError`` (the connection is then closed).
+
+    Args:
+        url: the gateway's ``ws://`` or ``wss://`` URL.
+        token: the token (or pass ``auth=``).
+        timeout: seconds to wait for the connection; also the default timeout of every
+            blocking call on the returned connection.
+        **kwargs: passed to :class:`~rtwidgets.client.RealtimeConnection`.
+
+    Raises:
+        AuthenticationError: the gateway refused the token.
+        ConnectionFailedError: retries are exhausted or the gateway closed for good.
+        TimeoutError: not connected within ``timeout`` seconds.
+        ValueError: a bad URL, both ``token`` and ``auth``, or an option out of range.
+        TypeError: an unknown keyword argument.
+        RuntimeError: called on the runtime thread.
     """
     runtime = get_runtime()
 

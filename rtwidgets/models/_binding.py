@@ -251,6 +251,13 @@ def set_message_budget(total_per_s: float) -> None:
 
     Live widgets adopt their new share at their next update. Raises ``ValueError`` /
     ``TypeError`` for a non-positive or non-numeric value.
+
+    Args:
+        total_per_s: the total, in messages per second (finite, > 0).
+
+    Raises:
+        TypeError: ``total_per_s`` is not a number.
+        ValueError: ``total_per_s`` is not finite and > 0.
     """
     message_budget().set_total_rate(total_per_s)
 
