@@ -1,4 +1,4 @@
-"""App hosts for the e2e tests: ``voila`` and ``marimo run`` serving one app on a free port.
+"""App hosts for the e2e tests: ``voila``, ``marimo run`` and Jupyter Notebook 7 on a free port.
 
 :class:`AppServer` starts the host on 127.0.0.1 with fresh Jupyter, IPython and XDG
 directories and its own ``RTWIDGETS_RUNTIME_DIR``, so the shared gateway its kernels start is
@@ -6,12 +6,17 @@ this test's alone. :meth:`AppServer.stop` stops the host (SIGTERM to its process
 shuts its kernels down), then every process it left, then the shared gateway (its process
 group), also when the test failed.
 
+Jupyter Notebook 7 (``host="notebook"``) serves the folder of ``app`` with the news toast off
+and ``window.jupyterapp`` exposed, so :class:`~tests.e2e.lab.NotebookPage` drives its pages
+(its front end is JupyterLab's): :meth:`AppServer.url_for` opens any notebook of that folder.
+
 Everything waits on conditions (HTTP answers, process exits) with generous bounds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -19,6 +24,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +36,22 @@ from rtwidgets.gateway.discovery import GATEWAY_URL_ENV, RUNTIME_DIR_ENV, Runtim
 from tests._support.net import free_port
 from tests._support.waiting import GiveUp, wait_until
 
+from .lab import USER_SETTINGS
+
 __all__ = ["AppServer", "Host"]
 
-Host = Literal["voila", "marimo"]
+Host = Literal["voila", "marimo", "notebook"]
 START_TIMEOUT = 120.0  # a host and its first kernel on a busy 2-core machine
 STOP_TIMEOUT = 60.0
 
 
 @dataclass
 class AppServer:
-    """One host serving one app; ``page_url`` opens it (with the host's token)."""
+    """One host serving one app; ``page_url`` opens it (with the host's token).
+
+    For ``notebook`` the app is one notebook of the folder served (``app.parent``); every
+    notebook there opens with :meth:`url_for`.
+    """
 
     host: Host
     app: Path
@@ -61,10 +73,46 @@ class AppServer:
 
     @property
     def page_url(self) -> str:
+        if self.host == "notebook":
+            return self.url_for(self.app.name)
         param = "token" if self.host == "voila" else "access_token"
         return f"{self.base_url}/?{param}={self.token}"
 
+    @property
+    def user_settings_dir(self) -> Path:
+        """The JupyterLab user settings of a ``notebook`` host (Notebook 7 reads them too)."""
+        return self.home / "jupyter-config" / "lab" / "user-settings"
+
+    def url_for(self, notebook_path: str, workspace: str = "") -> str:
+        """The Notebook 7 page of ``notebook_path`` (relative to the folder served).
+
+        ``workspace`` is ignored: Notebook 7 opens one document per page, with no workspace to
+        restore (it is there for :class:`~tests.e2e.lab.NotebookPage`).
+
+        Raises:
+            ValueError: the host is not ``notebook``.
+        """
+        if self.host != "notebook":
+            raise ValueError(f"url_for() opens a notebook of a Notebook 7 host, not of {self.host}")
+        quoted = urllib.parse.quote(notebook_path)
+        return f"{self.base_url}/notebooks/{quoted}?token={self.token}"
+
     def _command(self) -> list[str]:
+        if self.host == "notebook":
+            # No "jupyter notebook" dispatcher: killing it would leave the real server running.
+            return [
+                sys.executable,
+                "-m",
+                "notebook",
+                "--no-browser",
+                f"--port={self.port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={self.token}",
+                "--allow-root",
+                f"--notebook-dir={self.app.parent}",
+                f"--JupyterNotebookApp.user_settings_dir={self.user_settings_dir}",
+                "--JupyterNotebookApp.expose_app_in_browser=True",
+            ]
         if self.host == "voila":
             return [
                 sys.executable,
@@ -106,6 +154,12 @@ class AppServer:
         }
         for folder in dirs.values():
             folder.mkdir(parents=True, exist_ok=True)
+        if self.host == "notebook":
+            # JupyterLab's quiet settings (no news toast over the notebook, every cell in the DOM).
+            for rel, values in USER_SETTINGS.items():
+                target = self.user_settings_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(json.dumps(values), encoding="utf-8")
         env = {**os.environ, **{k: str(v) for k, v in dirs.items()}}
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env["PYTHONUNBUFFERED"] = "1"

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from playwright.sync_api import Page
 
@@ -338,10 +338,17 @@ _SOURCES = (
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+class NotebookHost(Protocol):
+    """What :class:`NotebookPage` needs of a server: a :class:`LabServer`, or Jupyter Notebook 7
+    (``tests/e2e/hosts.py``), whose front end is JupyterLab's."""
+
+    def url_for(self, notebook_path: str, workspace: str) -> str: ...
+
+
 class NotebookPage:
     """One notebook open in one Playwright page (a user's browser tab)."""
 
-    def __init__(self, page: Page, server: LabServer, notebook_path: str, workspace: str) -> None:
+    def __init__(self, page: Page, server: NotebookHost, notebook_path: str, workspace: str) -> None:
         self.page = page
         self.server = server
         self.path = notebook_path
