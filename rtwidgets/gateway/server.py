@@ -155,11 +155,12 @@ class Gateway:
     def broker(self) -> Broker:
         """The broker in use (created lazily for ``redis=``)."""
         if self._broker is None:
-            from rtwidgets.gateway.brokers.redis import RedisBroker  # optional, imported lazily
+            # Optional, imported lazily; a redis+cluster:// URL gets the Redis Cluster broker.
+            from rtwidgets.gateway.brokers.redis_cluster import redis_broker_for
 
             # __init__ made a MemoryBroker unless broker= or redis= was given.
             assert self._redis_url is not None
-            self._broker = RedisBroker(
+            self._broker = redis_broker_for(
                 self._redis_url,
                 history_size=self.config.history_size,
                 state_max_keys=self.config.state_max_keys,
