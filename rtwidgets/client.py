@@ -38,29 +38,17 @@ from rtwidgets.client_errors import (
     ServerError,
     Unsubscribe,
     _call,
-    _error_from_event,
-    _error_from_failed,
     _register,
-    _settle,
 )
-from rtwidgets.client_socket import close_socket, run_socket
+from rtwidgets.client_events import handle_event
 from rtwidgets.core.channel import ChannelManager, ChannelOptions, Reset
 from rtwidgets.core.connection import (
-    AckReceived,
-    CloseSocket,
     ConnectionCore,
     ConnectionEvent,
     ConnectionState,
     ConnectionStats,
-    Error,
     HeartbeatConfig,
-    Message,
-    OpenSocket,
-    QueueOverflow,
     ReconnectConfig,
-    SendFailed,
-    Sent,
-    StateChanged,
 )
 from rtwidgets.protocol import ProtocolError, encode, validate_channel
 from rtwidgets.subscription import ChannelHandle, ChannelSubscription
@@ -533,99 +521,4 @@ class RealtimeConnection:
         _call(self._on_error, error)
 
     def _handle(self, ev: ConnectionEvent) -> None:
-        _call(self._on_event, ev)
-        if isinstance(ev, StateChanged):
-            self._on_state_changed(ev)
-        elif isinstance(ev, Message):
-            self._on_message_frame(ev.frame)
-        elif isinstance(ev, AckReceived):
-            self._on_ack(ev)
-        elif isinstance(ev, Sent):
-            _settle(self._futures.get(ev.op.op_id), None)
-        elif isinstance(ev, SendFailed):
-            self._on_send_failed(ev)
-        elif isinstance(ev, QueueOverflow):
-            self._report(QueueFullError(f"offline queue full ({ev.limit} frames); {ev.op.type} refused"))
-        elif isinstance(ev, Error):
-            error = _error_from_event(ev)
-            name = ev.frame.get("channel") if ev.frame is not None else None
-            sub = self._subscriptions.get(name) if isinstance(name, str) else None
-            for handle in list(sub.handles.values()) if sub is not None else ():
-                _call(handle._on_error, error)
-            self._report(error)
-        elif isinstance(ev, OpenSocket):
-            self._opening = (ev.generation, self._spawn(run_socket(self, ev.generation)))
-        elif isinstance(ev, CloseSocket):
-            ws = self._ws
-            if ws is not None and self._ws_generation == ev.generation:
-                self._spawn(close_socket(ws, ev.code, ev.reason))
-            elif self._opening is not None and self._opening[0] == ev.generation:
-                self._opening[1].cancel()  # still authenticating or handshaking: abandon it
-
-    def _on_state_changed(self, ev: StateChanged) -> None:
-        current = ev.current
-        if ev.previous is ConnectionState.CONNECTED or current in (
-            ConnectionState.RECONNECTING,
-            ConnectionState.DISCONNECTED,
-            ConnectionState.FAILED,
-        ):
-            for ch_ev in self._channels.on_connection_lost():
-                sub = self._subscriptions.get(ch_ev.channel)
-                if sub is not None:
-                    sub.dispatch([ch_ev])
-        if current is ConnectionState.CONNECTING:
-            # Resubscribe every channel that has no subscribe queued, ahead of queued publishes.
-            for sub in list(self._subscriptions.values()):
-                if sub._sub_op is None and not sub._closing:
-                    sub.send_subscribe(priority=True)
-        _call(self._on_state, current, ev.previous, ev.reason)
-        if current is ConnectionState.CONNECTED:
-            for waiter in self._connect_waiters:
-                _settle(waiter, None)
-        elif current in (ConnectionState.DISCONNECTED, ConnectionState.FAILED):
-            error = self.last_error or ConnectionClosedError(f"connection {current.value}: {ev.reason}")
-            if isinstance(error, RealtimeError) and error.code not in (
-                "auth_failed",
-                "max_attempts",
-                "closed_by_server",
-            ):
-                error = ConnectionClosedError(f"connection {current.value}: {ev.reason}")
-            for waiter in self._connect_waiters:
-                _settle(waiter, exc=error)
-            for sub in list(self._subscriptions.values()):
-                if not sub._ever_subscribed:
-                    # Never got through: fail the subscribe() awaits and forget the channel.
-                    for handle in list(sub.handles.values()):
-                        handle._close(error)
-                    self._drop_channel(sub)
-        self._notify_state()
-
-    def _notify_state(self) -> None:
-        for states, fut in self._state_waiters:
-            if self.state in states:
-                _settle(fut, None)
-
-    def _on_message_frame(self, frame: dict[str, Any]) -> None:
-        name = frame.get("channel")
-        sub = self._subscriptions.get(name) if isinstance(name, str) else None
-        if sub is None:
-            return  # late frame for a channel we left, or a frame type without a channel
-        sub.on_frame(frame)
-
-    def _on_ack(self, ev: AckReceived) -> None:
-        kind_sub = self._op_channel.pop(ev.op.op_id, None)
-        if kind_sub is not None:
-            kind, sub = kind_sub
-            sub.on_ack(kind, ev.op, ev.frame)
-        _settle(self._futures.get(ev.op.op_id), ev.frame)
-
-    def _on_send_failed(self, ev: SendFailed) -> None:
-        kind_sub = self._op_channel.pop(ev.op.op_id, None)
-        if kind_sub is not None:
-            kind, sub = kind_sub
-            sub.on_send_failed(kind, ev)
-            return
-        fut = self._futures.get(ev.op.op_id)
-        if fut is None:
-            return
-        _settle(fut, exc=_error_from_failed(ev))
+        handle_event(self, ev)

@@ -272,7 +272,7 @@ def test_the_checker_sees_the_package() -> None:
     assert ("rtwidgets.gateway.session", "rtwidgets.core.catchup") in edges  # absolute import
     assert ("rtwidgets.gateway.hub", "rtwidgets.protocol") in edges  # from rtwidgets import protocol
     lazy = {(imp.module, imp.target) for imp in imports if not imp.module_level}
-    assert ("rtwidgets.gateway.server", "rtwidgets.gateway.brokers.redis") in lazy  # in a function
+    assert ("rtwidgets.gateway.server", "rtwidgets.gateway.brokers.redis_cluster") in lazy  # in a function
     assert len({imp.module for imp in imports}) > 50
 
 
