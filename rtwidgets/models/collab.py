@@ -41,10 +41,12 @@ from traitlets import Bool, HasTraits, Int, List, Unicode
 from rtwidgets.colors import color_for
 from rtwidgets.core import crdt_sync as cs
 from rtwidgets.errors import CollabError  # defined there; re-exported from here
-from rtwidgets.models._binding import TaskGroup, on_runtime, run_blocking
+from rtwidgets.models._binding import TaskGroup, run_blocking
 from rtwidgets.models.channel import Channel
 from rtwidgets.models.collab_cursors import TEXT_NAME, CollabCursors
 from rtwidgets.models.collab_publish import FINAL_PUBLISH_ERRORS, RATE_LIMIT_RETRY_S, CollabPublisher
+from rtwidgets.models.collab_sync import CollabReceiver
+from rtwidgets.models.collab_view import CollabViewHooks, Origin, UpdateListener
 from rtwidgets.models.connection import Connection
 from rtwidgets.runtime import get_runtime
 
@@ -64,8 +66,6 @@ T = TypeVar("T")
 # little. Local inserts above this are refused up front (nothing half-applied).
 MAX_INSERT_BYTES = 40_000
 
-Origin = str  # "local" (Python API), "view" (a browser view), "remote" (the channel)
-UpdateListener = Callable[[bytes, Origin], None]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class TextChange:
     origin: Origin
 
 
-class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
+class CollabDoc(HasTraits, CollabPublisher, CollabCursors, CollabReceiver, CollabViewHooks):
     """A collaborative text document on channel ``name`` of ``connection``.
 
     ``text`` is the current text; ``cursors`` the other participants' cursors (one dict per
@@ -450,53 +450,6 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
             f"synced={self.synced} peers={len(self.peers)}>"
         )
 
-    # ------------------------------------------------------------------ hooks for views (runtime thread)
-
-    def add_update_listener(self, listener: UpdateListener) -> Callable[[], None]:
-        """``listener(update, origin)`` on the runtime thread for every change; returns a remover.
-
-        Args:
-            listener: receives the change as one Yjs update and its origin (``"local"``,
-                ``"view"`` or ``"remote"``); an exception it raises is logged.
-        """
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def diff_since(self, state_vector: bytes) -> bytes:
-        """Runtime thread: the update a replica with ``state_vector`` lacks (``ValueError`` if bad).
-
-        Args:
-            state_vector: the other replica's Yjs state vector.
-
-        Raises:
-            ValueError: ``state_vector`` is malformed.
-        """
-        cs.decode_state_vector(state_vector)  # clear error for garbage before pycrdt sees it
-        return self._ydoc.get_update(state_vector)
-
-    def apply_view_update(self, update: bytes) -> None:
-        """Runtime thread: apply an edit typed in a browser view (published to the channel).
-
-        Args:
-            update: the view's Yjs update.
-
-        Raises:
-            ValueError: ``update`` is not a Yjs update.
-        """
-        self._apply_local_update_rt(update, "view")
-
-    def set_cursor_positions(self, anchor: str | None, head: str | None) -> None:
-        """Runtime thread: set our cursor from base64 Yjs relative positions (from a browser).
-
-        Args:
-            anchor: the selection's start (``None``, or ``head`` ``None``: no cursor).
-            head: the selection's end, the caret.
-
-        Raises:
-            ValueError: a position is not a base64 Yjs relative position.
-        """
-        self._set_cursor_encoded(anchor, head)
-
     # ------------------------------------------------------------------ runtime-thread internals
 
     def _attach(self) -> None:
@@ -591,30 +544,6 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
         self._after_change(origin)
         return self.text
 
-    def _apply_remote(self, update: bytes, what: str) -> None:
-        self._captured.clear()
-        try:
-            self._integrate(update)
-        except ValueError as exc:
-            self._refuse(f"{what} is not a valid Yjs update ({exc})")
-            return
-        self._after_change("remote")
-
-    def _integrate(self, update: bytes) -> None:
-        before = self._ydoc.get_state()
-        self._ydoc.apply_update(update)
-        after = self._ydoc.get_state()
-        if self._held.note(update, after) and not self._asked_for_missing:
-            # Something it builds on never reached us: ask the peers for what we lack.
-            self._asked_for_missing = True
-            me = self._my_client_id()
-            if me:
-                self._send_ephemeral(cs.state_vector_message(after, me))
-        if len(self._held) and after != before:
-            self._held.retry(self._ydoc.apply_update, self._ydoc.get_state)
-        if not len(self._held):
-            self._asked_for_missing = False
-
     def _after_change(self, origin: Origin) -> None:
         updates, self._captured = self._captured, []
         if not updates:
@@ -639,85 +568,6 @@ class CollabDoc(HasTraits, CollabPublisher, CollabCursors):
 
     def _my_client_id(self) -> str:
         return self.connection.client.client_id or ""
-
-    def _on_frame(self, frame: dict[str, Any]) -> None:
-        if self._closed:
-            return
-        try:
-            msg = cs.parse_doc_message(frame.get("data"))
-        except cs.CollabProtocolError as exc:
-            self._refuse(f"message {frame.get('eventId') or ''} from {frame.get('senderId')!r}: {exc}")
-            return
-        mine = frame.get("clientId") == self._my_client_id()
-        if isinstance(msg, cs.UpdateMessage):
-            self._policy.observe_update()
-            if not mine:
-                self._apply_remote(msg.update, "an update")
-            self._maybe_snapshot()
-        elif isinstance(msg, cs.SnapshotMessage):
-            self._policy.observe_snapshot()
-            if not mine:
-                self._apply_remote(msg.update, "a snapshot")
-        elif isinstance(msg, cs.StateVectorMessage):
-            if not mine:
-                self._on_state_vector(msg)
-        elif isinstance(msg, cs.DiffMessage) and msg.to == self._my_client_id() and not mine:
-            self._apply_remote(msg.update, "a diff")
-
-    def _on_state_vector(self, msg: cs.StateVectorMessage) -> None:
-        me = self._my_client_id()
-        if msg.to is not None and msg.to != me:
-            return  # a reply meant for someone else
-        try:
-            theirs = cs.decode_state_vector(msg.state)
-            diff = self._ydoc.get_update(msg.state)
-        except (cs.CollabProtocolError, ValueError) as exc:
-            self._refuse(f"state vector from {msg.sender!r}: {exc}")
-            return
-        if not cs.is_empty_update(diff):
-            self._send_ephemeral(cs.diff_message(diff, msg.sender))
-        ours = cs.decode_state_vector(self._ydoc.get_state())
-        if msg.to is None and cs.has_unseen(ours, theirs):
-            # The asker has edits we never received (e.g. made while we were both cut off).
-            self._send_ephemeral(cs.state_vector_message(self._ydoc.get_state(), me, to=msg.sender))
-
-    def _on_reset(self, reset: Any) -> None:
-        # Continuity was lost beyond the gateway's history: apply the snapshot and the tail.
-        if self._closed:
-            return
-        state = getattr(reset, "state", None) or {}
-        frame = state.get(cs.STATE_KEY)
-        if isinstance(frame, dict):
-            self._on_frame(frame)
-        for event in getattr(reset, "events", ()):
-            if isinstance(event, dict):
-                self._on_frame(event)
-
-    def _on_subscribed_change(self, change: dict[str, Any]) -> None:
-        on_runtime(self._subscribed_changed, bool(change["new"]))
-
-    def _subscribed_changed(self, subscribed: bool) -> None:
-        if self._closed or subscribed == self._was_subscribed:
-            return
-        self._was_subscribed = subscribed
-        self.is_subscribed = subscribed
-        if not subscribed:
-            return
-        handle = self._channel.handle
-        state = getattr(handle, "state", None) or {}
-        frame = state.get(cs.STATE_KEY)
-        if isinstance(frame, dict):
-            self._on_frame(frame)
-        failed = self._pending.take_failed()
-        if failed is not None:
-            self._outbox.insert(0, failed)
-        self._kick_sender()
-        me = self._my_client_id()
-        if me:
-            self._send_ephemeral(cs.state_vector_message(self._ydoc.get_state(), me))
-        if self._presence_dirty:
-            self._push_presence()
-        self.synced = True
 
     # -- errors
 
