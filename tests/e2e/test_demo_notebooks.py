@@ -30,13 +30,15 @@ def test_demo_notebook_renders_its_widgets(users: Users, name: str, test_name: s
     else:
         notebook.run_above(cleanup)
 
-    widgets = viewer.page.locator(".rtw-widget")
+    # rtwidgets' own widgets, and the ipywidgets a notebook shares with rtwidgets.share (08).
+    widgets = viewer.page.locator(".rtw-widget, .widget-slider, .widget-dropdown")
     expect(widgets.first).to_be_visible()
     count = widgets.count()
     for i in range(count):
         widget = widgets.nth(i)
         expect(widget).to_be_visible()
-        kind = next(c for c in (widget.get_attribute("class") or "").split() if c not in ("rtw-widget",))
+        classes = (widget.get_attribute("class") or "").split()
+        kind = next((c for c in classes if c.startswith(("rtw-", "widget-")) and c != "rtw-widget"), "widget")
         viewer.screenshot(test_name, f"{i:02d}-{kind}", widget)
     print(f"\n[e2e] {name}: {count} widgets rendered")
 

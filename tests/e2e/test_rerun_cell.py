@@ -79,7 +79,15 @@ def chat_texts(chat):
 
 
 def bob_texts():
-    return [f["data"].get("text") for f in bob_room.messages if isinstance(f.get("data"), dict)]
+    # A Chat send is the optimistic store's create op (its text is in data["item"]); bob's own
+    # raw publishes carry data["text"].
+    texts = []
+    for f in bob_room.messages:
+        data = f.get("data")
+        if isinstance(data, dict):
+            item = data.get("item") if isinstance(data.get("item"), dict) else data
+            texts.append(item.get("text"))
+    return texts
 
 
 def report(what, read, want, timeout=60.0):
