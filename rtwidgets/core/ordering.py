@@ -40,12 +40,19 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from ._clock import MonotonicNow
 from ._compat import deprecated_alias
 
-__all__ = ["MessageOrderer", "OrderedMessage", "OrderingConfig", "OrderingStats", "OrderingType"]
+__all__ = [
+    "MessageOrderer",
+    "OrderedMessage",
+    "OrderingConfig",
+    "OrderingStats",
+    "OrderingType",
+    "message_to_order",
+]
 
 T = TypeVar("T")
 
@@ -341,3 +348,27 @@ class MessageOrderer(Generic[T]):
             heapq.heappop(stream.heap)
         while stream.arrivals and stream.arrivals[0][1] not in stream.pending:
             stream.arrivals.popleft()
+
+
+def message_to_order(frame: dict[str, Any], ordering: str) -> OrderedMessage[dict[str, Any]] | None:
+    """A gateway ``message`` frame as the orderer sees it, or None when it carries nothing to
+    order by: under ``'total'`` an ephemeral message (no ``offset``), under ``'fifo'`` one without
+    the sender's ``seq``. The sender is the frame's ``clientId`` (a connection), the global
+    sequence its ``offset``."""
+    offset, seq = frame.get("offset"), frame.get("seq")
+    if ordering == "total":
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            return None
+        number = offset
+    elif isinstance(seq, int) and not isinstance(seq, bool):
+        number = seq
+    else:
+        return None
+    return OrderedMessage(
+        id=str(frame.get("eventId") or frame.get("id") or ""),
+        sender_id=str(frame.get("clientId") or frame.get("senderId") or ""),
+        sequence_number=number,
+        global_sequence=offset if ordering == "total" else None,
+        timestamp=0.0,
+        data=frame,
+    )

@@ -22,7 +22,7 @@ from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
 
 from rtwidgets.client import ServerError
 from rtwidgets.core.backpressure import BackpressureBuffer, BackpressureConfig
-from rtwidgets.core.ordering import MessageOrderer, OrderedMessage, OrderingConfig, OrderingType
+from rtwidgets.core.ordering import MessageOrderer, OrderingConfig, OrderingType, message_to_order
 from rtwidgets.core.subscribers import presence_conflict
 from rtwidgets.errors import ChannelClosedError  # defined there; re-exported from here
 from rtwidgets.models._binding import DeadlineTimer, LoopClock, TaskGroup, on_runtime, run_blocking, submit
@@ -477,9 +477,9 @@ class Channel(HasTraits):
         if self._orderer is None:
             self._deliver(frame)
             return
-        message = _ordered(frame, self.ordering)
+        message = message_to_order(frame, self.ordering)
         if message is None:
-            self._deliver(frame)  # no sequence to order by (see _ordered): as it comes
+            self._deliver(frame)  # no sequence to order by (see message_to_order): as it comes
         else:
             for ready in self._orderer.on_message(message, self._clock()):
                 self._deliver(ready)
@@ -574,28 +574,6 @@ class Channel(HasTraits):
             for name, value in updates.items():
                 if getattr(self, name) != value:
                     setattr(self, name, value)
-
-
-def _ordered(frame: dict[str, Any], ordering: str) -> OrderedMessage[dict[str, Any]] | None:
-    """The frame as the orderer sees it, or None when it carries nothing to order by: under
-    'total' an ephemeral message (no offset), under 'fifo' one without the sender's ``seq``."""
-    offset, seq = frame.get("offset"), frame.get("seq")
-    if ordering == "total":
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            return None
-        number = offset
-    elif isinstance(seq, int) and not isinstance(seq, bool):
-        number = seq
-    else:
-        return None
-    return OrderedMessage(
-        id=str(frame.get("eventId") or frame.get("id") or ""),
-        sender_id=str(frame.get("clientId") or frame.get("senderId") or ""),
-        sequence_number=number,
-        global_sequence=offset if ordering == "total" else None,
-        timestamp=0.0,
-        data=frame,
-    )
 
 
 def _value(state: Any) -> str:

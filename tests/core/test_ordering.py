@@ -341,3 +341,18 @@ def test_property_fifo_under_timeouts_and_overflow_keeps_per_sender_order(
     for sender in "ab":
         seqs = [seq for s, seq in out if s == sender]
         assert seqs == sorted(set(seqs))
+
+
+def test_message_to_order_reads_a_gateway_frame() -> None:
+    from rtwidgets.core.ordering import message_to_order
+
+    frame = {"type": "message", "eventId": "7", "clientId": "c1", "seq": 3, "offset": 7, "data": 1}
+    fifo = message_to_order(frame, "fifo")
+    assert fifo is not None
+    assert (fifo.sender_id, fifo.sequence_number, fifo.global_sequence) == ("c1", 3, None)
+    total = message_to_order(frame, "total")
+    assert total is not None and (total.sequence_number, total.global_sequence) == (7, 7)
+    assert total.data is frame
+    assert message_to_order({**frame, "offset": None}, "total") is None  # ephemeral: as it comes
+    assert message_to_order({k: v for k, v in frame.items() if k != "seq"}, "fifo") is None
+    assert message_to_order({**frame, "seq": True}, "fifo") is None  # a bool is not a seq
