@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "LiveChart": "rtwidgets.widgets",
     "Inspector": "rtwidgets.widgets",
     "CollabText": "rtwidgets.widgets",
+    "GatewayMonitor": "rtwidgets.widgets",
     # widget message budget
     "set_message_budget": "rtwidgets.models._binding",
     # fault injection
@@ -74,6 +75,7 @@ __all__ = [
     "ConnectionStatus",
     "Gateway",
     "GatewayConfig",
+    "GatewayMonitor",
     "Inspector",
     "LiveChart",
     "OperationRolledBack",
@@ -135,3 +137,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from rtwidgets.sync_client import connect
     from rtwidgets.widgets import Chat, ConnectionStatus, Inspector, LiveChart, PresenceBar, TodoList
     from rtwidgets.widgets.collab_text import CollabText
+    from rtwidgets.widgets.gateway_monitor import GatewayMonitor

@@ -8,6 +8,7 @@ from rtwidgets.widgets._base import BundleMissingError, IntentError
 from rtwidgets.widgets.chat import Chat
 from rtwidgets.widgets.collab_text import CollabText
 from rtwidgets.widgets.connection_status import ConnectionStatus
+from rtwidgets.widgets.gateway_monitor import GatewayMonitor
 from rtwidgets.widgets.inspector import Inspector
 from rtwidgets.widgets.live_chart import LiveChart
 from rtwidgets.widgets.presence_bar import PresenceBar
@@ -18,6 +19,7 @@ __all__ = [
     "Chat",
     "CollabText",
     "ConnectionStatus",
+    "GatewayMonitor",
     "Inspector",
     "IntentError",
     "LiveChart",

@@ -61,6 +61,7 @@ WIDGET_BUNDLES = (
     "live_chart",
     "inspector",
     "collab_text",
+    "gateway_monitor",
 )
 # Generous, condition-based: a failing condition is a bug, not a slow machine.
 UI_TIMEOUT_MS = 60_000

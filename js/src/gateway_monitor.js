@@ -1,0 +1,232 @@
+// GatewayMonitor: small SVG sparklines of a gateway's gauges and rates over the last minutes,
+// a table of current values and a table of errors by code. The kernel samples and computes the
+// rates; this view only draws the `history` columns it receives ({t: [...], <series>: [...]},
+// null where a rate is not known yet). Plain SVG paths, no chart dependency: a sparkline is a
+// few hundred points redrawn once per sample.
+import { h, setAttr, setText } from "./lib/dom.js";
+import { formatCount } from "./lib/time.js";
+import { dict, list, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
+
+const CSS = `
+.rtw-gateway-monitor { display: flex; flex-direction: column; gap: 6px; }
+.rtw-gm-source { font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; overflow-wrap: anywhere; }
+.rtw-gm-error {
+  border: 1px solid var(--jp-error-color1, #d32f2f); border-radius: 4px; padding: 4px 8px;
+  color: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 80%, var(--jp-ui-font-color0, #000));
+}
+.rtw-gm-charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 8px; }
+.rtw-gm-chart {
+  border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 4px 6px;
+  background: var(--jp-layout-color1, transparent);
+}
+.rtw-gm-chart-head { display: flex; justify-content: space-between; gap: 6px; font-size: 0.85em; }
+.rtw-gm-chart-title { color: var(--jp-ui-font-color2, #777); }
+.rtw-gm-chart-value { font-weight: 600; font-variant-numeric: tabular-nums; }
+.rtw-gm-chart svg { display: block; width: 100%; height: 36px; }
+.rtw-gm-line { fill: none; stroke: var(--jp-brand-color1, #1976d2); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+.rtw-gm-chart[data-tone="error"] .rtw-gm-line { stroke: var(--jp-error-color1, #d32f2f); }
+.rtw-gm-tables { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
+.rtw-gm-tables table { border-collapse: collapse; font-size: 0.9em; }
+.rtw-gm-tables th, .rtw-gm-tables td {
+  text-align: left; padding: 1px 8px 1px 0; border-bottom: 1px solid var(--jp-border-color2, #ddd);
+}
+.rtw-gm-tables th { font-weight: 600; color: var(--jp-ui-font-color2, #777); white-space: nowrap; }
+.rtw-gm-tables td { font-variant-numeric: tabular-nums; }
+`;
+
+/** The charts: [series key in `history`, title, unit, tone]. */
+export const CHARTS = [
+  ["connections", "connections", "", "normal"],
+  ["channels", "channels", "", "normal"],
+  ["subscriptions", "subscriptions", "", "normal"],
+  ["publish_rate", "publishes", "/s", "normal"],
+  ["delivery_rate", "deliveries", "/s", "normal"],
+  ["error_rate", "errors", "/s", "error"],
+  ["slow_close_rate", "slow-consumer closes", "/s", "error"],
+  ["outbound_bytes", "largest outbound buffer", "B", "normal"],
+];
+
+/** The rows of the current-values table: [key in `current`, label, unit]. */
+const CURRENT_ROWS = [
+  ["connections", "connections", ""],
+  ["channels", "channels", ""],
+  ["subscriptions", "subscriptions", ""],
+  ["publish_rate", "publish rate", "/s"],
+  ["delivery_rate", "delivery rate", "/s"],
+  ["error_rate", "error rate", "/s"],
+  ["connections_accepted", "connections accepted", ""],
+  ["messages_published", "messages published", ""],
+  ["messages_delivered", "messages delivered", ""],
+  ["errors", "errors", ""],
+  ["slow_consumer_closes", "slow-consumer closes", ""],
+  ["idle_closes", "idle closes", ""],
+  ["auth_failures", "auth failures", ""],
+  ["frames_dropped_closed", "frames dropped (closed)", ""],
+  ["outbound_bytes", "largest outbound buffer", "B"],
+  ["uptime", "uptime", "s"],
+  ["restarts", "restarts seen", ""],
+];
+
+const STATUS_TONE = { ok: "success", starting: "warn", error: "error" };
+
+/** A value with its unit ("12.5/s", "3 B"); "–" when unknown. */
+export function formatValue(value, unit = "") {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  const text = formatCount(value);
+  return unit === "" ? text : unit === "/s" ? `${text}/s` : `${text} ${unit}`;
+}
+
+/**
+ * The SVG path of a sparkline in a `width` x `height` box: x from the times `ts` (the newest at
+ * the right edge, `window` seconds across), y from 0 (bottom) to the largest value (top).
+ * A null / non-finite value breaks the line (a gap: the rate was not known). Pure.
+ * @returns {string} "M x y L x y ..." or "" when there is nothing to draw
+ */
+export function sparklinePath(ts, values, window, width = 100, height = 30) {
+  const times = list(ts);
+  const ys = list(values);
+  const n = Math.min(times.length, ys.length);
+  if (n === 0) return "";
+  const newest = num(times[n - 1], NaN);
+  const span = num(window, 0) > 0 ? window : 1;
+  let top = 0;
+  for (let i = 0; i < n; i++) if (Number.isFinite(ys[i]) && ys[i] > top) top = ys[i];
+  if (top === 0) top = 1; // a flat zero line sits on the bottom edge
+  const parts = [];
+  let pen = "M";
+  for (let i = 0; i < n; i++) {
+    const t = times[i];
+    const v = ys[i];
+    if (typeof v !== "number" || !Number.isFinite(v) || typeof t !== "number" || !Number.isFinite(t)) {
+      pen = "M";
+      continue;
+    }
+    const x = width * (1 - (newest - t) / span);
+    if (x < 0) continue; // older than the window: off the chart
+    const y = height - (Math.max(0, v) / top) * height;
+    parts.push(`${pen}${x.toFixed(1)} ${y.toFixed(1)}`);
+    pen = "L";
+  }
+  return parts.join(" ");
+}
+
+/** [key, label, text] rows of the current-values table (pure; exported for tests). */
+export function currentRows(current) {
+  const c = dict(current);
+  return CURRENT_ROWS.map(([key, label, unit]) => [key, label, formatValue(c[key], unit)]);
+}
+
+/** [code, total, rate] rows of the errors table, codes sorted (pure). */
+export function errorRows(errorsByCode) {
+  return Object.entries(dict(errorsByCode))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([code, v]) => [code, formatValue(dict(v).total), formatValue(dict(v).rate, "/s")]);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function chartCard([key, title, unit, tone]) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 100 30");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("class", "rtw-gm-line");
+  svg.append(path);
+  const value = h("span", { class: "rtw-gm-chart-value" });
+  const card = h(
+    "figure",
+    { class: "rtw-gm-chart", dataset: { series: key, tone }, style: { margin: "0" } },
+    h("figcaption", { class: "rtw-gm-chart-head" }, h("span", { class: "rtw-gm-chart-title", text: title }), value),
+    svg,
+  );
+  return { key, unit, card, path, value };
+}
+
+function build({ model, scope }) {
+  const badge = h("span", { class: "rtw-badge rtw-gm-status" });
+  const source = h("span", { class: "rtw-gm-source rtw-muted" });
+  const error = h("div", { class: "rtw-gm-error", role: "alert", hidden: true });
+  const charts = CHARTS.map(chartCard);
+  const currentBody = h("tbody");
+  const errorsBody = h("tbody");
+  const errorsTable = h(
+    "table",
+    { class: "rtw-gm-errors", "aria-label": "Errors by code" },
+    h("thead", {}, h("tr", {}, ...["error code", "total", "rate"].map((t) => h("th", { scope: "col", text: t })))),
+    errorsBody,
+  );
+  const noErrors = h("span", { class: "rtw-gm-no-errors rtw-muted", text: "no errors" });
+  const root = h(
+    "div",
+    { class: "rtw-widget rtw-gateway-monitor" },
+    h("div", { class: "rtw-row" }, h("strong", { text: "Gateway monitor" }), badge, source),
+    error,
+    h("div", { class: "rtw-gm-charts" }, ...charts.map((c) => c.card)),
+    h(
+      "div",
+      { class: "rtw-gm-tables" },
+      h("table", { class: "rtw-gm-current", "aria-label": "Current values" }, currentBody),
+      h("div", {}, errorsTable, noErrors),
+    ),
+  );
+
+  function renderStatus() {
+    const status = str(model.get("status"), "starting");
+    root.dataset.status = status;
+    const tone = STATUS_TONE[status] ?? "error";
+    for (const t of ["success", "warn", "error"]) badge.classList.toggle(`rtw-tone-${t}`, t === tone);
+    setText(badge, status);
+    setText(source, str(model.get("source")));
+    const message = str(model.get("error"));
+    setText(error, message);
+    error.hidden = status !== "error" || message === "";
+  }
+
+  function renderCharts() {
+    const history = dict(model.get("history"));
+    const window = num(model.get("window"), 300);
+    const current = dict(model.get("current"));
+    for (const c of charts) {
+      setAttr(c.path, "d", sparklinePath(history.t, history[c.key], window) || null);
+      setText(c.value, formatValue(current[c.key], c.unit));
+    }
+    root.dataset.points = String(list(history.t).length);
+  }
+
+  function renderTables() {
+    currentBody.replaceChildren(
+      ...currentRows(model.get("current")).map(([key, label, text]) =>
+        h("tr", { dataset: { key } }, h("th", { scope: "row", text: label }), h("td", { text })),
+      ),
+    );
+    const rows = errorRows(model.get("errors_by_code"));
+    errorsBody.replaceChildren(
+      ...rows.map(([code, total, rate]) =>
+        h("tr", { dataset: { code } }, h("td", { text: code }), h("td", { text: total }), h("td", { text: rate })),
+      ),
+    );
+    errorsTable.hidden = rows.length === 0;
+    noErrors.hidden = rows.length > 0;
+  }
+
+  scope.onModel("change:status", renderStatus);
+  scope.onModel("change:error", renderStatus);
+  scope.onModel("change:source", renderStatus);
+  // One sample changes history and current together (one sync): each handler redraws its part.
+  scope.onModel("change:history", renderCharts);
+  scope.onModel("change:window", renderCharts);
+  scope.onModel("change:current", () => {
+    renderCharts();
+    renderTables();
+  });
+  scope.onModel("change:errors_by_code", renderTables);
+
+  renderStatus();
+  renderCharts();
+  renderTables();
+  return root;
+}
+
+export default { render: widgetRender({ name: "gateway_monitor", css: CSS }, build) };

@@ -1,0 +1,303 @@
+"""GatewayMonitor: the pure parts (URL mapping, parsing /metrics and stats(), rates and counter
+resets, the bounded history) with explicit times, and the widget on a real embedded gateway
+(read with stats(), and through its real /metrics), unreachable and recovering.
+
+The gateway in another process, and its restart, are in test_gateway_monitor_remote.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+import rtwidgets
+from rtwidgets.gateway import Gateway
+from rtwidgets.gateway.metrics import GatewayMetrics
+from rtwidgets.sync_client import connect
+from rtwidgets.widgets.gateway_monitor import (
+    COUNTERS,
+    GAUGES,
+    SERIES,
+    GatewayMonitor,
+    GatewaySample,
+    MonitorHistory,
+    metrics_url,
+    sample_from_metrics,
+    sample_from_stats,
+)
+from tests._support.net import free_port
+
+from .conftest import wait_until
+
+
+def _sample(
+    published: float = 0, delivered: float = 0, errors: dict[str, float] | None = None, **gauges: float
+) -> GatewaySample:
+    counters = dict.fromkeys(COUNTERS, 0.0)
+    counters.update(messages_published=published, messages_delivered=delivered)
+    return GatewaySample(
+        gauges={name: float(gauges.get(name, 0)) for name in GAUGES},
+        counters=counters,
+        errors=dict(errors or {}),
+    )
+
+
+# ---------------------------------------------------------------------- pure logic
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://127.0.0.1:8765", "http://127.0.0.1:8765/metrics"),
+        ("ws://127.0.0.1:8765/", "http://127.0.0.1:8765/metrics"),
+        ("wss://gw.example.org/ws", "https://gw.example.org/metrics"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765/metrics"),
+        ("https://gw.example.org/", "https://gw.example.org/metrics"),
+        ("http://proxy:9000/gateway/metrics", "http://proxy:9000/gateway/metrics"),
+        ("  WS://[::1]:80  ", "http://[::1]:80/metrics"),
+    ],
+)
+def test_metrics_url_maps_gateway_urls(url: str, expected: str) -> None:
+    assert metrics_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["", "127.0.0.1:8765", "ftp://host/metrics", "http://", "ws:///x"])
+def test_metrics_url_refuses_what_is_not_a_gateway_url(url: str) -> None:
+    with pytest.raises(ValueError, match="ws://, wss://, http:// or https:// URL with a host"):
+        metrics_url(url)
+
+
+def test_sample_from_the_gateways_real_exposition() -> None:
+    live = {"connections": 3, "channels": 2, "subscriptions": 5, "outbound_buffer_max_bytes": 1024}
+    metrics = GatewayMetrics(lambda: dict(live))
+    metrics.connections_total = 7
+    metrics.messages_published = 40
+    metrics.deliveries = 120
+    metrics.slow_consumer_closes = 1
+    metrics.auth_failures = 2
+    metrics.error("bad_json")
+    metrics.error("bad_json")
+    metrics.error("rate_limited")
+    sample = sample_from_metrics(metrics.render().decode())
+    assert sample.gauges == {"connections": 3, "channels": 2, "subscriptions": 5, "outbound_bytes": 1024}
+    assert sample.counters["connections_accepted"] == 7
+    assert sample.counters["messages_published"] == 40
+    assert sample.counters["messages_delivered"] == 120
+    assert sample.counters["slow_consumer_closes"] == 1
+    assert sample.counters["auth_failures"] == 2
+    assert sample.errors == {"bad_json": 2, "rate_limited": 1}
+    assert sample.error_total == 3
+
+
+def test_sample_from_metrics_refuses_another_servers_metrics() -> None:
+    other = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n"
+    with pytest.raises(ValueError, match="not an rtwidgets gateway's /metrics: missing rtwidgets_"):
+        sample_from_metrics(other)
+    with pytest.raises(ValueError, match="not Prometheus text"):
+        sample_from_metrics('{"status": "ok"}\n')
+
+
+def test_sample_from_stats_reads_every_gauge_and_counter() -> None:
+    gw = Gateway(port=0)  # never started: stats() still has every key
+    sample = sample_from_stats(gw.stats())
+    assert set(sample.gauges) == set(GAUGES)
+    assert set(sample.counters) == set(COUNTERS)
+    assert sample.errors == {}
+    with pytest.raises(ValueError, match="no number 'connections'"):
+        sample_from_stats({**gw.stats(), "connections": "three"})
+
+
+def test_rates_come_from_counter_differences() -> None:
+    hist = MonitorHistory(10)
+    hist.add(_sample(published=100, delivered=300, connections=2), now=10.0, wall=1000.0)
+    assert hist.current()["publish_rate"] is None  # one sample: no rate yet
+    later = _sample(published=150, delivered=400, errors={"bad_json": 4}, connections=3)
+    hist.add(later, now=12.0, wall=1002.0)
+    cur = hist.current()
+    assert cur["publish_rate"] == 25.0  # 50 publishes over 2 s
+    assert cur["delivery_rate"] == 50.0
+    assert cur["error_rate"] == 2.0
+    assert cur["connections"] == 3
+    assert cur["messages_published"] == 150
+    assert hist.errors_by_code() == {"bad_json": {"total": 4, "rate": 2.0}}
+    cols = hist.columns()
+    assert set(cols) == {"t", *SERIES}
+    assert cols["t"] == [1000.0, 1002.0]
+    assert cols["publish_rate"] == [None, 25.0]
+    assert cols["connections"] == [2, 3]
+    assert hist.restarts == 0
+
+
+def test_a_counter_reset_is_a_restart_not_a_negative_rate() -> None:
+    hist = MonitorHistory(10)
+    hist.add(_sample(published=1000, delivered=5000, errors={"bad_json": 9}), now=0.0, wall=0.0)
+    hist.add(_sample(published=1010, delivered=5040, errors={"bad_json": 9}), now=1.0, wall=1.0)
+    # The gateway restarted: its counters began again at 0 and counted a little since.
+    hist.add(_sample(published=4, delivered=8, errors={"bad_json": 1}), now=2.0, wall=2.0)
+    assert hist.restarts == 1
+    cur = hist.current()
+    assert cur["publish_rate"] == 4.0  # the new value is the increase since the restart
+    assert cur["delivery_rate"] == 8.0
+    assert cur["error_rate"] == 1.0
+    assert hist.errors_by_code()["bad_json"] == {"total": 1, "rate": 1.0}
+    for series in ("publish_rate", "delivery_rate", "error_rate", "slow_close_rate"):
+        assert all(v is None or v >= 0 for v in hist.columns()[series]), series
+    # Only one error code going down is a reset too (the totals may even grow meanwhile).
+    hist.add(_sample(published=5, delivered=9, errors={"bad_json": 1}), now=3.0, wall=3.0)
+    hist.add(_sample(published=6, delivered=10, errors={"bad_json": 0, "rate_limited": 5}), now=4.0, wall=4.0)
+    assert hist.restarts == 2
+    assert hist.current()["error_rate"] == 5.0
+
+
+def test_history_is_bounded_and_time_moves_forward() -> None:
+    hist = MonitorHistory(5)
+    for i in range(20):
+        hist.add(_sample(published=i * 10), now=float(i), wall=100.0 + i)
+    assert len(hist) == 5
+    cols = hist.columns()
+    assert cols["t"] == [115.0, 116.0, 117.0, 118.0, 119.0]
+    assert cols["publish_rate"] == [10.0] * 5
+    with pytest.raises(ValueError, match="forward in time"):
+        hist.add(_sample(), now=19.0, wall=200.0)
+    with pytest.raises(ValueError, match=">= 2"):
+        MonitorHistory(1)
+
+
+def test_values_are_rounded_to_keep_updates_small() -> None:
+    hist = MonitorHistory(3)
+    hist.add(_sample(published=0), now=0.0, wall=0.0)
+    hist.add(_sample(published=10), now=3.0, wall=3.0)
+    assert hist.current()["publish_rate"] == 3.333
+
+
+# ---------------------------------------------------------------------- the widget
+
+
+@pytest.fixture
+def monitors() -> Iterator[list[GatewayMonitor]]:
+    made: list[GatewayMonitor] = []
+    yield made
+    for m in made:
+        m.close()
+
+
+def _traffic(gateway: Gateway, publishes: int) -> None:
+    """Real traffic: a subscriber, ``publishes`` messages to it, one malformed frame."""
+    with connect(gateway.url, token=gateway.token("alice", publish=["*"])) as conn:
+        room = conn.subscribe("room")
+        for i in range(publishes):
+            room.publish({"i": i})
+        with ws_connect(f"{gateway.url}/?token={gateway.token('mallory')}", open_timeout=10) as raw:
+            raw.recv(timeout=10)  # "connected"
+            raw.send("this is not json")
+            raw.recv(timeout=10)  # the error frame
+
+
+def test_bad_arguments_are_clear_errors() -> None:
+    with pytest.raises(TypeError, match="needs a Gateway or a gateway's URL, got int"):
+        GatewayMonitor(8765)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="URL with a host"):
+        GatewayMonitor("localhost:8765")
+    with pytest.raises(ValueError, match=r"interval must be a finite number of seconds >= 0\.1"):
+        GatewayMonitor("ws://127.0.0.1:1", interval=0)
+    with pytest.raises(ValueError, match="interval must be a number"):
+        GatewayMonitor("ws://127.0.0.1:1", interval=True)
+    with pytest.raises(ValueError, match="window must be a finite number of seconds >= 2"):
+        GatewayMonitor("ws://127.0.0.1:1", interval=2, window=1)
+    with pytest.raises(ValueError, match="at most 9999"):
+        GatewayMonitor("ws://127.0.0.1:1", interval=0.1, window=3600)
+    assert rtwidgets.GatewayMonitor is GatewayMonitor
+
+
+@pytest.mark.parametrize("how", ["embedded", "metrics url"])
+def test_monitor_shows_a_live_gateway(gateway: Gateway, monitors: list[GatewayMonitor], how: str) -> None:
+    source: Any = gateway if how == "embedded" else gateway.url
+    mon = GatewayMonitor(source, interval=0.2)
+    monitors.append(mon)
+    expected = f"embedded gateway {gateway.url}" if how == "embedded" else metrics_url(gateway.url)
+    assert mon.source == expected
+    wait_until(lambda: mon.status == "ok" and len(mon.history["t"]) >= 2, what="first samples")
+    assert mon.error == ""
+    assert mon.current["connections"] == 0
+    _traffic(gateway, publishes=30)
+    wait_until(lambda: mon.current.get("messages_published", 0) >= 30, what="publishes counted")
+    wait_until(lambda: mon.current.get("messages_delivered", 0) >= 30, what="deliveries counted")
+    wait_until(lambda: mon.errors_by_code.get("bad_json", {}).get("total") == 1, what="error by code")
+    hist = mon.history
+    assert set(hist) == {"t", *SERIES}
+    # The publishes show up as a rate somewhere in the history, and no rate is negative.
+    assert max(v or 0 for v in hist["publish_rate"]) > 0
+    assert max(v or 0 for v in hist["error_rate"]) > 0
+    for series in ("publish_rate", "delivery_rate", "error_rate", "slow_close_rate"):
+        assert all(v is None or v >= 0 for v in hist[series]), series
+    assert all(b > a for a, b in zip(hist["t"], hist["t"][1:], strict=False))
+    if how == "embedded":
+        assert mon.current["uptime"] > 0  # stats() knows it; /metrics does not export it
+    else:
+        assert mon.current["uptime"] is None
+    assert mon.restarts == 0
+    assert mon._sync.flushes >= 2  # through the coalesced sync, like every widget update
+
+
+def test_history_is_bounded_by_the_window(gateway: Gateway, monitors: list[GatewayMonitor]) -> None:
+    mon = GatewayMonitor(gateway, interval=0.1, window=0.3)
+    monitors.append(mon)
+    wait_until(lambda: mon.samples >= 8, what="more samples than the window holds")
+    assert len(mon.history["t"]) == 4  # ceil(0.3 / 0.1) + 1
+
+
+def test_unreachable_metrics_is_a_clear_error_and_retried(monitors: list[GatewayMonitor]) -> None:
+    port = free_port()
+    mon = GatewayMonitor(f"ws://127.0.0.1:{port}", interval=0.2)
+    monitors.append(mon)
+    wait_until(lambda: mon.status == "error" and mon.failures >= 3, what="failures, retried")
+    assert mon.error.startswith(f"http://127.0.0.1:{port}/metrics: unreachable")
+    assert "retrying every 0.2 s" in mon.error
+    assert mon.history["t"] == []
+    gw = Gateway(port=port).start()  # the gateway comes up: the monitor recovers by itself
+    try:
+        wait_until(lambda: mon.status == "ok", what="recovered")
+        assert mon.error == ""
+        assert mon.current["connections"] == 0
+    finally:
+        gw.stop()
+    wait_until(lambda: mon.status == "error", what="gateway gone again")
+    assert len(mon.history["t"]) >= 1  # the history is kept through an outage
+
+
+def test_another_servers_page_is_an_error_not_a_crash(
+    gateway: Gateway, monitors: list[GatewayMonitor]
+) -> None:
+    base = gateway.url.replace("ws://", "http://")
+    mon = GatewayMonitor(f"{base}/healthz", interval=0.2)  # JSON, not Prometheus text
+    missing = GatewayMonitor(f"{base}/nothing-here", interval=0.2)
+    monitors.extend([mon, missing])
+    wait_until(lambda: mon.status == "error" and missing.status == "error", what="both refused")
+    assert mon.error.startswith(f"{base}/healthz: not an rtwidgets gateway's /metrics")
+    assert "HTTP 404" in missing.error
+
+
+def test_embedded_gateway_not_running_is_shown_and_picked_up(monitors: list[GatewayMonitor]) -> None:
+    gw = Gateway(port=0)
+    mon = GatewayMonitor(gw, interval=0.2)
+    monitors.append(mon)
+    assert mon.source == "embedded gateway (not started)"
+    wait_until(lambda: mon.status == "error", what="not running shown")
+    assert "the gateway is not running" in mon.error
+    gw.start()
+    try:
+        wait_until(lambda: mon.status == "ok", what="started gateway picked up")
+        assert mon.source == f"embedded gateway {gw.url}"
+    finally:
+        gw.stop()
+
+
+def test_close_stops_sampling(gateway: Gateway) -> None:
+    mon = GatewayMonitor(gateway, interval=0.1)
+    wait_until(lambda: mon.samples >= 2, what="sampling")
+    mon.close()
+    wait_until(lambda: len(mon._tasks) == 0, what="the sampling task ended")
+    assert mon.closed
