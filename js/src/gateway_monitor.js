@@ -9,7 +9,7 @@ import { dict, list, num, str } from "./lib/traits.js";
 import { widgetRender } from "./lib/widget.js";
 
 const CSS = `
-.rtw-gateway-monitor { display: flex; flex-direction: column; gap: 6px; }
+.rtw-gateway_monitor { display: flex; flex-direction: column; gap: 6px; }
 .rtw-gm-source { font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; overflow-wrap: anywhere; }
 .rtw-gm-error {
   border: 1px solid var(--jp-error-color1, #d32f2f); border-radius: 4px; padding: 4px 8px;
@@ -160,7 +160,7 @@ function build({ model, scope }) {
   const noErrors = h("span", { class: "rtw-gm-no-errors rtw-muted", text: "no errors" });
   const root = h(
     "div",
-    { class: "rtw-widget rtw-gateway-monitor" },
+    { class: "rtw-widget rtw-gateway_monitor" },
     h("div", { class: "rtw-row" }, h("strong", { text: "Gateway monitor" }), badge, source),
     error,
     h("div", { class: "rtw-gm-charts" }, ...charts.map((c) => c.card)),

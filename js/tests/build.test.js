@@ -18,7 +18,7 @@ mkdirSync(join(JS_DIR, "node_modules", ".cache"), { recursive: true });
 const tmp = mkdtempSync(join(JS_DIR, "node_modules", ".cache", "rtw-build-"));
 const outdir = join(tmp, "static");
 const metafilePath = join(tmp, "meta.json");
-const NAMES = ["chat", "collab_text", "connection_status", "inspector", "live_chart", "presence_bar", "todo_list"];
+const NAMES = ["chat", "collab_text", "connection_status", "gateway_monitor", "inspector", "live_chart", "presence_bar", "todo_list"];
 
 beforeAll(() => {
   execFileSync(process.execPath, [join(JS_DIR, "build.mjs"), outdir, "--metafile", metafilePath], {

@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it } from "vitest";
+import widget, { CHARTS, currentRows, errorRows, formatValue, sparklinePath } from "../src/gateway_monitor.js";
+import { mount } from "./fake_model.js";
+
+const HISTORY = {
+  t: [1000, 1001, 1002, 1003],
+  connections: [1, 2, 2, 4],
+  channels: [1, 1, 1, 1],
+  subscriptions: [1, 2, 2, 4],
+  outbound_bytes: [0, 0, 0, 0],
+  publish_rate: [null, 10, 20, 5],
+  delivery_rate: [null, 20, 40, 10],
+  error_rate: [null, 0, 1, 0],
+  slow_close_rate: [null, 0, 0, 0],
+};
+const CURRENT = {
+  connections: 4,
+  channels: 1,
+  subscriptions: 4,
+  outbound_bytes: 0,
+  publish_rate: 5,
+  delivery_rate: 10,
+  error_rate: 0,
+  slow_close_rate: 0,
+  connections_accepted: 6,
+  messages_published: 35,
+  messages_delivered: 70,
+  errors: 1,
+  slow_consumer_closes: 0,
+  idle_closes: 0,
+  auth_failures: 2,
+  frames_dropped_closed: 0,
+  uptime: 12.5,
+  restarts: 1,
+};
+const STATE = {
+  source: "http://127.0.0.1:8765/metrics",
+  status: "ok",
+  error: "",
+  history: HISTORY,
+  current: CURRENT,
+  errors_by_code: { rate_limited: { total: 3, rate: 0.5 }, bad_json: { total: 1, rate: null } },
+  restarts: 1,
+  interval: 1,
+  window: 3,
+};
+
+const root = (el) => el.querySelector(".rtw-widget.rtw-gateway_monitor");
+const chart = (el, series) => el.querySelector(`.rtw-gm-chart[data-series="${series}"]`);
+
+describe("sparklinePath", () => {
+  it("spans the window with the newest point at the right edge, 0 at the bottom", () => {
+    expect(sparklinePath([0, 1, 2], [0, 5, 10], 2, 100, 30)).toBe("M0.0 30.0 L50.0 15.0 L100.0 0.0");
+  });
+
+  it("breaks the line at unknown values and drops points older than the window", () => {
+    expect(sparklinePath([0, 1, 2, 3], [4, null, 2, 4], 2, 100, 30)).toBe("M50.0 15.0 L100.0 0.0");
+    expect(sparklinePath([0, 1, 2], [1, NaN, 1], 2, 10, 10)).toBe("M0.0 0.0 M10.0 0.0");
+  });
+
+  it("draws a flat zero line on the bottom and nothing without data", () => {
+    expect(sparklinePath([0, 1], [0, 0], 1, 10, 10)).toBe("M0.0 10.0 L10.0 10.0");
+    expect(sparklinePath([], [], 60)).toBe("");
+    expect(sparklinePath(undefined, "junk", 60)).toBe("");
+  });
+});
+
+describe("formatting", () => {
+  it("formats values with units and unknowns as a dash", () => {
+    expect(formatValue(12.25, "/s")).toBe("12.3/s");
+    expect(formatValue(1024, "B")).toBe("1024 B");
+    expect(formatValue(3)).toBe("3");
+    expect(formatValue(null, "/s")).toBe("–");
+    expect(formatValue("7")).toBe("–");
+  });
+
+  it("builds the current-values and error rows", () => {
+    const rows = Object.fromEntries(currentRows(CURRENT).map(([k, , text]) => [k, text]));
+    expect(rows.connections).toBe("4");
+    expect(rows.publish_rate).toBe("5/s");
+    expect(rows.uptime).toBe("12.5 s");
+    expect(rows.restarts).toBe("1");
+    expect(currentRows(undefined).every(([, , text]) => text === "–")).toBe(true);
+    expect(errorRows(STATE.errors_by_code)).toEqual([
+      ["bad_json", "1", "–"],
+      ["rate_limited", "3", "0.5/s"],
+    ]);
+    expect(errorRows(null)).toEqual([]);
+  });
+});
+
+describe("gateway monitor view", () => {
+  afterEach(() => {
+    document.body.replaceChildren();
+  });
+
+  it("renders a chart per series, the current values and errors by code", () => {
+    const { el } = mount(widget, STATE);
+    const r = root(el);
+    expect(r.dataset.status).toBe("ok");
+    expect(r.dataset.points).toBe("4");
+    expect(r.querySelector(".rtw-gm-status").textContent).toBe("ok");
+    expect(r.querySelector(".rtw-gm-status").classList.contains("rtw-tone-success")).toBe(true);
+    expect(r.querySelector(".rtw-gm-source").textContent).toBe("http://127.0.0.1:8765/metrics");
+    expect(r.querySelector(".rtw-gm-error").hidden).toBe(true);
+    expect([...r.querySelectorAll(".rtw-gm-chart")].map((c) => c.dataset.series)).toEqual(CHARTS.map(([k]) => k));
+    expect(chart(el, "publish_rate").querySelector(".rtw-gm-chart-value").textContent).toBe("5/s");
+    // window 3 s over t 1000..1003: the first publish_rate point is null, the rest span the chart.
+    expect(chart(el, "publish_rate").querySelector("path").getAttribute("d")).toBe("M33.3 15.0 L66.7 0.0 L100.0 22.5");
+    expect(chart(el, "connections").querySelector("path").getAttribute("d")).toBe("M0.0 22.5 L33.3 15.0 L66.7 15.0 L100.0 0.0");
+    expect(r.querySelector('.rtw-gm-current tr[data-key="auth_failures"] td').textContent).toBe("2");
+    const codes = [...r.querySelectorAll(".rtw-gm-errors tbody tr")].map((tr) => [...tr.children].map((td) => td.textContent));
+    expect(codes).toEqual([
+      ["bad_json", "1", "–"],
+      ["rate_limited", "3", "0.5/s"],
+    ]);
+    expect(r.querySelector(".rtw-gm-no-errors").hidden).toBe(true);
+  });
+
+  it("shows an unreachable gateway's error and clears it when it answers again", () => {
+    const { el, model } = mount(widget, { ...STATE, errors_by_code: {} });
+    expect(root(el).querySelector(".rtw-gm-errors").hidden).toBe(true);
+    expect(root(el).querySelector(".rtw-gm-no-errors").hidden).toBe(false);
+    model.update({ status: "error", error: "http://127.0.0.1:8765/metrics: unreachable (refused); retrying every 1 s" });
+    const banner = root(el).querySelector(".rtw-gm-error");
+    expect(banner.hidden).toBe(false);
+    expect(banner.getAttribute("role")).toBe("alert");
+    expect(banner.textContent).toContain("unreachable");
+    expect(root(el).dataset.status).toBe("error");
+    expect(root(el).querySelector(".rtw-gm-status").classList.contains("rtw-tone-error")).toBe(true);
+    // The charts keep the history through the outage.
+    expect(chart(el, "connections").querySelector("path").getAttribute("d")).not.toBe(null);
+    model.update({ status: "ok", error: "" });
+    expect(banner.hidden).toBe(true);
+  });
+
+  it("redraws on a new sample and tolerates junk traits", () => {
+    const { el, model } = mount(widget, STATE);
+    model.update({ history: { t: [5, 6], connections: [0, 3] }, current: { connections: 3 } });
+    expect(root(el).dataset.points).toBe("2");
+    expect(chart(el, "connections").querySelector("path").getAttribute("d")).toBe("M66.7 30.0 L100.0 0.0");
+    expect(chart(el, "publish_rate").querySelector("path").hasAttribute("d")).toBe(false);
+    expect(chart(el, "connections").querySelector(".rtw-gm-chart-value").textContent).toBe("3");
+    model.update({ history: "junk", current: 7, errors_by_code: [1], status: 3 });
+    expect(root(el).dataset.points).toBe("0");
+    expect(root(el).querySelector(".rtw-gm-status").textContent).toBe("3");
+  });
+
+  it("starts empty and leaves no listeners behind", () => {
+    const { el, model, cleanup } = mount(widget, {});
+    expect(root(el).dataset.status).toBe("starting");
+    expect(root(el).querySelector(".rtw-gm-status").classList.contains("rtw-tone-warn")).toBe(true);
+    expect(model.listenerCount()).toBeGreaterThan(0);
+    cleanup();
+    expect(model.listenerCount()).toBe(0);
+    expect(el.querySelector(".rtw-gateway_monitor")).toBe(null);
+  });
+});
