@@ -15,6 +15,11 @@ Contract of each sub-command (exit codes are part of the interface; scripts rely
   seconds. With ``--runtime-file PATH`` it writes its URL, pid and secret to PATH (mode 0600)
   once it listens and removes the file when it stops: this is how ``Gateway.shared()``
   (:mod:`rtwidgets.gateway.discovery`) starts the gateway every kernel of a host shares.
+  With ``--workers N`` (``auto``: one per CPU) N gateway processes share the port
+  (:mod:`rtwidgets.gateway.workers`): the same single readiness line once all N listen, a worker
+  that dies is restarted, SIGHUP restarts them one by one (clients closed with 1012 resume on
+  the others), SIGINT/SIGTERM stop them all (exit 0). More than one worker without ``--redis`` is
+  a usage error (exit 2).
 * ``rtwidgets token ...`` prints a signed token as its last stdout line (exit 0); a
   missing secret is a usage error (exit 2).
 * Usage errors exit with 2 (argparse's convention).
@@ -36,11 +41,14 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from rtwidgets import __version__
+from rtwidgets.loops import loop_factory as _loop_factory
+from rtwidgets.loops import run as _run
+from rtwidgets.loops import run_without_runner as _run_without_runner  # noqa: F401  # tests use it here
 
 __all__ = ["SECRET_ENV", "build_parser", "main"]
 
@@ -98,6 +106,14 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
     return value
+
+
+def _workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        from rtwidgets.gateway.workers import available_cpus
+
+        return available_cpus()
+    return _positive_int(text)
 
 
 def _non_empty(text: str) -> str:
@@ -217,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the URL, pid and secret here (mode 0600) once listening; removed on stop "
         "(what Gateway.shared() uses to find this gateway)",
     )
+    gw.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N|auto",
+        help="run N gateway processes on the one port (SO_REUSEPORT; auto: one per CPU), restarted "
+        "when they die, restarted one by one on SIGHUP; above 1 needs --redis",
+    )
+    gw.add_argument("--worker", type=_non_negative_int, default=None, help=argparse.SUPPRESS)  # internal
     gw.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default info)")
     gw.set_defaults(func=_cmd_gateway, subparser=gw)
 
@@ -296,57 +321,6 @@ def _describe_start_error(exc: BaseException, host: str, port: int, redis_url: s
     return f"cannot start the gateway: {name}: {exc}" if str(exc) else f"cannot start the gateway: {name}"
 
 
-def _loop_factory(no_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory when it is importable and not refused, else None (asyncio's).
-
-    uvloop makes every ``transport.write`` of the fan-out C code; it is optional, so its
-    absence is not an error.
-    """
-    if no_uvloop:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
-def _run(main: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
-    """Run ``main`` to completion on a new loop from ``loop_factory`` (asyncio's when None).
-
-    ``asyncio.Runner`` where there is one (Python 3.11+), else :func:`_run_without_runner`.
-    """
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(main)
-    return _run_without_runner(main, loop_factory)
-
-
-def _run_without_runner(
-    main: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-) -> int:
-    """What ``asyncio.Runner`` does, for Python 3.10: run ``main`` on a fresh loop set as the
-    current one, then cancel the tasks left over, finish async generators and the default
-    executor, and close the loop (also when ``main`` raises)."""
-    loop = (loop_factory or asyncio.new_event_loop)()
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            left = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in left:
-                task.cancel()
-            if left:
-                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
 def _print_line(stream: TextIO, text: str) -> None:
     print(text, file=stream, flush=True)
 
@@ -407,12 +381,26 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
     log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    worker = None
+    if args.worker is None:
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+    else:  # one of --workers: SIGHUP stops with 1012, SIGINT is the supervisor's
+        from rtwidgets.gateway.workers import WorkerStops
+
+        worker = WorkerStops(stop)
+        await worker.install()
     try:
         try:
             broker = _broker_kwargs(args)
-            gateway = Gateway(args.host, args.port, secret=secret, **broker, **_gateway_kwargs(args))
+            gateway = Gateway(
+                args.host,
+                args.port,
+                secret=secret,
+                reuse_port=args.worker is not None,
+                **broker,
+                **_gateway_kwargs(args),
+            )
         except (TypeError, ValueError) as exc:
             raise _StartupError(f"invalid gateway configuration: {exc}") from None
         try:
@@ -445,13 +433,54 @@ async def _serve(args: argparse.Namespace, secret: str) -> int:
         # handlers so Ctrl-C twice still ends a stuck process.
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if worker is not None:
+            worker.remove()
         restart = args.on_stop == "restart" or (args.on_stop == "auto" and args.redis is not None)
+        restart = restart or (worker is not None and worker.restart)
         await gateway.stop_async(restart=restart)
         log.info("stopped (clients closed with %s)", "1012, restarting" if restart else "1001, going away")
         return 0
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if worker is not None:
+            worker.remove()
+
+
+async def _supervise(args: argparse.Namespace, secret: str) -> int:
+    """``--workers N``: reserve the port, start N workers, print the readiness line once all of
+    them listen, keep them running until SIGINT/SIGTERM (:mod:`rtwidgets.gateway.workers`)."""
+    from rtwidgets.gateway.supervisor import Supervisor
+    from rtwidgets.gateway.workers import PortReservation, WorkersError, worker_argv
+
+    try:
+        reservation = PortReservation(args.host, args.port)
+    except OSError as exc:
+        raise _StartupError(_describe_start_error(exc, args.host, args.port, None)) from None
+    with reservation:
+        command = [sys.executable, "-m", "rtwidgets", "gateway"]
+        supervisor = Supervisor(
+            args.workers,
+            lambda slot: [*command, *worker_argv(args.subparser, args, port=reservation.port, slot=slot)],
+            {**os.environ, SECRET_ENV: secret},  # never on a command line (ps shows those)
+            # A worker bounds its own start (--start-timeout); this adds an interpreter's start-up.
+            ready_timeout=args.start_timeout + 30.0,
+        )
+        try:
+            if not await supervisor.start():
+                return 0  # SIGINT/SIGTERM during start-up
+        except WorkersError as exc:
+            raise _StartupError(f"{exc} (its error is above)") from None
+        url = _format_url(args.host, reservation.port)
+        runtime_file = _write_runtime_file(args.runtime_file, url, secret) if args.runtime_file else None
+        _print_line(sys.stdout, f"rtwidgets gateway listening on {url}")
+        try:
+            await supervisor.wait()
+        finally:
+            if runtime_file is not None:
+                await asyncio.to_thread(_remove_runtime_file, runtime_file)
+        log.info("stopped %d workers (%d restarts)", args.workers, supervisor.restarts)
+        return 0
 
 
 def _write_runtime_file(path_text: str, url: str, secret: str) -> Path:
@@ -506,10 +535,19 @@ async def _wait_for_stop(
 
 
 def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from rtwidgets.gateway.workers import usage_error
+
+    refused = usage_error(
+        workers=args.workers, worker=args.worker, redis=args.redis, idle_timeout=args.idle_timeout
+    )
+    if refused is not None:
+        parser.error(refused)
+    # A worker's lines carry its slot and pid: all workers write to the one stderr.
+    who = "" if args.worker is None else f"[worker {args.worker} pid %(process)d] "
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
     )
     secret = args.secret or os.environ.get(SECRET_ENV) or None
     if secret is None:
@@ -525,6 +563,8 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if args.print_secret:
             _print_line(sys.stderr, f"rtwidgets: secret: {secret}")
     try:
+        if args.workers is not None:
+            return _run(_supervise(args, secret), None)  # serves nothing: asyncio's loop will do
         return _run(_serve(args, secret), _loop_factory(args.no_uvloop))
     except _StartupError as exc:
         _print_line(sys.stderr, f"rtwidgets: error: {exc}")

@@ -83,6 +83,8 @@ class Gateway:
         broker: the broker to use; not together with ``redis``.
         redis: a Redis URL: the gateway makes a ``RedisBroker`` for it when started.
         config: the limits (``None``: :class:`GatewayConfig`'s defaults).
+        reuse_port: listen with ``SO_REUSEPORT``, so several processes share ``port`` (the
+            kernel spreads connections over them; ``rtwidgets gateway --workers``).
         **config_overrides: :class:`GatewayConfig` fields to change in ``config``.
 
     Raises:
@@ -100,6 +102,7 @@ class Gateway:
         broker: Broker | None = None,
         redis: str | None = None,
         config: GatewayConfig | None = None,
+        reuse_port: bool = False,
         **config_overrides: Any,
     ) -> None:
         if broker is not None and redis is not None:
@@ -112,6 +115,7 @@ class Gateway:
         self._http = HttpEndpoints(hub)
         self.host = host
         self._requested_port = port
+        self._reuse_port = reuse_port
         self.port: int | None = None
         self.secret = secret if secret is not None else secrets.token_hex(32)
         self._redis_url = redis
@@ -209,6 +213,7 @@ class Gateway:
                 # pause_writing must fire no later than the outbound limit is passed, or
                 # Hub.deliver (which only checks backlogged connections) would miss a slow one.
                 write_limit=min(WRITE_LIMIT, cfg.outbound_limit_bytes),
+                reuse_port=self._reuse_port or None,  # None: asyncio's default (off)
             )
         except BaseException:
             # Nothing may stay half-started (also when start-up is cancelled by a timeout).
