@@ -1,29 +1,42 @@
-// LiveChart: a <canvas> line chart of a decimated float64 series, redrawn at most once per
+// LiveChart: a uPlot line chart of a decimated float64 series, redrawn at most once per
 // animation frame. The kernel sends the series as custom messages (see rtwidgets/widgets/
 // live_chart.py): a "window" (the whole series) and then "append"s (drop k from the front, add
 // the new points), each with a seq number, the newest sample as `tail`, pressure and stats.
 // A view asks for a window when it renders and when it sees a seq gap. Messages only mark the
-// chart dirty; the frame callback draws from zero-copy Float64Array views of the series.
-import { BufferError, toFloat64 } from "./lib/buffers.js";
+// chart dirty; the frame callback hands the series to the plot (lib/uplot_chart.js).
+//
+// Rules of this module:
+// * Live or paused: dragging over the plot zooms and pauses (the series keeps following the
+//   kernel, the plot keeps what it showed); the "Live" button or a double-click resumes.
+// * The badge is the buffer's state now; the loss line says what was lost so far, why and what
+//   to change, and appears only once something was lost (see LiveChart's docstring).
+// * uPlot is loaded lazily, at the first frame with a 2D canvas context (lib/uplot_chart.js):
+//   this module stays importable by Node (the oracle imports ChartSeries from it) and jsdom.
+import { ChartSeries, computeView } from "./lib/chart_series.js";
 import { h, setText } from "./lib/dom.js";
 import { startFrameMeter } from "./lib/frame_meter.js";
-import { showIntentErrors } from "./lib/intent_errors.js";
-import { createScope } from "./lib/scope.js";
-import { BASE_CSS, injectStyle } from "./lib/style.js";
 import { formatCount } from "./lib/time.js";
 import { dict, num, str } from "./lib/traits.js";
+import { widgetRender } from "./lib/widget.js";
+
+// The pure parts, for the tests and the Node oracle (tests/_support/chart_view.mjs).
+export { ChartSeries, computeView, lowerBound } from "./lib/chart_series.js";
 
 const PRESSURE_LEVELS = ["none", "moderate", "high"];
+/** The badge: how full the kernel's sample buffer is now (BackpressureBuffer.pressure). */
+export const PRESSURE_TEXT = { none: "keeping up", moderate: "buffer filling", high: "buffer nearly full" };
 const DEFAULT_HEIGHT = 220;
-const PAD = { left: 48, right: 10, top: 8, bottom: 20 };
 // A window request lost on the way (or its answer) is asked again after this long, at the next gap.
 const REQUEST_RETRY_MS = 1000;
 
 const CSS = `
 .rtw-live_chart { display: flex; flex-direction: column; gap: 4px; }
 .rtw-live_chart .rtw-lc-title { font-weight: 600; }
-.rtw-live_chart canvas { width: 100%; height: ${DEFAULT_HEIGHT}px; display: block; }
+.rtw-live_chart .rtw-lc-plot { width: 100%; min-height: ${DEFAULT_HEIGHT}px; }
 .rtw-live_chart .rtw-lc-stats { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em; }
+.rtw-live_chart .rtw-lc-loss { font-size: 0.85em; }
+.rtw-live_chart .rtw-lc-loss:empty, .rtw-live_chart .rtw-lc-paused:empty { display: none; }
+.rtw-live_chart .rtw-lc-spacer { flex: 1; }
 /* Theme text on the theme surface (readable in light and dark themes); the level is the border. */
 .rtw-live_chart .rtw-pressure {
   font-size: 0.85em; padding: 0 6px; border-radius: 999px;
@@ -32,268 +45,83 @@ const CSS = `
 }
 .rtw-live_chart .rtw-pressure-moderate { border: 2px solid var(--jp-warn-color1, #f57c00); }
 .rtw-live_chart .rtw-pressure-high { border: 2px solid var(--jp-error-color1, #d32f2f); }
+.rtw-live_chart .rtw-lc-live[aria-pressed="true"] { border-color: var(--jp-success-color1, #388e3c); }
 .rtw-live_chart .rtw-lc-error:empty { display: none; }
+/* uPlot's parts in the theme's colours (its own stylesheet is injected as "uplot"). */
+.rtw-live_chart .uplot { font-family: inherit; }
+.rtw-live_chart .u-legend { font-size: 0.9em; text-align: left; }
+.rtw-live_chart .u-legend .u-value { font-family: var(--jp-code-font-family, monospace); }
+.rtw-live_chart .u-select { background: color-mix(in srgb, var(--jp-brand-color1, #1976d2) 18%, transparent); }
+.rtw-live_chart .u-hz .u-cursor-x, .rtw-live_chart .u-hz .u-cursor-y { border-color: var(--jp-ui-font-color2, #777); }
 `;
 
-const finiteOrNaN = (v) => (typeof v === "number" ? v : NaN); // null (non-finite on the wire) -> NaN
-
 /**
- * The series a view holds, rebuilt from the kernel's data messages (pure; exported for tests).
- * `apply(msg, buffers)` returns "window" | "append" (applied), "ignored" (an append before a
- * window, or an old seq), "gap" (a message was missed: ask for a window) or "error" (malformed:
- * ask for a window; `lastError` says why). `xs()`/`ys()` are the points to draw, tail included.
+ * The loss line (pure; exported for tests): what the buffer merged or dropped so far and why,
+ * and samples that were not numbers; "" when nothing was lost. `prev` is the stats before
+ * (`{}` at first): a count that grew since then is happening now.
  */
-export class ChartSeries {
-  constructor() {
-    this.seq = null; // seq of the last message applied; null until a window
-    this.hasWindow = false;
-    this.lastError = "";
-    this._x = new Float64Array(16);
-    this._y = new Float64Array(16);
-    this._start = 0;
-    this._len = 0; // kept points, tail excluded; the tail lives in the slot after them
-    this._tail = false;
+export function lossText(stats, prev = {}) {
+  const s = dict(stats);
+  const p = dict(prev);
+  const count = (k) => num(s[k], 0);
+  const now = (k) => (count(k) > num(p[k], 0) && Object.keys(p).length > 0 ? ", now" : "");
+  const parts = [];
+  if (count("dropped") > 0) {
+    parts.push(
+      `dropped ${formatCount(count("dropped"))} of ${formatCount(count("received"))}${now("dropped")} ` +
+        "(buffer full: raise max_buffer_size or lower the rate)",
+    );
   }
-
-  get length() {
-    return this._len + (this._tail ? 1 : 0);
+  if (count("merged") > 0) {
+    parts.push(
+      `merged ${formatCount(count("merged"))}${now("merged")} ` +
+        "(buffer full: a newer sample with the same key replaced one; raise max_buffer_size to keep all)",
+    );
   }
-
-  xs() {
-    return this._x.subarray(this._start, this._start + this.length);
+  if (count("invalid") > 0) {
+    parts.push(`invalid ${formatCount(count("invalid"))}${now("invalid")} (not a finite number)`);
   }
+  return parts.join(" · ");
+}
 
-  ys() {
-    return this._y.subarray(this._start, this._start + this.length);
-  }
+/** The stats line: how many samples came, and the rates in and out of the buffer. */
+export function statsText(stats) {
+  const s = dict(stats);
+  const f = (k) => formatCount(num(s[k], NaN));
+  return `received ${f("received")} · in ${f("rate_in")}/s · out ${f("rate_out")}/s`;
+}
 
-  apply(msg, buffers) {
-    const type = msg?.type;
-    if (type !== "window" && type !== "append") return "ignored";
-    if (!Number.isInteger(msg.seq)) return this._fail("no integer seq");
-    if (type === "append") {
-      if (!this.hasWindow) return "ignored";
-      if (msg.seq <= this.seq) return "ignored"; // an old message (answered twice, or replayed)
-      if (msg.seq !== this.seq + 1) {
-        this.hasWindow = false; // appends no longer fit: wait for the window
-        return "gap";
-      }
-    }
-    let x;
-    let y;
-    try {
-      const list = Array.isArray(buffers) ? buffers : [];
-      if (list.length !== 2) throw new BufferError(`expected 2 buffers (x, y), got ${list.length}`);
-      x = toFloat64(list[0], "x");
-      y = toFloat64(list[1], "y");
-    } catch (err) {
-      if (!(err instanceof BufferError)) throw err;
-      return this._fail(err.message);
-    }
-    if (x.length !== y.length) return this._fail(`x has ${x.length} points but y has ${y.length}`);
-    const tail = msg.tail;
-    if (tail !== null && tail !== undefined && !(Array.isArray(tail) && tail.length === 2)) {
-      return this._fail("tail must be [x, y] or null");
-    }
-    if (type === "window") {
-      this._start = 0;
-      this._len = 0;
-    } else {
-      const drop = msg.drop;
-      if (!Number.isInteger(drop) || drop < 0 || drop > this._len) {
-        return this._fail(`drop ${drop} is not an integer in 0..${this._len}`);
-      }
-      this._start += drop;
-      this._len -= drop;
-    }
-    this._push(x, y);
-    this._tail = Array.isArray(tail);
-    if (this._tail) {
-      this._x[this._start + this._len] = finiteOrNaN(tail[0]);
-      this._y[this._start + this._len] = finiteOrNaN(tail[1]);
-    }
-    this.seq = msg.seq;
-    this.hasWindow = true;
-    this.lastError = "";
-    return type;
-  }
-
-  _push(x, y) {
-    const need = this._len + x.length + 1; // + the tail slot
-    if (this._start + need > this._x.length) {
-      // Compact to the front, growing when more than half full: amortised O(1) per point.
-      let cap = this._x.length;
-      while (cap < 2 * need) cap *= 2;
-      const nx = cap === this._x.length ? this._x : new Float64Array(cap);
-      const ny = cap === this._y.length ? this._y : new Float64Array(cap);
-      nx.set(this._x.subarray(this._start, this._start + this._len), 0);
-      ny.set(this._y.subarray(this._start, this._start + this._len), 0);
-      this._x = nx;
-      this._y = ny;
-      this._start = 0;
-    }
-    this._x.set(x, this._start + this._len);
-    this._y.set(y, this._start + this._len);
-    this._len += x.length;
-  }
-
-  _fail(message) {
-    this.hasWindow = false;
-    this.lastError = `bad chart data from the kernel: ${message}`;
-    return "error";
+/** A 2D canvas context can be made here (not in jsdom without a canvas package). */
+function canDraw() {
+  try {
+    return document.createElement("canvas").getContext("2d") !== null;
+  } catch {
+    return false;
   }
 }
 
-/** First index i with xs[i] >= x (xs ascending); xs.length if none. */
-export function lowerBound(xs, x) {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * The visible x range and y range for the data (pure; exported for tests).
- * x: [last - window, last] when window_ms > 0, else the data's extent.
- * y: y_min / y_max when finite, else the visible data's min / max (padded when flat).
- */
-export function computeView(xs, ys, windowMs, yMinTrait, yMaxTrait) {
-  const n = Math.min(xs.length, ys.length);
-  if (n === 0) return null;
-  const x1 = xs[n - 1];
-  const x0 = windowMs > 0 ? x1 - windowMs : xs[0];
-  const start = windowMs > 0 ? Math.min(lowerBound(xs.subarray(0, n), x0), n - 1) : 0;
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = start; i < n; i++) {
-    const v = ys[i];
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  let y0 = Number.isFinite(yMinTrait) ? yMinTrait : lo;
-  let y1 = Number.isFinite(yMaxTrait) ? yMaxTrait : hi;
-  if (!Number.isFinite(y0) || !Number.isFinite(y1)) return null; // only NaN values
-  if (y1 <= y0) {
-    const pad = Math.abs(y0) * 0.05 || 1;
-    y0 -= pad;
-    y1 += pad;
-  }
-  return { start, n, x0, x1: x1 > x0 ? x1 : x0 + 1, y0, y1 };
-}
-
-/** Axis label for `v` on an axis spanning `span` (rounding noise near zero shows as 0). */
-export function formatTick(v, span) {
-  const a = Math.abs(v) < Math.abs(span) * 1e-6 ? 0 : Math.abs(v);
-  if (a === 0) return "0";
-  if (a >= 1e6 || a < 1e-3) return v.toExponential(1);
-  return a >= 100 ? String(Math.round(v)) : String(Number(v.toFixed(2)));
-}
-
-/**
- * Draw the series into `ctx` (a CanvasRenderingContext2D or a compatible recorder), O(points).
- * When there are more points than pixel columns, each column draws its min and max only.
- */
-export function drawChart(ctx, width, height, xs, ys, view, colors) {
-  ctx.clearRect(0, 0, width, height);
-  const plotW = Math.max(1, width - PAD.left - PAD.right);
-  const plotH = Math.max(1, height - PAD.top - PAD.bottom);
-  ctx.font = "10px sans-serif";
-  ctx.lineWidth = 1;
-  ctx.strokeStyle = colors.grid;
-  ctx.fillStyle = colors.text;
-  // Three horizontal grid lines with labels; x labels at both ends (seconds before the newest).
-  ctx.beginPath();
-  for (let k = 0; k <= 2; k++) {
-    const y = PAD.top + (plotH * k) / 2;
-    ctx.moveTo(PAD.left, y);
-    ctx.lineTo(PAD.left + plotW, y);
-    ctx.fillText(formatTick(view.y1 - ((view.y1 - view.y0) * k) / 2, view.y1 - view.y0), 2, y + 3);
-  }
-  ctx.stroke();
-  ctx.fillText(`-${formatTick((view.x1 - view.x0) / 1000, 1)} s`, PAD.left, height - 4);
-  ctx.fillText("now", PAD.left + plotW - 18, height - 4);
-
-  const sx = plotW / (view.x1 - view.x0);
-  const sy = plotH / (view.y1 - view.y0);
-  const px = (x) => PAD.left + (x - view.x0) * sx;
-  const py = (y) => PAD.top + (view.y1 - y) * sy;
-  ctx.save();
-  ctx.beginPath();
-  ctx.rect(PAD.left, PAD.top, plotW, plotH);
-  ctx.clip();
-  ctx.strokeStyle = colors.line;
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
-  const count = view.n - view.start;
-  if (count <= plotW * 2) {
-    let moved = false;
-    for (let i = view.start; i < view.n; i++) {
-      const y = ys[i];
-      if (Number.isNaN(y)) {
-        moved = false; // a gap in the data breaks the line
-        continue;
-      }
-      if (moved) ctx.lineTo(px(xs[i]), py(y));
-      else {
-        ctx.moveTo(px(xs[i]), py(y));
-        moved = true;
-      }
-    }
-  } else {
-    // Min/max decimation per pixel column: the envelope is exact and the path is O(width).
-    let col = -1;
-    let lo = 0;
-    let hi = 0;
-    let moved = false;
-    const flush = () => {
-      if (col < 0) return;
-      const x = PAD.left + col + 0.5;
-      if (moved) ctx.lineTo(x, py(hi));
-      else {
-        ctx.moveTo(x, py(hi));
-        moved = true;
-      }
-      ctx.lineTo(x, py(lo));
-    };
-    for (let i = view.start; i < view.n; i++) {
-      const y = ys[i];
-      if (Number.isNaN(y)) continue;
-      const c = Math.floor((xs[i] - view.x0) * sx);
-      if (c !== col) {
-        flush();
-        col = c;
-        lo = y;
-        hi = y;
-      } else if (y < lo) lo = y;
-      else if (y > hi) hi = y;
-    }
-    flush();
-  }
-  ctx.stroke();
-  ctx.restore();
-}
-
-function render({ model, el }) {
-  injectStyle("base", BASE_CSS, el);
-  injectStyle("live_chart", CSS, el);
-  const scope = createScope(model);
-
+function build({ model, scope }) {
   const title = h("span", { class: "rtw-lc-title" });
-  const pressure = h("span", { class: "rtw-pressure", role: "status", "aria-live": "polite" });
-  const canvas = h("canvas", { role: "img", "aria-label": "Live chart" });
+  const pressure = h("span", {
+    class: "rtw-pressure",
+    role: "status",
+    "aria-live": "polite",
+    title: "How full the kernel's sample buffer is now (it holds max_buffer_size samples)",
+  });
+  const liveButton = h("button", { class: "rtw-lc-live", type: "button", title: "Follow the newest samples" }, "Live");
+  const paused = h("span", { class: "rtw-lc-paused rtw-muted" });
+  const plotEl = h("div", { class: "rtw-lc-plot", role: "img", "aria-label": "Live chart" });
   const stats = h("div", { class: "rtw-lc-stats rtw-muted" });
+  const loss = h("div", { class: "rtw-lc-loss rtw-error-text", role: "status" });
   const error = h("div", { class: "rtw-lc-error rtw-error-text", role: "alert" });
   const root = h(
     "div",
     { class: "rtw-widget rtw-live_chart" },
-    h("div", { class: "rtw-row" }, title, pressure),
-    canvas,
+    h("div", { class: "rtw-row" }, title, pressure, h("span", { class: "rtw-lc-spacer" }), paused, liveButton),
+    plotEl,
     error,
     stats,
+    loss,
   );
 
   let frame = null;
@@ -319,6 +147,9 @@ function render({ model, el }) {
   let pressureLevel = "none";
   let statsValue = {};
   let requestedAt = -Infinity;
+  let live = true;
+  let chart = null; // the uPlot chart, once loaded
+  let chartState = "none"; // "none" | "loading" | "ready" | "unavailable" (no 2D context)
 
   /** Ask the kernel for the whole series (on render, and after a missed or bad message). */
   function requestWindow(force) {
@@ -328,29 +159,58 @@ function render({ model, el }) {
     model.send({ action: "window" });
   }
 
+  function setLive(value) {
+    live = value;
+    root.dataset.live = String(live);
+    liveButton.setAttribute("aria-pressed", String(live));
+    liveButton.disabled = live;
+    setText(paused, live ? "" : "paused: drag to zoom in, double-click or Live to resume");
+    if (live) schedule();
+  }
+
+  /** Load uPlot and build the plot, once; false while there is no plot to draw into. */
+  function ensureChart() {
+    if (chartState === "ready") return true;
+    if (chartState !== "none") return false;
+    if (!canDraw()) {
+      chartState = "unavailable"; // decoding, stats and the counters still work
+      return false;
+    }
+    chartState = "loading";
+    import("./lib/uplot_chart.js")
+      .then(({ createChart }) => {
+        if (scope.disposed) return;
+        chart = createChart(plotEl, {
+          label: () => str(model.get("title")) || "value",
+          colors: themeColors,
+          bounds: () => ({ yMin: num(model.get("y_min"), NaN), yMax: num(model.get("y_max"), NaN) }),
+          height: DEFAULT_HEIGHT,
+          onZoom: () => setLive(false),
+          onResume: () => setLive(true),
+        });
+        chartState = "ready";
+        scope.add(() => chart.destroy());
+        schedule();
+      })
+      .catch((err) => {
+        chartState = "unavailable";
+        setText(error, `the chart could not be drawn: ${err?.message ?? err}`);
+      });
+    return false;
+  }
+
   function draw() {
     frame = null;
     const xs = series.xs();
     const ys = series.ys();
     root.dataset.points = String(Math.min(xs.length, ys.length));
-    const ctx = canvas.getContext("2d");
-    if (!ctx) return; // no 2D context (headless test DOM): decoding and text still work
-    const dpr = globalThis.devicePixelRatio || 1;
-    const cssW = canvas.clientWidth || 600;
-    const cssH = canvas.clientHeight || DEFAULT_HEIGHT;
-    const w = Math.round(cssW * dpr);
-    const hgt = Math.round(cssH * dpr);
-    if (canvas.width !== w || canvas.height !== hgt) {
-      canvas.width = w;
-      canvas.height = hgt;
-    }
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (!ensureChart()) return;
+    chart.resize(plotEl.clientWidth);
+    if (!live) return; // paused: the plot keeps what it showed (and the user's zoom)
     const view = computeView(xs, ys, num(model.get("window_ms")), num(model.get("y_min"), NaN), num(model.get("y_max"), NaN));
-    if (!view) {
-      ctx.clearRect(0, 0, cssW, cssH);
-      return;
-    }
-    drawChart(ctx, cssW, cssH, xs, ys, view, themeColors());
+    if (!view) return;
+    chart.show(xs, ys, [view.x0, view.x1]);
+    root.dataset.draws = String(num(Number(root.dataset.draws), 0) + 1);
   }
 
   /** Ask for a draw on the next animation frame; many calls before it coalesce into one. */
@@ -365,24 +225,23 @@ function render({ model, el }) {
   function renderTitle() {
     const t = str(model.get("title"));
     setText(title, t);
-    canvas.setAttribute("aria-label", t ? `Live chart: ${t}` : "Live chart");
+    plotEl.setAttribute("aria-label", t ? `Live chart: ${t}` : "Live chart");
+    chart?.setLabel(t || "value");
   }
 
   function renderPressure() {
     const raw = str(pressureLevel, "none");
     const level = PRESSURE_LEVELS.includes(raw) ? raw : "none";
     for (const l of PRESSURE_LEVELS) pressure.classList.toggle(`rtw-pressure-${l}`, l === level);
-    setText(pressure, `pressure: ${raw || "none"}`);
+    setText(pressure, PRESSURE_TEXT[raw] ?? `buffer: ${raw || "none"}`);
     root.dataset.state = level;
   }
 
+  let statsBefore = {};
   function renderStats() {
-    const s = dict(statsValue);
-    const f = (k) => formatCount(num(s[k], NaN));
-    setText(
-      stats,
-      `received ${f("received")} · merged ${f("merged")} · dropped ${f("dropped")} · in ${f("rate_in")}/s · out ${f("rate_out")}/s`,
-    );
+    setText(stats, statsText(statsValue));
+    setText(loss, lossText(statsValue, statsBefore));
+    root.dataset.loss = loss.textContent ? (loss.textContent.includes(", now") ? "now" : "earlier") : "none";
   }
 
   for (const trait of ["window_ms", "y_min", "y_max"]) scope.onModel(`change:${trait}`, schedule);
@@ -395,6 +254,7 @@ function render({ model, el }) {
       renderPressure();
     }
     if (msg.stats && typeof msg.stats === "object") {
+      statsBefore = statsValue;
       statsValue = msg.stats;
       renderStats();
     }
@@ -404,24 +264,22 @@ function render({ model, el }) {
     else if (outcome === "ignored" && !series.hasWindow) requestWindow(false);
     else if (outcome === "window" || outcome === "append") schedule();
   });
+  scope.listen(liveButton, "click", () => setLive(true));
 
   if (typeof ResizeObserver === "function") {
     const ro = new ResizeObserver(schedule);
-    ro.observe(canvas);
+    ro.observe(plotEl);
     scope.add(() => ro.disconnect());
   }
 
   renderTitle();
   renderPressure();
   renderStats();
-  showIntentErrors(scope, root); // refused intents: a transient notice, removed on dispose
-  el.append(root);
+  setLive(true);
   requestWindow(true);
-  schedule();
   // How fast this view can draw: the kernel lowers the chart's update rate when no view keeps up.
   startFrameMeter(scope, (msg) => model.send(msg));
-  scope.add(() => root.remove());
-  return () => scope.dispose();
+  return root;
 }
 
-export default { render };
+export default { render: widgetRender({ name: "live_chart", css: CSS }, build) };

@@ -1,36 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import widget, { ChartSeries, computeView, drawChart, formatTick, lowerBound } from "../src/live_chart.js";
+import widget, { ChartSeries, computeView, lossText, lowerBound, PRESSURE_TEXT, statsText } from "../src/live_chart.js";
+import { installCanvas } from "./canvas_stub.js";
 import { mount } from "./fake_model.js";
 
 /** Little-endian float64 bytes as ipywidgets delivers a `Bytes` trait: a DataView. */
 function f64(values) {
   return new DataView(new Float64Array(values).buffer);
-}
-
-/** A CanvasRenderingContext2D stand-in that records path calls. */
-function recordingContext() {
-  const calls = [];
-  const rec =
-    (name) =>
-    (...args) =>
-      calls.push([name, ...args]);
-  return {
-    calls,
-    clearRect: rec("clearRect"),
-    beginPath: rec("beginPath"),
-    moveTo: rec("moveTo"),
-    lineTo: rec("lineTo"),
-    stroke: rec("stroke"),
-    fillText: rec("fillText"),
-    rect: rec("rect"),
-    clip: rec("clip"),
-    save: rec("save"),
-    restore: rec("restore"),
-    setTransform: rec("setTransform"),
-    count(name) {
-      return calls.filter((c) => c[0] === name).length;
-    },
-  };
 }
 
 const BASE = { title: "latency", window_ms: 10000, y_min: NaN, y_max: NaN };
@@ -141,13 +116,8 @@ describe("live_chart pure parts", () => {
     expect(lowerBound(xs, 9)).toBe(4);
   });
 
-  it("formatTick", () => {
-    expect(formatTick(1.2e-6, 2)).toBe("0"); // float noise around zero
-    expect(formatTick(12.3456, 10)).toBe("12.35");
-    expect(formatTick(1234.5, 10)).toBe("1235");
-    expect(formatTick(2.5e7, 1e7)).toBe("2.5e+7");
-  });
-
+  // formatTick's cases (float noise near zero shows as 0) are the tick-label test of
+  // uplot_chart.test.js now: uPlot draws the axes.
   it("computeView windows x and auto-scales y over the visible points", () => {
     const xs = new Float64Array([0, 1000, 2000, 3000]);
     const ys = new Float64Array([100, 1, 3, 2]);
@@ -158,29 +128,27 @@ describe("live_chart pure parts", () => {
     expect(flat.y1).toBeGreaterThan(flat.y0);
     expect(computeView(new Float64Array(0), new Float64Array(0), 1000, NaN, NaN)).toBeNull();
   });
+  // drawChart's cases (a NaN breaks the line; many points draw O(width) segments) are in
+  // uplot_chart.test.js: uPlot draws the line.
 
-  it("drawChart draws every point when few and decimates to the pixel width when many", () => {
-    const colors = { line: "blue", grid: "gray", text: "black" };
-    const few = recordingContext();
-    const xs = new Float64Array([0, 1, 2, 3, 4]);
-    const ys = new Float64Array([0, 1, NaN, 3, 4]);
-    drawChart(few, 400, 200, xs, ys, computeView(xs, ys, 0, NaN, NaN), colors);
-    // 3 grid lines (moveTo+lineTo) + the series: a NaN breaks it into two runs.
-    expect(few.count("moveTo")).toBe(3 + 2);
-    expect(few.count("lineTo")).toBe(3 + 2);
+  it("lossText says what was lost, why, what to change, and whether it is happening now", () => {
+    expect(lossText({ received: 100, merged: 0, dropped: 0, invalid: 0 })).toBe("");
+    const before = { received: 20000, dropped: 8000, merged: 0, invalid: 0 };
+    const after = { received: 20100, dropped: 8589, merged: 0, invalid: 0 };
+    expect(lossText(after, before)).toBe(
+      "dropped 8589 of 20100, now (buffer full: raise max_buffer_size or lower the rate)",
+    );
+    expect(lossText(after, after)).toBe("dropped 8589 of 20100 (buffer full: raise max_buffer_size or lower the rate)");
+    expect(lossText({ received: 5, merged: 2, invalid: 1 }, {})).toBe(
+      "merged 2 (buffer full: a newer sample with the same key replaced one; raise max_buffer_size to keep all)" +
+        " · invalid 1 (not a finite number)",
+    );
+  });
 
-    const n = 100_000;
-    const bx = new Float64Array(n);
-    const by = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      bx[i] = i;
-      by[i] = Math.sin(i / 50);
-    }
-    const many = recordingContext();
-    drawChart(many, 400, 200, bx, by, computeView(bx, by, 0, NaN, NaN), colors);
-    const plotW = 400 - 48 - 10;
-    expect(many.count("lineTo")).toBeLessThanOrEqual(3 + 2 * (plotW + 1));
-    expect(many.count("lineTo")).toBeGreaterThan(plotW);
+  it("statsText: received and the rates in and out of the buffer", () => {
+    expect(statsText({ received: 10, rate_in: 12.5, rate_out: 10 })).toBe("received 10 · in 12.5/s · out 10/s");
+    expect(statsText({})).toBe("received – · in –/s · out –/s");
+    expect(PRESSURE_TEXT).toEqual({ none: "keeping up", moderate: "buffer filling", high: "buffer nearly full" });
   });
 });
 
@@ -190,25 +158,38 @@ describe("live_chart widget", () => {
 
   beforeEach(() => {
     vi.useFakeTimers();
-    ctx = recordingContext();
-    getContext = vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockImplementation(() => ctx);
+    ({ ctx, getContext } = installCanvas());
   });
   afterEach(() => {
     vi.useRealTimers();
+    vi.unstubAllGlobals();
     document.body.replaceChildren();
   });
 
-  it("asks for the window on render and draws only once it arrives", () => {
+  const chartRoot = (el) => el.querySelector(".rtw-live_chart");
+  const draws = (el) => Number(chartRoot(el).dataset.draws ?? 0);
+  /** The first frame loads uPlot (a dynamic import); the next one draws. */
+  async function firstDraw() {
+    vi.advanceTimersToNextFrame();
+    await vi.dynamicImportSettled();
+    vi.advanceTimersToNextFrame();
+  }
+  const legendValues = (el) => [...el.querySelectorAll(".u-legend .u-series .u-value")].map((v) => v.textContent);
+
+  it("asks for the window on render and draws only once it arrives", async () => {
     const { el, model } = mount(widget, BASE);
     expect(asked(model)).toEqual([{ action: "window" }]);
-    vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("0");
+    await firstDraw();
+    expect(chartRoot(el).dataset.points).toBe("0");
+    expect(draws(el)).toBe(0);
     model.emit("msg:custom", ...append(1, 0, [1], [1])); // before any window: ignored
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("0");
+    expect(chartRoot(el).dataset.points).toBe("0");
+    expect(draws(el)).toBe(0);
     model.emit("msg:custom", ...window_(2, [1, 2, 3], [1, 2, 3], { tail: [4, 4] }));
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4");
+    expect(chartRoot(el).dataset.points).toBe("4");
+    expect(draws(el)).toBe(1);
   });
 
   it("a seq gap asks for a new window (at most once a second) and ignores appends until it comes", () => {
@@ -219,73 +200,143 @@ describe("live_chart widget", () => {
     model.emit("msg:custom", ...append(4, 0, [6000], [9]));
     expect(asked(model)).toEqual([{ action: "window" }]);
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4");
+    expect(chartRoot(el).dataset.points).toBe("4");
     vi.advanceTimersByTime(1000);
     model.emit("msg:custom", ...append(5, 0, [7000], [9])); // the answer was lost too: ask again
     expect(asked(model)).toEqual([{ action: "window" }, { action: "window" }]);
     model.emit("msg:custom", ...window_(6, [1000, 7000], [1, 9]));
     model.emit("msg:custom", ...append(7, 0, [8000], [9]));
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("3");
+    expect(chartRoot(el).dataset.points).toBe("3");
     expect(asked(model)).toHaveLength(2);
   });
 
-  it("renders title, pressure badge and stats line", () => {
-    const { el, model } = mountWithData();
-    const root = el.querySelector(".rtw-widget.rtw-live_chart");
+  it("renders title, the buffer's state now, the stats line and (only once something was lost) the loss line", () => {
+    const { el, model } = mount(widget, BASE);
+    const root = chartRoot(el);
+    const loss = root.querySelector(".rtw-lc-loss");
+    model.emit("msg:custom", ...window_(1, [1000], [1], { stats: { received: 10, merged: 0, dropped: 0, rate_in: 12.5, rate_out: 10 } }));
     expect(root.querySelector(".rtw-lc-title").textContent).toBe("latency");
-    expect(root.querySelector("canvas")).not.toBeNull();
-    expect(root.querySelector(".rtw-lc-stats").textContent).toBe(
-      "received 10 · merged 1 · dropped 1 · in 12.5/s · out 10/s",
-    );
+    expect(root.querySelector(".rtw-lc-plot")).not.toBeNull();
+    expect(root.querySelector(".rtw-lc-stats").textContent).toBe("received 10 · in 12.5/s · out 10/s");
+    expect(loss.textContent).toBe(""); // nothing lost: no loss line (hidden by :empty)
+    expect(root.dataset.loss).toBe("none");
     const badge = root.querySelector(".rtw-pressure");
+    expect(badge.textContent).toBe("keeping up");
     expect(badge.classList.contains("rtw-pressure-none")).toBe(true);
-    model.emit("msg:custom", ...append(2, 0, [], [], { pressure: "high" }));
+    model.emit("msg:custom", ...append(2, 0, [], [], { pressure: "high", stats: STATS }));
     expect(badge.classList.contains("rtw-pressure-high")).toBe(true);
     expect(badge.classList.contains("rtw-pressure-none")).toBe(false);
+    expect(badge.textContent).toBe("buffer nearly full");
     expect(root.dataset.state).toBe("high");
-    const stats = { received: 20, merged: 2, dropped: 3, rate_in: 150.4, rate_out: 99.95 };
-    model.emit("msg:custom", ...append(3, 0, [], [], { pressure: "high", stats }));
-    expect(root.querySelector(".rtw-lc-stats").textContent).toBe(
-      "received 20 · merged 2 · dropped 3 · in 150/s · out 100.0/s",
+    // Samples were merged and dropped since the last stats: it is happening now.
+    expect(loss.textContent).toBe(
+      "dropped 1 of 10, now (buffer full: raise max_buffer_size or lower the rate) · merged 1, now " +
+        "(buffer full: a newer sample with the same key replaced one; raise max_buffer_size to keep all)",
     );
+    expect(root.dataset.loss).toBe("now");
+    const stats = { received: 20, merged: 2, dropped: 3, rate_in: 150.4, rate_out: 99.95 };
+    model.emit("msg:custom", ...append(3, 0, [], [], { pressure: "none", stats }));
+    expect(root.querySelector(".rtw-lc-stats").textContent).toBe("received 20 · in 150/s · out 100.0/s");
+    expect(badge.textContent).toBe("keeping up");
+    model.emit("msg:custom", ...append(4, 0, [], [], { stats }));
+    // The buffer keeps up again and nothing more was lost: the counts stay, told as the past.
+    expect(loss.textContent).toBe(
+      "dropped 3 of 20 (buffer full: raise max_buffer_size or lower the rate) · merged 2 " +
+        "(buffer full: a newer sample with the same key replaced one; raise max_buffer_size to keep all)",
+    );
+    expect(root.dataset.loss).toBe("earlier");
   });
 
-  it("decodes the Float64 DataViews and draws once per animation frame however many updates", () => {
+  it("decodes the Float64 DataViews and draws once per animation frame however many updates", async () => {
     const { el, model } = mountWithData();
-    const canvas = el.querySelector("canvas");
-    expect(getContext).not.toHaveBeenCalled(); // nothing drawn synchronously
-    vi.advanceTimersToNextFrame();
-    expect(getContext).toHaveBeenCalledTimes(1);
-    expect(canvas.closest(".rtw-live_chart").dataset.points).toBe("4");
-    // The series: 1 moveTo + 3 lineTo after the 3 grid lines.
-    expect(ctx.count("lineTo")).toBe(3 + 3);
+    expect(ctx.count("clearRect")).toBe(0); // nothing drawn synchronously
+    await firstDraw();
+    expect(draws(el)).toBe(1);
+    expect(chartRoot(el).dataset.points).toBe("4");
+    expect(legendValues(el)[1]).toBe("5"); // the newest of the decoded values
+    const cleared = ctx.count("clearRect");
+    expect(cleared).toBeGreaterThan(0);
 
     for (let i = 0; i < 50; i++) {
       model.emit("msg:custom", ...append(2 + i, 0, [], [], { tail: [5000 + i, i] }));
     }
     model.set("window_ms", 2500);
-    expect(getContext).toHaveBeenCalledTimes(1);
+    expect(draws(el)).toBe(1);
     expect(vi.getTimerCount()).toBe(1 + METER_TIMERS); // exactly one draw frame requested
     vi.advanceTimersToNextFrame();
-    expect(getContext).toHaveBeenCalledTimes(2);
-    expect(canvas.closest(".rtw-live_chart").dataset.points).toBe("5");
+    expect(draws(el)).toBe(2);
+    expect(ctx.count("clearRect")).toBe(cleared + 1); // one redraw of the canvas
+    expect(chartRoot(el).dataset.points).toBe("5");
+    expect(legendValues(el)[1]).toBe("49");
     expect(vi.getTimerCount()).toBe(METER_TIMERS); // no draw pending
     vi.advanceTimersToNextFrame();
-    expect(getContext).toHaveBeenCalledTimes(2); // no change, no draw
+    expect(draws(el)).toBe(2); // no change, no draw
+  });
+
+  it("the legend names the series after the title and follows it", async () => {
+    const { el, model } = mountWithData();
+    await firstDraw();
+    expect(el.querySelector(".u-legend .u-series:nth-child(2) .u-label").textContent).toBe("latency");
+    model.set("title", "temp");
+    expect(el.querySelector(".u-legend .u-series:nth-child(2) .u-label").textContent).toBe("temp");
+    expect(chartRoot(el).querySelector(".rtw-lc-plot").getAttribute("aria-label")).toBe("Live chart: temp");
+    expect(document.head.querySelector('style[data-rtw="uplot"]')).not.toBeNull();
+  });
+
+  it("dragging over the plot zooms and pauses; Live (or a double-click) resumes with the newest data", async () => {
+    const { el, model } = mountWithData();
+    await firstDraw();
+    const root = chartRoot(el);
+    const live = root.querySelector(".rtw-lc-live");
+    expect(root.dataset.live).toBe("true");
+    expect(live.disabled).toBe(true);
+    expect(live.getAttribute("aria-pressed")).toBe("true");
+    const over = root.querySelector(".u-over");
+    over.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, button: 0, clientX: 100, clientY: 50 }));
+    over.dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: 300, clientY: 60 }));
+    document.dispatchEvent(new MouseEvent("mouseup", { bubbles: true, button: 0, clientX: 300, clientY: 60 }));
+    expect(root.dataset.live).toBe("false");
+    expect(live.disabled).toBe(false);
+    expect(live.getAttribute("aria-pressed")).toBe("false");
+    expect(root.querySelector(".rtw-lc-paused").textContent).toMatch(/paused/);
+
+    // Paused: the series follows the kernel, the plot keeps what it showed.
+    over.dispatchEvent(new MouseEvent("mouseleave", { bubbles: false }));
+    model.emit("msg:custom", ...append(2, 0, [5000], [7]));
+    vi.advanceTimersToNextFrame();
+    expect(root.dataset.points).toBe("5");
+    expect(draws(el)).toBe(1);
+    expect(legendValues(el)[1]).toBe("5");
+
+    live.click();
+    expect(root.dataset.live).toBe("true");
+    expect(root.querySelector(".rtw-lc-paused").textContent).toBe("");
+    vi.advanceTimersToNextFrame();
+    expect(draws(el)).toBe(2);
+    expect(legendValues(el)[1]).toBe("7");
+
+    over.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, button: 0, clientX: 50, clientY: 50 }));
+    over.dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: 200, clientY: 60 }));
+    document.dispatchEvent(new MouseEvent("mouseup", { bubbles: true, button: 0, clientX: 200, clientY: 60 }));
+    expect(root.dataset.live).toBe("false");
+    over.dispatchEvent(new MouseEvent("dblclick", { bubbles: true, button: 0 }));
+    expect(root.dataset.live).toBe("true");
   });
 
   it("tolerates a missing 2D context", () => {
     getContext.mockImplementation(() => null);
     const { el } = mountWithData();
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4");
+    vi.advanceTimersToNextFrame();
+    expect(chartRoot(el).dataset.points).toBe("4");
     expect(el.querySelector(".rtw-lc-error").textContent).toBe("");
+    expect(el.querySelector(".uplot")).toBeNull(); // no plot, the rest of the view works
   });
 
-  it("reports a malformed buffer instead of drawing garbage, and asks for a window", () => {
+  it("reports a malformed buffer instead of drawing garbage, and asks for a window", async () => {
     const { el, model } = mountWithData();
-    vi.advanceTimersToNextFrame();
+    await firstDraw();
     vi.advanceTimersByTime(5000);
     model.emit("msg:custom", { type: "append", seq: 2, drop: 0, tail: null }, [f64([5]), new DataView(new ArrayBuffer(12))]);
     expect(el.querySelector(".rtw-lc-error").textContent).toBe(
@@ -293,14 +344,14 @@ describe("live_chart widget", () => {
     );
     expect(asked(model).at(-1)).toEqual({ action: "window" });
     vi.advanceTimersToNextFrame();
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("4"); // the last good series
+    expect(chartRoot(el).dataset.points).toBe("4"); // the last good series
     model.emit("msg:custom", ...window_(3, [1, 2], [1, 2]));
     vi.advanceTimersToNextFrame();
     expect(el.querySelector(".rtw-lc-error").textContent).toBe("");
-    expect(el.querySelector(".rtw-live_chart").dataset.points).toBe("2");
+    expect(chartRoot(el).dataset.points).toBe("2");
   });
 
-  it("redraws on resize and disconnects its ResizeObserver on cleanup", () => {
+  it("redraws on resize and disconnects its ResizeObserver on cleanup", async () => {
     const observers = [];
     vi.stubGlobal(
       "ResizeObserver",
@@ -319,22 +370,21 @@ describe("live_chart widget", () => {
         }
       },
     );
-    try {
-      const { el, cleanup } = mountWithData();
-      vi.advanceTimersToNextFrame();
-      expect(observers).toHaveLength(1);
-      expect(observers[0].targets[0]).toBe(el.querySelector("canvas"));
-      observers[0].cb([]);
-      vi.advanceTimersToNextFrame();
-      expect(getContext).toHaveBeenCalledTimes(2);
-      cleanup();
-      expect(observers[0].disconnected).toBe(true);
-    } finally {
-      vi.unstubAllGlobals();
-    }
+    const { el, cleanup } = mountWithData();
+    await firstDraw();
+    expect(observers).toHaveLength(1);
+    const plot = el.querySelector(".rtw-lc-plot");
+    expect(observers[0].targets[0]).toBe(plot);
+    Object.defineProperty(plot, "clientWidth", { configurable: true, get: () => 800 });
+    observers[0].cb([]);
+    vi.advanceTimersToNextFrame();
+    expect(draws(el)).toBe(2);
+    expect(el.querySelector(".u-wrap").style.width).toBe("800px"); // the plot took the new width
+    cleanup();
+    expect(observers[0].disconnected).toBe(true);
   });
 
-  it("cleanup cancels the pending frame and removes listeners and DOM", () => {
+  it("cleanup cancels the pending frame and removes listeners and DOM", async () => {
     const { el, model, cleanup } = mountWithData();
     expect(vi.getTimerCount()).toBe(1 + METER_TIMERS);
     cleanup();
@@ -342,6 +392,18 @@ describe("live_chart widget", () => {
     expect(model.listenerCount()).toBe(0);
     expect(el.childElementCount).toBe(0);
     vi.advanceTimersToNextFrame();
+    await vi.dynamicImportSettled();
     expect(getContext).not.toHaveBeenCalled();
+  });
+
+  it("cleanup after the plot was built destroys it", async () => {
+    const { el, model, cleanup } = mountWithData();
+    await firstDraw();
+    expect(el.querySelector(".uplot")).not.toBeNull();
+    const plot = el.querySelector(".uplot");
+    cleanup();
+    expect(plot.isConnected).toBe(false);
+    expect(model.listenerCount()).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
