@@ -128,7 +128,8 @@ const SVG = "http://www.w3.org/2000/svg";
 
 function chartCard([key, title, unit, tone]) {
   const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 100 30");
+  // The path spans y 0..30; the margin keeps a line on the top or bottom edge visible.
+  svg.setAttribute("viewBox", "0 -3 100 36");
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("aria-hidden", "true");
   const path = document.createElementNS(SVG, "path");
@@ -208,7 +209,8 @@ function build({ model, scope }) {
       ),
     );
     errorsTable.hidden = rows.length === 0;
-    noErrors.hidden = rows.length > 0;
+    // "no errors" is a fact only once a sample arrived (not while starting or unreachable).
+    noErrors.hidden = rows.length > 0 || Object.keys(dict(model.get("current"))).length === 0;
   }
 
   scope.onModel("change:status", renderStatus);

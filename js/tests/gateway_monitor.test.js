@@ -150,6 +150,7 @@ describe("gateway monitor view", () => {
     const { el, model, cleanup } = mount(widget, {});
     expect(root(el).dataset.status).toBe("starting");
     expect(root(el).querySelector(".rtw-gm-status").classList.contains("rtw-tone-warn")).toBe(true);
+    expect(root(el).querySelector(".rtw-gm-no-errors").hidden).toBe(true); // nothing known yet
     expect(model.listenerCount()).toBeGreaterThan(0);
     cleanup();
     expect(model.listenerCount()).toBe(0);
