@@ -127,11 +127,15 @@ function build({ model, scope }) {
   let frame = null;
   let colors = null;
   let colorsAt = -Infinity;
+  let colorsTheme = "";
 
   function themeColors() {
-    // Re-read the theme at most once a second: getComputedStyle is not free at 60 fps.
+    // Re-read the theme at most once a second (getComputedStyle is not free at 60 fps), and at
+    // once when JupyterLab switches themes (it names the theme on <body>).
     const now = Date.now();
-    if (colors && now - colorsAt < 1000) return colors;
+    const theme = document.body?.dataset.jpThemeName ?? "";
+    if (colors && now - colorsAt < 1000 && theme === colorsTheme) return colors;
+    colorsTheme = theme;
     const css = getComputedStyle(root);
     const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
     colors = {

@@ -54,6 +54,17 @@ describe("formatting and ranges (pure)", () => {
     expect(mod.formatTime(null)).toBe("—");
   });
 
+  it("timeTicks labels local times as precisely as the tick step needs", () => {
+    const t = new Date(2026, 0, 5, 9, 8, 7, 250).getTime();
+    expect(mod.timeTicks([t], 250)).toEqual(["09:08:07.25"]);
+    expect(mod.timeTicks([t - 250, t + 250], 500)).toEqual(["09:08:07.0", "09:08:07.5"]);
+    expect(mod.timeTicks([t], 20)).toEqual(["09:08:07.25"]);
+    expect(mod.timeTicks([t], 5)).toEqual(["09:08:07.250"]);
+    expect(mod.timeTicks([t - 250, t + 750], 1000)).toEqual(["09:08:07", "09:08:08"]);
+    expect(mod.timeTicks([t], 300_000)).toEqual(["09:08"]);
+    expect(mod.timeTicks([t], 86_400_000)).toEqual(["2026-01-05"]);
+  });
+
   it("yRange keeps fixed bounds, rounds automatic ones outward, and never collapses", () => {
     expect(mod.yRange(3, 7, 0, 10)).toEqual([0, 10]);
     const [lo, hi] = mod.yRange(0.13, 9.71, NaN, NaN);
@@ -81,9 +92,10 @@ describe("createChart", () => {
     expect(labels).toContain("0");
     expect(labels).toContain("0.5");
     expect(labels.some((l) => /e-/.test(l))).toBe(false);
-    // A real time axis: several ticks, each a time of day (":SS" / "HH:MM" forms), not "-5 s" / "now".
-    const times = labels.filter((l) => /:\d\d/.test(l));
+    // A real time axis: several ticks, each a time of day, not "-5 s" / "now".
+    const times = labels.filter((l) => /^\d\d:\d\d:\d\d/.test(l));
     expect(times.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(times).size).toBe(times.length);
     expect(labels).not.toContain("now");
   });
 

@@ -3,7 +3,10 @@
 A feeder publishes ~RATE messages per second through the gateway; the kernel's chart
 subscribes to the channel. The test checks that the canvas keeps changing and that clicks
 on the page are handled, and prints how long those took (speed bounds belong to the
-benchmarks, not to asserts).
+benchmarks, not to asserts). Then the uPlot parts a user touches: the legend shows the
+newest values while the cursor is away and exact values under it, a drag zooms and pauses
+the plot (data keeps arriving, the plot does not redraw), and the "Live" button resumes.
+Screenshots in JupyterLab's light and dark themes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from typing import Any
 
 from playwright.sync_api import expect
 
@@ -23,6 +27,9 @@ CLICKS = 5
 FRAMES = 30
 SCREENSHOT_POINTS = 1500  # of at most 2000 drawn (LiveChart.max_points)
 POSITIVE = re.compile(r"^[1-9][0-9]*$")
+NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?$")
+CLOCK = re.compile(r"^[0-2][0-9]:[0-5][0-9]:[0-5][0-9]\.[0-9]{3}$")
+DARK = "JupyterLab Dark"
 
 _CANVAS_CHANGED = """(previous) => {
   const canvas = document.querySelector('.rtw-widget.rtw-live_chart canvas');
@@ -80,7 +87,8 @@ def test_live_chart_keeps_rendering_and_page_stays_responsive(
         expect(stats).not_to_have_text(stats_before)
 
         # It stays responsive: clicks are handled; measure and report how long they take.
-        canvas = chart.locator("canvas")
+        # (uPlot's overlay .u-over lies on the canvas and takes the pointer events.)
+        canvas = chart.locator(".u-over")
         round_trips = []
         for i in range(CLICKS):
             t0 = time.perf_counter()
@@ -91,7 +99,9 @@ def test_live_chart_keeps_rendering_and_page_stays_responsive(
         long_tasks = page.evaluate("() => window.__rtwLongTasks")
         assert len(input_delays) == CLICKS, input_delays
 
-        # A fuller window for the picture: wait until a few seconds of samples are drawn.
+        # A fuller window for the picture: wait until a few seconds of samples are drawn, with
+        # the mouse away from the plot (no hover cursor in the picture).
+        page.mouse.move(0, 0)
         page.wait_for_function(
             "(n) => Number(document.querySelector('.rtw-widget.rtw-live_chart').dataset.points) >= n",
             arg=SCREENSHOT_POINTS,
@@ -101,7 +111,14 @@ def test_live_chart_keeps_rendering_and_page_stays_responsive(
         points = int(chart.get_attribute("data-points") or 0)
         pressure = chart.get_attribute("data-state")
         # Still drawing after the clicks.
+        frame = page.wait_for_function(_CANVAS_CHANGED, arg=frame, polling=50).json_value()
+
+        check_legend_zoom_and_live(page, chart, frame)
+        # The same chart in the dark theme (colours come from the theme's CSS variables).
+        page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", DARK)
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
         page.wait_for_function(_CANVAS_CHANGED, arg=frame, polling=50)
+        copy_to_docs(alice.screenshot(test_name, "live_chart-dark", chart), "live_chart_dark.png")
     finally:
         feeder.stop()
     assert feeder.errors == [], f"the gateway refused some of the stream: {feeder.errors[:3]}"
@@ -118,3 +135,54 @@ def test_live_chart_keeps_rendering_and_page_stays_responsive(
         f"[e2e] long tasks (> 50 ms) while measuring: {len(long_tasks)}, "
         f"longest {max(long_tasks, default=0):.0f} ms"
     )
+
+
+def check_legend_zoom_and_live(page: Any, chart: Any, frame: str | None) -> None:
+    """The legend's live values, the hover values, drag-to-zoom pausing and Live resuming."""
+    over = chart.locator(".u-over")
+    rows = chart.locator(".u-legend .u-series")
+    time_cell = rows.nth(0).locator(".u-value")
+    value_cell = rows.nth(1).locator(".u-value")
+    page.mouse.move(0, 0)  # the cursor away from the plot: the legend shows the newest sample
+    expect(rows.nth(1).locator(".u-label")).to_have_text("sensor")
+    expect(value_cell).to_have_text(NUMBER)
+    expect(time_cell).to_have_text(CLOCK)
+    newest = time_cell.inner_text()
+    expect(time_cell).not_to_have_text(newest)  # live: the newest sample's time moves on
+
+    box = over.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    # Hover: the cursor shows the exact value and time of the point under it.
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    expect(chart.locator(".u-cursor-x")).not_to_have_class(re.compile(r"\bu-off\b"))
+    expect(value_cell).to_have_text(NUMBER)
+    expect(time_cell).to_have_text(CLOCK)
+
+    # Drag over the middle: zoom in, and the plot pauses while the data keeps coming.
+    expect(chart).to_have_attribute("data-live", "true")
+    expect(chart.locator(".rtw-lc-live")).to_be_disabled()
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
+    page.mouse.up()
+    expect(chart).to_have_attribute("data-live", "false")
+    expect(chart.locator(".rtw-lc-paused")).to_contain_text("paused")
+    draws = chart.get_attribute("data-draws")
+    zoomed = page.wait_for_function(_CANVAS_CHANGED, arg=frame, polling=50).json_value()  # the zoom's redraw
+    stats = chart.locator(".rtw-lc-stats")
+    before = stats.inner_text()
+    expect(stats).not_to_have_text(before)  # new samples arrived ...
+    assert chart.get_attribute("data-draws") == draws  # ... and the paused plot did not follow them
+    assert page.evaluate(_CANVAS_CHANGED, zoomed) is None  # the zoomed picture is unchanged
+
+    # Live: back to the newest samples, drawing again.
+    chart.locator(".rtw-lc-live").click()
+    expect(chart).to_have_attribute("data-live", "true")
+    expect(chart.locator(".rtw-lc-paused")).to_have_text("")
+    page.wait_for_function(
+        "(n) => Number(document.querySelector('.rtw-widget.rtw-live_chart').dataset.draws) > n",
+        arg=int(draws or 0),
+        polling=50,
+    )
+    page.wait_for_function(_CANVAS_CHANGED, arg=zoomed, polling=50)

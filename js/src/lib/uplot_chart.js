@@ -35,6 +35,29 @@ export function formatTime(t) {
   return formatClockMs(t);
 }
 
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/**
+ * x tick labels (pure): local times as precise as the tick step needs - "HH:MM" for minutes,
+ * "HH:MM:SS" for seconds, then the fewest decimals the step needs ("HH:MM:SS.5" every 500 ms,
+ * ".25" every 250 ms), "YYYY-MM-DD" for days.
+ * @param {number[]} splits tick positions, epoch ms
+ * @param {number} incr the step between ticks, ms
+ */
+export function timeTicks(splits, incr) {
+  // The fewest decimals of a second that still tell the ticks apart (250 ms -> 2: ".25").
+  let decimals = 0;
+  while (decimals < 3 && Math.round(incr) % 10 ** (3 - decimals) !== 0) decimals += 1;
+  return splits.map((t) => {
+    const d = new Date(t);
+    if (incr >= 86_400_000) return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+    const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+    if (incr >= 60_000) return hm;
+    const sec = `${hm}:${pad2(d.getSeconds())}`;
+    return decimals === 0 ? sec : `${sec}.${String(d.getMilliseconds()).padStart(3, "0").slice(0, decimals)}`;
+  });
+}
+
 /**
  * The y range shown for data spanning [lo, hi] (pure): a fixed bound (`yMin`/`yMax`, finite)
  * is kept as given; an automatic one is padded and rounded by uPlot (`rangeNum`), so the
@@ -122,7 +145,11 @@ export function createChart(container, { label, colors, bounds, height, onZoom, 
         value: (_u, v, _s, idx) => formatValue(idx === null ? latestY : v),
       },
     ],
-    axes: [{ ...axis }, { ...axis, size: 60 }],
+    axes: [
+      // Ticks at least 70 px apart (room for "HH:MM:SS.s"), labelled as precisely as needed.
+      { ...axis, space: 70, values: (_u, splits, _i, _space, incr) => timeTicks(splits, incr) },
+      { ...axis, size: 60 },
+    ],
     hooks: {
       // uPlot reports a finished drag selection just before it zooms to it.
       setSelect: [(u) => u.select.width > 0 && onZoom()],
