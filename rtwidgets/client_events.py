@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtwidgets.client_errors import _call, _error_from_event, _error_from_failed, _settle
 from rtwidgets.client_socket import close_socket, run_socket
-from rtwidgets.core.connection import (
+from rtwidgets.core.connection_events import (  # the core's vocabulary, defined there
     AckReceived,
     CloseSocket,
     ConnectionEvent,
