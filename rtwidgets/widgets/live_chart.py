@@ -99,6 +99,18 @@ class LiveChart(RealtimeWidget):
     ``batch_interval`` (seconds) is the least time between two releases of the buffer (a
     release hands out everything buffered); ``max_points`` bounds what is sent (tail included).
 
+    What a view shows (``js/src/live_chart.js``, drawn with uPlot): the line over the last
+    ``window_ms`` with a time axis, a legend with the newest value and time (the exact value
+    and time under the cursor while hovering), drag to zoom (pauses the plot; the "Live" button
+    or a double-click resumes). The badge and the counters tell one story: the badge is the
+    buffer's state *now* (``pressure``: "keeping up", "buffer filling", "buffer nearly full");
+    the stats line is what came in and went out (received, rates in and out); a loss line
+    appears only once samples were lost and says how many so far, why and what to change --
+    "dropped N of M (buffer full: raise max_buffer_size or lower the rate)", "merged N (a newer
+    sample with the same key replaced one)", "invalid N (not a finite number)" -- marked ", now"
+    while the count is still growing. So ``keeping up`` next to ``dropped 8589 of 20000`` reads
+    as "it lost samples earlier and keeps up now".
+
     Args:
         source: a :class:`Channel` whose messages are samples (a number, or a dict with ``y``
             or ``value`` and optionally ``t`` in epoch ms), or ``None`` to feed it with
