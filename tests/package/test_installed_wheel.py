@@ -259,6 +259,7 @@ _CHECK_SCRIPT = textwrap.dedent(
             "LiveChart": rtwidgets.LiveChart(rtwidgets.Channel(conn, "ticks")),
             "Inspector": rtwidgets.Inspector(conn),
             "CollabText": rtwidgets.CollabText(rtwidgets.CollabDoc(conn, "doc")),
+            "GatewayMonitor": rtwidgets.GatewayMonitor(gw),
         }
         static = pathlib.Path(rtwidgets.__file__).parent / "static"
         report["widgets"] = {
