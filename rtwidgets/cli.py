@@ -470,7 +470,7 @@ async def _supervise(args: argparse.Namespace, secret: str) -> int:
             if not await supervisor.start():
                 return 0  # SIGINT/SIGTERM during start-up
         except WorkersError as exc:
-            raise _StartupError(f"{exc} (its error is above)") from None
+            raise _StartupError(str(exc)) from None
         url = _format_url(args.host, reservation.port)
         runtime_file = _write_runtime_file(args.runtime_file, url, secret) if args.runtime_file else None
         _print_line(sys.stdout, f"rtwidgets gateway listening on {url}")

@@ -249,7 +249,10 @@ class Supervisor:
             line = await worker.proc.stdout.readline()
             if not line:
                 code = await worker.proc.wait()
-                raise WorkersError(f"{worker} exited ({_describe_exit(code)}) before listening")
+                # Its own reason is on the shared stderr, just before the supervisor's line.
+                raise WorkersError(
+                    f"{worker} exited ({_describe_exit(code)}) before listening (its error is above)"
+                )
             if READY_MARKER in line.decode(errors="replace"):
                 return
 
