@@ -1,10 +1,13 @@
-// GatewayMonitor: small SVG sparklines of a gateway's gauges and rates over the last minutes,
-// a table of current values and a table of errors by code. The kernel samples and computes the
-// rates; this view only draws the `history` columns it receives ({t: [...], <series>: [...]},
-// null where a rate is not known yet). Plain SVG paths, no chart dependency: a sparkline is a
-// few hundred points redrawn once per sample.
+// GatewayMonitor: small charts of a gateway's gauges and rates over the last minutes, a table of
+// current values and a table of errors by code. The kernel samples and computes the rates; this
+// view only draws the `history` columns it receives ({t: [...], <series>: [...]}, null where a
+// rate is not known yet).
+//
+// Each card draws an SVG sparkline at once; where a 2D canvas exists (a browser, not jsdom) it
+// loads uPlot lazily (lib/sparkline_uplot.js) and swaps each sparkline for a small uPlot chart
+// with a hover cursor (the card's header then shows the hovered value and its time).
 import { h, setAttr, setText } from "./lib/dom.js";
-import { formatCount } from "./lib/time.js";
+import { formatClockMs, formatCount } from "./lib/time.js";
 import { dict, list, num, str } from "./lib/traits.js";
 import { widgetRender } from "./lib/widget.js";
 
@@ -24,6 +27,8 @@ const CSS = `
 .rtw-gm-chart-title { color: var(--jp-ui-font-color2, #777); }
 .rtw-gm-chart-value { font-weight: 600; font-variant-numeric: tabular-nums; }
 .rtw-gm-chart svg { display: block; width: 100%; height: 36px; }
+.rtw-gm-chart .rtw-gm-plot { min-height: 36px; }
+.rtw-gm-chart .rtw-gm-plot:empty { display: none; }
 .rtw-gm-line { fill: none; stroke: var(--jp-brand-color1, #1976d2); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .rtw-gm-chart[data-tone="error"] .rtw-gm-line { stroke: var(--jp-error-color1, #d32f2f); }
 .rtw-gm-tables { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
@@ -136,13 +141,31 @@ function chartCard([key, title, unit, tone]) {
   path.setAttribute("class", "rtw-gm-line");
   svg.append(path);
   const value = h("span", { class: "rtw-gm-chart-value" });
+  const plotEl = h("div", { class: "rtw-gm-plot" });
   const card = h(
     "figure",
     { class: "rtw-gm-chart", dataset: { series: key, tone }, style: { margin: "0" } },
     h("figcaption", { class: "rtw-gm-chart-head" }, h("span", { class: "rtw-gm-chart-title", text: title }), value),
     svg,
+    plotEl,
   );
-  return { key, unit, card, path, value };
+  return { key, unit, tone, card, svg, path, value, plotEl, plot: null, hover: null };
+}
+
+/** A 2D canvas context can be made here (not in jsdom without a canvas package). */
+function canDraw() {
+  try {
+    return document.createElement("canvas").getContext("2d") !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** The line colour of a card, from the JupyterLab theme (read at each redraw). */
+function lineColor(card, tone) {
+  const name = tone === "error" ? "--jp-error-color1" : "--jp-brand-color1";
+  const value = getComputedStyle(card).getPropertyValue(name).trim();
+  return value || (tone === "error" ? "#d32f2f" : "#1976d2");
 }
 
 function build({ model, scope }) {
@@ -190,10 +213,52 @@ function build({ model, scope }) {
     const window = num(model.get("window"), 300);
     const current = dict(model.get("current"));
     for (const c of charts) {
-      setAttr(c.path, "d", sparklinePath(history.t, history[c.key], window) || null);
-      setText(c.value, formatValue(current[c.key], c.unit));
+      if (c.plot !== null) c.plot.show(list(history.t), list(history[c.key]), window);
+      else setAttr(c.path, "d", sparklinePath(history.t, history[c.key], window) || null);
+      renderValue(c, current);
     }
     root.dataset.points = String(list(history.t).length);
+  }
+
+  /** The card's header: the hovered point's value and time, else the current value. */
+  function renderValue(c, current = dict(model.get("current"))) {
+    if (c.hover !== null) setText(c.value, `${formatValue(c.hover.v, c.unit)} at ${formatClockMs(c.hover.t * 1000).slice(0, 8)}`);
+    else setText(c.value, formatValue(current[c.key], c.unit));
+  }
+
+  function loadCharts() {
+    if (!canDraw()) return; // jsdom: the SVG sparklines stay
+    import("./lib/sparkline_uplot.js")
+      .then(({ createSparkline }) => {
+        if (scope.disposed) return;
+        for (const c of charts) {
+          c.plot = createSparkline(c.plotEl, {
+            height: 36,
+            color: () => lineColor(c.card, c.tone),
+            onHover: (t, v) => {
+              c.hover = t === null ? null : { t, v };
+              renderValue(c);
+            },
+          });
+          c.svg.style.display = "none";
+        }
+        scope.add(() => {
+          for (const c of charts) c.plot?.destroy();
+        });
+        if (typeof ResizeObserver === "function") {
+          const observer = new ResizeObserver(() => {
+            for (const c of charts) c.plot?.resize(c.card.clientWidth - 12);
+          });
+          for (const c of charts) observer.observe(c.card);
+          scope.add(() => observer.disconnect());
+        }
+        root.dataset.charts = "uplot";
+        renderCharts();
+      })
+      .catch((err) => {
+        // The SVG sparklines keep working; say why the richer charts are missing.
+        console.error("rtwidgets: GatewayMonitor could not load its charts", err);
+      });
   }
 
   function renderTables() {
@@ -225,9 +290,11 @@ function build({ model, scope }) {
   });
   scope.onModel("change:errors_by_code", renderTables);
 
+  root.dataset.charts = "svg";
   renderStatus();
   renderCharts();
   renderTables();
+  loadCharts();
   return root;
 }
 

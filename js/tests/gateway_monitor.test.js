@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import widget, { CHARTS, currentRows, errorRows, formatValue, sparklinePath } from "../src/gateway_monitor.js";
+import { installCanvas } from "./canvas_stub.js";
 import { mount } from "./fake_model.js";
 
 const HISTORY = {
@@ -155,5 +156,38 @@ describe("gateway monitor view", () => {
     cleanup();
     expect(model.listenerCount()).toBe(0);
     expect(el.querySelector(".rtw-gateway_monitor")).toBe(null);
+  });
+});
+
+describe("gateway monitor on uPlot (where a canvas exists)", () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+    document.body.replaceChildren();
+  });
+
+  it("swaps each sparkline for a small uPlot chart, redraws on a sample and destroys them on cleanup", async () => {
+    const { ctx } = installCanvas();
+    const { el, model, cleanup } = mount(widget, STATE);
+    const r = root(el);
+    expect(r.dataset.charts).toBe("svg"); // drawn at once, before uPlot is loaded
+    await vi.dynamicImportSettled();
+    await vi.waitFor(() => expect(r.dataset.charts).toBe("uplot"));
+    expect(r.querySelectorAll(".rtw-gm-chart .uplot")).toHaveLength(CHARTS.length);
+    expect([...r.querySelectorAll(".rtw-gm-chart svg")].every((svg) => svg.style.display === "none")).toBe(true);
+    const strokes = ctx.count("stroke");
+    model.update({ history: { ...HISTORY, t: [1001, 1002, 1003, 1004], connections: [2, 2, 4, 5] } });
+    await vi.waitFor(() => expect(ctx.count("stroke")).toBeGreaterThan(strokes)); // redrawn
+    expect(chart(el, "connections").querySelector(".rtw-gm-chart-value").textContent).toBe("4");
+    cleanup();
+    expect(el.querySelector(".uplot")).toBe(null);
+    expect(model.listenerCount()).toBe(0);
+  });
+
+  it("ranges y over 0 to a little above the largest value, with room for a line at 0", async () => {
+    installCanvas(); // uPlot reads matchMedia when it is evaluated
+    const { sparkRange } = await import("../src/lib/sparkline_uplot.js");
+    expect(sparkRange(10)).toEqual([-0.8, 11]);
+    expect(sparkRange(0)).toEqual([-0.08, 1.1]);
+    expect(sparkRange(null)).toEqual([-0.08, 1.1]);
   });
 });

@@ -1,6 +1,7 @@
 """GatewayMonitor in a real JupyterLab page: a remote gateway (the e2e gateway subprocess, through
 its /metrics), an embedded one (started in the kernel) and an unreachable URL, each rendered with
-its sparklines and tables; publishes from the kernel show up in the remote monitor's counters.
+its uPlot charts and tables; publishes from the kernel show up in the remote monitor's counters,
+and hovering a chart shows a point's value and time.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def test_gateway_monitor_renders_remote_embedded_and_unreachable(
     )
     expect(remote.locator(".rtw-gm-error")).to_be_hidden()
     expect(remote.locator(".rtw-gm-chart")).to_have_count(8)
+    # In a browser each card is a small uPlot chart; hovering one shows a point's value and time.
+    expect(remote).to_have_attribute("data-charts", "uplot")
+    expect(remote.locator(".rtw-gm-chart .uplot canvas")).to_have_count(8)
+    card = remote.locator('.rtw-gm-chart[data-series="connections"]')
+    card.locator(".u-over").hover()
+    expect(card.locator(".rtw-gm-chart-value")).to_have_text(re.compile(r"^\d+ at \d\d:\d\d:\d\d$"))
+    alice.page.mouse.move(0, 0)
+    expect(card.locator(".rtw-gm-chart-value")).to_have_text(re.compile(r"^\d+$"))
 
     # The embedded gateway, read with stats(): its uptime is known.
     expect(embedded).to_have_attribute("data-status", "ok")
