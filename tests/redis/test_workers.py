@@ -1,19 +1,16 @@
 """``rtwidgets gateway --workers 2 --redis URL``: two gateway processes on one port, one Redis.
 
-Real processes (the CLI as supervisor, its two workers), a real redis-server, real sockets and
-the asyncio client. Which worker a client landed on is read from the kernel: the worker process
-(psutil) holding the server end of the client's TCP connection.
+Real processes (the CLI as supervisor, its two workers: :mod:`tests._support.worker_group`), a
+real redis-server, real sockets and the asyncio client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,131 +20,20 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from rtwidgets.auth import issue_token
-from rtwidgets.client import RealtimeConnection
 from rtwidgets.core.connection import ConnectionState
 from rtwidgets.subscription import ChannelSubscription
-from tests._support.clients import FAST
-from tests._support.gateway_proc import GatewayProcess
 from tests._support.redis_server import RedisServer
 from tests._support.waiting import wait_until
+from tests._support.worker_group import (
+    SECRET,
+    T,
+    clients_on_two_workers,
+    close_codes,
+    connect_client,
+    worker_group,
+)
 
 pytestmark = pytest.mark.redis
-
-SECRET = "workers-test-secret-" + "w" * 32
-T = 30.0  # a bound for a loaded machine, not an expectation of speed
-
-
-class WorkerGroup:
-    """The supervisor (a :class:`GatewayProcess`) and what the kernel says about its workers."""
-
-    def __init__(self, gw: GatewayProcess) -> None:
-        self.gw = gw
-
-    @property
-    def supervisor(self) -> psutil.Process:
-        assert self.gw.proc is not None
-        return psutil.Process(self.gw.proc.pid)
-
-    def listening(self) -> list[int]:
-        """Pids of the supervisor's children listening on the port."""
-        pids = []
-        for child in self.supervisor.children():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                conns = child.net_connections(kind="tcp")
-                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.gw.port for c in conns):
-                    pids.append(child.pid)
-        return sorted(pids)
-
-    def wait_listening(self, count: int, without: tuple[int, ...] = ()) -> list[int]:
-        """Wait until exactly ``count`` workers listen, none of them in ``without``; their pids."""
-
-        def ready() -> list[int] | None:
-            pids = self.listening()
-            return pids if len(pids) == count and not set(pids) & set(without) else None
-
-        result: list[int] = wait_until(ready, T, f"{count} workers listening (not {without})")
-        return result
-
-    def worker_of(self, client_port: int) -> int:
-        """The pid of the worker holding the server end of the client connection from ``client_port``."""
-
-        def find() -> int | None:
-            for child in self.supervisor.children():
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                    for c in child.net_connections(kind="tcp"):
-                        if c.raddr and c.raddr.port == client_port and c.laddr.port == self.gw.port:
-                            return child.pid
-            return None
-
-        pid: int = wait_until(find, T, f"the worker serving client port {client_port}")
-        return pid
-
-    def everyone(self) -> list[psutil.Process]:
-        """The supervisor and all its descendants (for the teardown)."""
-        try:
-            return [self.supervisor, *self.supervisor.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-
-@contextlib.contextmanager
-def worker_group(tmp_path: Path, redis_server: RedisServer, *extra: str) -> Iterator[WorkerGroup]:
-    gw = GatewayProcess(tmp_path, 0, SECRET, "--workers", "2", "--redis", redis_server.url, *extra)
-    group = WorkerGroup(gw)
-    try:
-        gw.start(timeout=T * 2)
-        yield group
-    finally:
-        survivors = group.everyone()
-        gw.stop()
-        for proc in survivors:  # nothing may outlive the test, whatever it did
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(survivors, timeout=T)
-
-
-def my_ports_to(port: int) -> set[int]:
-    """Local ports of this test process's TCP connections to ``port`` on 127.0.0.1."""
-    return {
-        c.laddr.port
-        for c in psutil.Process().net_connections(kind="tcp")
-        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-    }
-
-
-async def connect_client(group: WorkerGroup, user: str) -> tuple[RealtimeConnection, int]:
-    """A connected client and the pid of the worker it landed on."""
-    before = my_ports_to(group.gw.port)
-    conn = RealtimeConnection(
-        group.gw.url, token=issue_token(SECRET, user), reconnect=FAST, max_messages=100_000
-    )
-    await conn.connect(timeout=T)
-    (port,) = my_ports_to(group.gw.port) - before  # clients connect one at a time
-    return conn, await asyncio.to_thread(group.worker_of, port)
-
-
-async def clients_on_two_workers(group: WorkerGroup, first: str, second: str) -> dict[str, Any]:
-    """``first`` on some worker, ``second`` on the other one (new connections are spread by the
-    kernel's hash, so a few tries are needed; the spare ones are closed)."""
-    a, worker_a = await connect_client(group, first)
-    for _ in range(60):
-        b, worker_b = await connect_client(group, second)
-        if worker_b != worker_a:
-            return {"a": a, "worker_a": worker_a, "b": b, "worker_b": worker_b}
-        await b.close()
-    pytest.fail("60 connections all went to the same worker: SO_REUSEPORT did not spread them")
-
-
-def close_codes(conn: RealtimeConnection) -> list[int | None]:
-    """The close code of each time ``conn`` loses its connection (filled as it happens)."""
-    codes: list[int | None] = []
-
-    def on_state(current: ConnectionState, previous: ConnectionState, reason: str | None) -> None:
-        if previous is ConnectionState.CONNECTED:
-            codes.append(conn.stats().last_close_code)
-
-    conn.on_state_change(on_state)
-    return codes
 
 
 @pytest.fixture
@@ -171,7 +57,7 @@ def assert_exactly_once_in_order(ch: ChannelSubscription, count: int) -> None:
 async def test_two_workers_share_the_port_and_their_clients_chat(
     tmp_path: Path, redis_server: RedisServer, channel: str
 ) -> None:
-    with worker_group(tmp_path, redis_server) as group:
+    with worker_group(tmp_path, redis_server.url) as group:
         workers = await asyncio.to_thread(group.wait_listening, 2)
         # The supervisor serves nothing: only the workers listen.
         assert not any(c.status == psutil.CONN_LISTEN for c in group.supervisor.net_connections("tcp"))
@@ -202,7 +88,7 @@ async def test_two_workers_share_the_port_and_their_clients_chat(
 async def test_a_killed_worker_is_restarted_and_its_clients_resume(
     tmp_path: Path, redis_server: RedisServer, channel: str
 ) -> None:
-    with worker_group(tmp_path, redis_server) as group:
+    with worker_group(tmp_path, redis_server.url) as group:
         await asyncio.to_thread(group.wait_listening, 2)
         pair = await clients_on_two_workers(group, "reader", "writer")
         reader, victim, writer = pair["a"], pair["worker_a"], pair["b"]
@@ -237,7 +123,7 @@ async def test_a_killed_worker_is_restarted_and_its_clients_resume(
 async def test_sighup_rolls_the_workers_and_a_publisher_loses_nothing(
     tmp_path: Path, redis_server: RedisServer, channel: str
 ) -> None:
-    with worker_group(tmp_path, redis_server, "--log-level", "info") as group:  # the roll's log lines
+    with worker_group(tmp_path, redis_server.url, "--log-level", "info") as group:  # the roll's log lines
         old = await asyncio.to_thread(group.wait_listening, 2)
         reader, _ = await connect_client(group, "reader")
         writer, _ = await connect_client(group, "writer")
@@ -294,13 +180,16 @@ async def test_sighup_rolls_the_workers_and_a_publisher_loses_nothing(
         assert "exited unexpectedly" not in err and "Traceback" not in err
 
 
-async def test_sigterm_stops_every_process(tmp_path: Path, redis_server: RedisServer) -> None:
-    with worker_group(tmp_path, redis_server) as group:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_sigterm_or_sigint_stops_every_process(
+    tmp_path: Path, redis_server: RedisServer, sig: signal.Signals
+) -> None:
+    with worker_group(tmp_path, redis_server.url) as group:
         workers = await asyncio.to_thread(group.wait_listening, 2)
         ws = await asyncio.wait_for(connect(f"{group.gw.url}/?token={issue_token(SECRET, 'sam')}"), T)
         await asyncio.wait_for(ws.recv(), T)  # connected
         assert group.gw.proc is not None
-        group.gw.proc.send_signal(signal.SIGTERM)
+        group.gw.proc.send_signal(sig)
         with pytest.raises(ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), T)
@@ -314,7 +203,7 @@ async def test_sigterm_stops_every_process(tmp_path: Path, redis_server: RedisSe
 
 
 async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, redis_server: RedisServer) -> None:
-    with worker_group(tmp_path, redis_server) as group:
+    with worker_group(tmp_path, redis_server.url) as group:
         workers = [psutil.Process(pid) for pid in await asyncio.to_thread(group.wait_listening, 2)]
         group.gw.kill9()  # no chance to stop anyone: the workers see EOF on their stdin
         _, alive = await asyncio.to_thread(psutil.wait_procs, workers, T)
