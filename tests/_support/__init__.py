@@ -9,7 +9,8 @@ The repository root is on ``sys.path`` through ``pythonpath = ["."]`` in pyproje
 ``tests/__init__.py``), so the test folders keep pytest's default ``prepend`` import mode.
 
 Modules: ``node`` (the design's reference JavaScript client under Node), ``gateway_proc`` (a gateway
-as a real subprocess) and its entry point ``redis_gateway``, ``redis_server`` (a real
+as a real subprocess) and its entry point ``redis_gateway``, ``worker_group`` (``--workers 2``
+as real processes, and which worker a client is on), ``redis_server`` (a real
 ``redis-server``), ``net`` (free ports), ``waiting``
 (``eventually``), ``ws`` (raw WebSocket clients), ``broker_listener`` (a recording broker
 listener), ``peers`` (recording ``RealtimeConnection`` peers), ``fuzzing`` (hypothesis
