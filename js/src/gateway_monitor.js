@@ -1,7 +1,8 @@
 // GatewayMonitor: small charts of a gateway's gauges and rates over the last minutes, a table of
 // current values and a table of errors by code. The kernel samples and computes the rates; this
-// view only draws the `history` columns it receives ({t: [...], <series>: [...]}, null where a
-// rate is not known yet).
+// view only draws the columns it receives ({t: [...], <series>: [...]}, null where a rate is not
+// known yet): `history`, sent whole every 30 s or so, and `tail`, the points since (see
+// `mergeHistory`).
 //
 // Each card draws an SVG sparkline at once; where a 2D canvas exists (a browser, not jsdom) it
 // loads uPlot lazily (lib/sparkline_uplot.js) and swaps each sparkline for a small uPlot chart
@@ -116,6 +117,32 @@ export function sparklinePath(ts, values, window, width = 100, height = 30) {
   return parts.join(" ");
 }
 
+/**
+ * The points to draw (pure): `history` followed by the `tail` points newer than its last one,
+ * then only those within `window` seconds of the newest (the history sent last may hold points
+ * the kernel's window has dropped since).
+ * @returns {{t: number[]} & Record<string, (number|null)[]>}
+ */
+export function mergeHistory(history, tail, window) {
+  const hist = dict(history);
+  const tl = dict(tail);
+  const ht = list(hist.t);
+  const tt = list(tl.t);
+  const last = ht.length > 0 ? num(ht[ht.length - 1], -Infinity) : -Infinity;
+  const fromTail = [];
+  for (let i = 0; i < tt.length; i++) if (typeof tt[i] === "number" && tt[i] > last) fromTail.push(i);
+  const keys = new Set([...Object.keys(hist), ...Object.keys(tl)]);
+  const merged = {};
+  for (const key of keys) merged[key] = [...list(hist[key]).slice(0, ht.length), ...fromTail.map((i) => list(tl[key])[i] ?? null)];
+  merged.t = [...ht, ...fromTail.map((i) => tt[i])];
+  const newest = merged.t.length > 0 ? merged.t[merged.t.length - 1] : NaN;
+  const span = num(window, 0) > 0 ? window : Infinity;
+  let start = 0;
+  while (start < merged.t.length && !(merged.t[start] >= newest - span)) start += 1;
+  for (const key of Object.keys(merged)) merged[key] = merged[key].slice(start);
+  return merged;
+}
+
 /** [key, label, text] rows of the current-values table (pure; exported for tests). */
 export function currentRows(current) {
   const c = dict(current);
@@ -209,8 +236,8 @@ function build({ model, scope }) {
   }
 
   function renderCharts() {
-    const history = dict(model.get("history"));
     const window = num(model.get("window"), 300);
+    const history = mergeHistory(model.get("history"), model.get("tail"), window);
     const current = dict(model.get("current"));
     for (const c of charts) {
       if (c.plot !== null) c.plot.show(list(history.t), list(history[c.key]), window);
@@ -281,11 +308,14 @@ function build({ model, scope }) {
   scope.onModel("change:status", renderStatus);
   scope.onModel("change:error", renderStatus);
   scope.onModel("change:source", renderStatus);
-  // One sample changes history and current together (one sync): each handler redraws its part.
+  // One sample changes tail (or history) and current together (one sync): each handler redraws
+  // its part.
   scope.onModel("change:history", renderCharts);
+  scope.onModel("change:tail", renderCharts);
   scope.onModel("change:window", renderCharts);
   scope.onModel("change:current", () => {
-    renderCharts();
+    const current = dict(model.get("current"));
+    for (const c of charts) renderValue(c, current); // the headers; the lines follow `tail`
     renderTables();
   });
   scope.onModel("change:errors_by_code", renderTables);

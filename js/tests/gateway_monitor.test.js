@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { CHARTS, currentRows, errorRows, formatValue, sparklinePath } from "../src/gateway_monitor.js";
+import widget, { CHARTS, currentRows, errorRows, formatValue, mergeHistory, sparklinePath } from "../src/gateway_monitor.js";
 import { installCanvas } from "./canvas_stub.js";
 import { mount } from "./fake_model.js";
 
@@ -63,6 +63,22 @@ describe("sparklinePath", () => {
     expect(sparklinePath([0, 1], [0, 0], 1, 10, 10)).toBe("M0.0 10.0 L10.0 10.0");
     expect(sparklinePath([], [], 60)).toBe("");
     expect(sparklinePath(undefined, "junk", 60)).toBe("");
+  });
+});
+
+describe("mergeHistory", () => {
+  it("appends the tail points newer than the history, within the window", () => {
+    const history = { t: [1, 2, 3], a: [10, 20, 30] };
+    const tail = { t: [3, 4, 5], a: [30, 40, 50] }; // 3 was in both (a refresh raced a tail)
+    expect(mergeHistory(history, tail, 100)).toEqual({ t: [1, 2, 3, 4, 5], a: [10, 20, 30, 40, 50] });
+    // The history sent last may hold points older than the window now.
+    expect(mergeHistory(history, tail, 2)).toEqual({ t: [3, 4, 5], a: [30, 40, 50] });
+  });
+
+  it("works with either part empty or junk", () => {
+    expect(mergeHistory({ t: [1], a: [1] }, {}, 10)).toEqual({ t: [1], a: [1] });
+    expect(mergeHistory(undefined, { t: [7], a: [null] }, 10)).toEqual({ t: [7], a: [null] });
+    expect(mergeHistory("junk", [1], 10)).toEqual({ t: [] });
   });
 });
 
@@ -133,6 +149,14 @@ describe("gateway monitor view", () => {
     expect(chart(el, "connections").querySelector("path").getAttribute("d")).not.toBe(null);
     model.update({ status: "ok", error: "" });
     expect(banner.hidden).toBe(true);
+  });
+
+  it("draws the tail after the history", () => {
+    const { el, model } = mount(widget, { ...STATE, tail: { t: [1004], connections: [8] } });
+    expect(root(el).dataset.points).toBe("4"); // window 3 s: 1001..1004
+    expect(chart(el, "connections").querySelector("path").getAttribute("d")).toBe("M0.0 22.5 L33.3 22.5 L66.7 15.0 L100.0 0.0");
+    model.update({ tail: { t: [1004, 1005], connections: [8, 4] } });
+    expect(chart(el, "connections").querySelector("path").getAttribute("d")).toBe("M0.0 22.5 L33.3 15.0 L66.7 0.0 L100.0 15.0");
   });
 
   it("redraws on a new sample and tolerates junk traits", () => {

@@ -18,7 +18,10 @@ Rules of this module:
   interval; the next good sample sets ``status`` back to ``"ok"``. Nothing is raised into the
   loop and nothing is lost silently (failures are also logged once per outage).
 * Traits reach the browser through the widget's coalesced sync (the shared message budget):
-  one batch per sample, values rounded so an update stays small (columns of numbers).
+  one batch per sample, values rounded. The whole history (``history``) is sent only every
+  :data:`FULL_REFRESH` seconds; the samples in between go as ``tail``, the points taken since
+  that send (cumulative, so a coalesced "latest wins" flush loses nothing). A view shows
+  ``history`` + ``tail``: a view opened at any time has every point.
 """
 
 from __future__ import annotations
@@ -85,7 +88,10 @@ RATES: dict[str, str] = {
 }
 SERIES: tuple[str, ...] = ("connections", "channels", "subscriptions", "outbound_bytes", *RATES)
 
-MAX_POINTS = 10_000  # a window/interval asking for more is refused (the history is sent whole)
+MAX_POINTS = 10_000  # a window/interval asking for more is refused
+# Seconds between two sends of the whole history; each sample in between sends only the tail.
+# 5 minutes at 1 s are ~20 KB of JSON: sent every sample, that would be most of the traffic.
+FULL_REFRESH = 30.0
 MAX_BODY = 4 * 1024 * 1024  # a /metrics answer larger than this is not an rtwidgets gateway's
 
 
@@ -262,9 +268,13 @@ class MonitorHistory:
         point.update({name: None if r is None else _round(r) for name, r in rates.items()})
         self._points.append(point)
 
-    def columns(self) -> dict[str, list[float | None]]:
-        """The history as ``{"t": [...], <series>: [...]}``, oldest first (``None``: no rate yet)."""
-        return {name: [p.get(name) for p in self._points] for name in ("t", *SERIES)}
+    def columns(self, last: int | None = None) -> dict[str, list[float | None]]:
+        """The history as ``{"t": [...], <series>: [...]}``, oldest first (``None``: no rate yet);
+        only its ``last`` points when given."""
+        points = list(self._points)
+        if last is not None:
+            points = points[len(points) - last :] if last > 0 else []
+        return {name: [p.get(name) for p in points] for name in ("t", *SERIES)}
 
     def current(self) -> dict[str, Any]:
         """The newest values: gauges, counter totals and rates (``{}`` before the first sample)."""
@@ -336,7 +346,8 @@ class GatewayMonitor(RealtimeWidget):
     monitor keeps retrying every ``interval``.
 
     Synced traits: ``source`` (what is monitored), ``status`` (``"starting"``, ``"ok"`` or
-    ``"error"``), ``error`` (the last failure, ``""`` when ok), ``history`` (chart columns),
+    ``"error"``), ``error`` (the last failure, ``""`` when ok), ``history`` (chart columns, sent
+    whole every ``FULL_REFRESH`` seconds) and ``tail`` (the points since; show both),
     ``current`` (newest values), ``errors_by_code``, ``restarts``, ``interval``, ``window``.
 
     Args:
@@ -359,6 +370,7 @@ class GatewayMonitor(RealtimeWidget):
     status = Unicode("starting").tag(sync=True)
     error = Unicode("").tag(sync=True)
     history = Dict().tag(sync=True)
+    tail = Dict().tag(sync=True)
     current = Dict().tag(sync=True)
     errors_by_code = Dict().tag(sync=True)
     restarts = Int(0).tag(sync=True)
@@ -391,6 +403,8 @@ class GatewayMonitor(RealtimeWidget):
                 "use a longer interval or a shorter window"
             )
         self._hist = MonitorHistory(points)
+        self._full_every = max(1, math.ceil(FULL_REFRESH / interval))
+        self._since_full = 0  # samples taken since history was last sent whole
         self._tasks = TaskGroup("GatewayMonitor")
         self._failing = False
         self.samples = 0  # good samples taken (for tests and notebooks)
@@ -400,6 +414,7 @@ class GatewayMonitor(RealtimeWidget):
             interval=float(interval),
             window=float(window),
             history=self._hist.columns(),
+            tail=self._hist.columns(last=0),
             **kwargs,
         )
         self._on_close(self._tasks.cancel_all)
@@ -408,6 +423,17 @@ class GatewayMonitor(RealtimeWidget):
     @staticmethod
     def _source_of(gateway: Gateway) -> str:
         return f"embedded gateway {gateway.url if gateway.running else '(not started)'}"
+
+    def points(self) -> dict[str, list[float | None]]:
+        """The whole history now, as ``history`` + ``tail`` show it (``{"t": [...], ...}``)."""
+        history, tail = self.history, self.tail
+        newest = history.get("t", [])[-1:] or [-math.inf]
+        keep = [i for i, t in enumerate(tail.get("t", [])) if t > newest[0]]
+        cut = -self._hist.max_points  # the history sent last may hold points the window has dropped
+        return {
+            name: (list(history.get(name, [])) + [tail[name][i] for i in keep])[cut:]
+            for name in ("t", *SERIES)
+        }
 
     def __repr__(self) -> str:
         return f"<GatewayMonitor {self.source} status={self.status}>"
@@ -440,11 +466,18 @@ class GatewayMonitor(RealtimeWidget):
         self._failing = False
         # An embedded gateway may have been started after the monitor: its URL is known now.
         source = self._source_of(self._gateway) if self._gateway is not None else self.source
+        self._since_full += 1
+        values: dict[str, Any] = {}
+        if self._since_full >= self._full_every:
+            self._since_full = 0
+            values["history"] = self._hist.columns()
+        # One set() per sample: one batch, one comm message.
         self._sync.set(
+            **values,
             source=source,
             status="ok",
             error="",
-            history=self._hist.columns(),
+            tail=self._hist.columns(last=self._since_full),
             current=self._hist.current(),
             errors_by_code=self._hist.errors_by_code(),
             restarts=self._hist.restarts,

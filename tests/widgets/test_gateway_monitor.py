@@ -7,6 +7,7 @@ The gateway in another process, and its restart, are in test_gateway_monitor_rem
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import rtwidgets
 from rtwidgets.gateway import Gateway
 from rtwidgets.gateway.metrics import GatewayMetrics
 from rtwidgets.sync_client import connect
+from rtwidgets.widgets import gateway_monitor
 from rtwidgets.widgets.gateway_monitor import (
     COUNTERS,
     GAUGES,
@@ -43,6 +45,12 @@ def _sample(
         counters=counters,
         errors=dict(errors or {}),
     )
+
+
+def _increasing(times: list[float | None]) -> bool:
+    """Every time is known and later than the one before."""
+    known = [t for t in times if t is not None]
+    return len(known) == len(times) and all(b > a for a, b in itertools.pairwise(known))
 
 
 # ---------------------------------------------------------------------- pure logic
@@ -219,21 +227,21 @@ def test_monitor_shows_a_live_gateway(gateway: Gateway, monitors: list[GatewayMo
     monitors.append(mon)
     expected = f"embedded gateway {gateway.url}" if how == "embedded" else metrics_url(gateway.url)
     assert mon.source == expected
-    wait_until(lambda: mon.status == "ok" and len(mon.history["t"]) >= 2, what="first samples")
+    wait_until(lambda: mon.status == "ok" and len(mon.points()["t"]) >= 2, what="first samples")
     assert mon.error == ""
     assert mon.current["connections"] == 0
     _traffic(gateway, publishes=30)
     wait_until(lambda: mon.current.get("messages_published", 0) >= 30, what="publishes counted")
     wait_until(lambda: mon.current.get("messages_delivered", 0) >= 30, what="deliveries counted")
     wait_until(lambda: mon.errors_by_code.get("bad_json", {}).get("total") == 1, what="error by code")
-    hist = mon.history
+    hist = mon.points()
     assert set(hist) == {"t", *SERIES}
     # The publishes show up as a rate somewhere in the history, and no rate is negative.
     assert max(v or 0 for v in hist["publish_rate"]) > 0
     assert max(v or 0 for v in hist["error_rate"]) > 0
     for series in ("publish_rate", "delivery_rate", "error_rate", "slow_close_rate"):
         assert all(v is None or v >= 0 for v in hist[series]), series
-    assert all(b > a for a, b in zip(hist["t"], hist["t"][1:], strict=False))
+    assert _increasing(hist["t"])
     if how == "embedded":
         assert mon.current["uptime"] > 0  # stats() knows it; /metrics does not export it
     else:
@@ -246,7 +254,25 @@ def test_history_is_bounded_by_the_window(gateway: Gateway, monitors: list[Gatew
     mon = GatewayMonitor(gateway, interval=0.1, window=0.3)
     monitors.append(mon)
     wait_until(lambda: mon.samples >= 8, what="more samples than the window holds")
-    assert len(mon.history["t"]) == 4  # ceil(0.3 / 0.1) + 1
+    assert len(mon.points()["t"]) == 4  # ceil(0.3 / 0.1) + 1
+
+
+def test_the_whole_history_is_sent_every_full_refresh_and_the_tail_in_between(
+    gateway: Gateway, monitors: list[GatewayMonitor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_monitor, "FULL_REFRESH", 0.5)  # every 5 samples at 0.1 s
+    mon = GatewayMonitor(gateway, interval=0.1, window=1.0)
+    monitors.append(mon)
+    sent: list[tuple[int, int]] = []  # (points in history, points in tail) at each flush
+    mon.observe(lambda _: sent.append((len(mon.history["t"]), len(mon.tail["t"]))), names=["tail"])
+    wait_until(lambda: mon.samples >= 25, what="several full refreshes")
+    assert sent, "no update reached the widget"
+    assert max(tail for _, tail in sent) <= 4  # the tail is reset by each full send
+    assert max(history for history, _ in sent) == 11  # the whole window: ceil(1.0 / 0.1) + 1
+    points = mon.points()
+    assert len(points["t"]) == 11
+    assert _increasing(points["t"])
+    assert points["t"][-1] == mon._hist.columns()["t"][-1]  # nothing lost between the two
 
 
 def test_unreachable_metrics_is_a_clear_error_and_retried(monitors: list[GatewayMonitor]) -> None:
@@ -256,7 +282,7 @@ def test_unreachable_metrics_is_a_clear_error_and_retried(monitors: list[Gateway
     wait_until(lambda: mon.status == "error" and mon.failures >= 3, what="failures, retried")
     assert mon.error.startswith(f"http://127.0.0.1:{port}/metrics: unreachable")
     assert "retrying every 0.2 s" in mon.error
-    assert mon.history["t"] == []
+    assert mon.points()["t"] == []
     gw = Gateway(port=port).start()  # the gateway comes up: the monitor recovers by itself
     try:
         wait_until(lambda: mon.status == "ok", what="recovered")
@@ -265,7 +291,7 @@ def test_unreachable_metrics_is_a_clear_error_and_retried(monitors: list[Gateway
     finally:
         gw.stop()
     wait_until(lambda: mon.status == "error", what="gateway gone again")
-    assert len(mon.history["t"]) >= 1  # the history is kept through an outage
+    assert len(mon.points()["t"]) >= 1  # the history is kept through an outage
 
 
 def test_another_servers_page_is_an_error_not_a_crash(

@@ -39,7 +39,7 @@ def _publish(gw: GatewayProcess, secret: str, count: int) -> None:
 
 def _no_negative_rates(mon: GatewayMonitor) -> None:
     for series in RATES:
-        values = mon.history[series]
+        values = mon.points()[series]
         assert all(v is None or v >= 0 for v in values), (series, values)
 
 
@@ -51,7 +51,7 @@ def test_monitor_reads_a_gateway_in_another_process(remote: GatewayProcess, secr
         _publish(remote, secret, 25)
         wait_until(lambda: mon.current.get("messages_published", 0) >= 25, what="publishes scraped")
         wait_until(lambda: mon.current.get("connections_accepted", 0) >= 1, what="connection counted")
-        assert max(v or 0 for v in mon.history["publish_rate"]) > 0
+        assert max(v or 0 for v in mon.points()["publish_rate"]) > 0
         _no_negative_rates(mon)
     finally:
         mon.close()
@@ -73,7 +73,7 @@ def test_a_restart_is_a_counter_reset_not_a_negative_rate(remote: GatewayProcess
         assert mon.samples > before
         assert mon.error == ""
         # The history spans both lives of the gateway, and no rate in it is negative.
-        assert max(v or 0 for v in mon.history["publish_rate"]) > 0
+        assert max(v or 0 for v in mon.points()["publish_rate"]) > 0
         _no_negative_rates(mon)
     finally:
         mon.close()
