@@ -402,6 +402,9 @@ class GatewayMonitor(RealtimeWidget):
                 f"window / interval = {points - 1} samples: at most {MAX_POINTS - 1}; "
                 "use a longer interval or a shorter window"
             )
+        # The sampling period is fixed here: the synced traits only describe it (a browser could
+        # write them; a value from there must not change how often the kernel samples).
+        self._interval = float(interval)
         self._hist = MonitorHistory(points)
         self._full_every = max(1, math.ceil(FULL_REFRESH / interval))
         self._since_full = 0  # samples taken since history was last sent whole
@@ -449,7 +452,7 @@ class GatewayMonitor(RealtimeWidget):
         while not self.closed:
             started = loop.time()
             await self._sample_once(loop)
-            await asyncio.sleep(max(0.0, started + self.interval - loop.time()))
+            await asyncio.sleep(max(0.0, started + self._interval - loop.time()))
 
     async def _sample_once(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -488,7 +491,7 @@ class GatewayMonitor(RealtimeWidget):
             return await self._read_embedded(self._gateway)
         assert self._url is not None
         # A scrape slower than a few intervals is a failure, not a queue of late samples.
-        timeout = min(10.0, max(2.0, 2 * self.interval))
+        timeout = min(10.0, max(2.0, 2 * self._interval))
         text = await asyncio.to_thread(_fetch, self._url, timeout)
         return sample_from_metrics(text)
 
@@ -502,12 +505,12 @@ class GatewayMonitor(RealtimeWidget):
             return gateway.stats()
 
         # Bounded: a gateway loop that stops under us must not hang the monitor.
-        stats = await asyncio.wait_for(await_on_loop(loop, read), timeout=max(2.0, 2 * self.interval))
+        stats = await asyncio.wait_for(await_on_loop(loop, read), timeout=max(2.0, 2 * self._interval))
         return sample_from_stats(stats)
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        message = f"{self.source}: {_describe_failure(exc)}; retrying every {self.interval:g} s"
+        message = f"{self.source}: {_describe_failure(exc)}; retrying every {self._interval:g} s"
         if not self._failing:
             log.warning("GatewayMonitor: %s", message)
         self._failing = True

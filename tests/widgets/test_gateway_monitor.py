@@ -321,6 +321,17 @@ def test_embedded_gateway_not_running_is_shown_and_picked_up(monitors: list[Gate
         gw.stop()
 
 
+def test_the_synced_interval_trait_does_not_change_the_sampling(
+    gateway: Gateway, monitors: list[GatewayMonitor]
+) -> None:
+    mon = GatewayMonitor(gateway, interval=0.2)
+    monitors.append(mon)
+    wait_until(lambda: mon.samples >= 1, what="sampling")
+    mon.interval = 1000.0  # what a browser could write back: it describes, it does not steer
+    seen = mon.samples
+    wait_until(lambda: mon.samples >= seen + 3, what="still sampling every 0.2 s")
+
+
 def test_close_stops_sampling(gateway: Gateway) -> None:
     mon = GatewayMonitor(gateway, interval=0.1)
     wait_until(lambda: mon.samples >= 2, what="sampling")
