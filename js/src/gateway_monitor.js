@@ -244,7 +244,9 @@ function build({ model, scope }) {
       else setAttr(c.path, "d", sparklinePath(history.t, history[c.key], window) || null);
       renderValue(c, current);
     }
-    root.dataset.points = String(list(history.t).length);
+    root.dataset.points = String(history.t.length);
+    // The newest sample's time (epoch s): tests wait on it for "the next sample was drawn".
+    root.dataset.newest = history.t.length > 0 ? String(history.t[history.t.length - 1]) : "";
   }
 
   /** The card's header: the hovered point's value and time, else the current value. */

@@ -15,6 +15,10 @@ from tests._support.net import free_port
 from . import cells
 from .conftest import GatewayProcess, Users, copy_to_docs
 
+DARK = "JupyterLab Dark"
+LIGHT = "JupyterLab Light"
+_SET_THEME = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+
 
 def _monitors(remote_url: str, dead_port: int) -> str:
     return (
@@ -90,3 +94,16 @@ def test_gateway_monitor_renders_remote_embedded_and_unreachable(
     shot = alice.screenshot(test_name, "gateway_monitor", remote)
     copy_to_docs(shot, "gateway_monitor.png")
     alice.screenshot(test_name, "gateway_monitor-unreachable", dead)
+
+    # The dark theme: the charts take their colours from the theme at the next sample.
+    page = alice.page
+    try:
+        page.evaluate(_SET_THEME, DARK)
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        newest = remote.get_attribute("data-newest")
+        expect(remote).not_to_have_attribute("data-newest", newest or "")
+        copy_to_docs(alice.screenshot(test_name, "gateway_monitor-dark", remote), "gateway_monitor_dark.png")
+    finally:
+        # The theme is a server-side setting: later tests expect the light one.
+        page.evaluate(_SET_THEME, LIGHT)
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
