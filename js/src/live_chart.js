@@ -10,6 +10,8 @@
 //   kernel, the plot keeps what it showed); the "Live" button or a double-click resumes.
 // * The badge is the buffer's state now; the loss line says what was lost so far, why and what
 //   to change, and appears only once something was lost (see LiveChart's docstring).
+// * Only a chart in the viewport draws (IntersectionObserver); one scrolled away catches up
+//   when it comes back into view.
 // * uPlot is loaded lazily, at the first frame with a 2D canvas context (lib/uplot_chart.js):
 //   this module stays importable by Node (the oracle imports ChartSeries from it) and jsdom.
 import { ChartSeries, computeView } from "./lib/chart_series.js";
@@ -53,6 +55,9 @@ const CSS = `
 .rtw-live_chart .u-legend .u-value { font-family: var(--jp-code-font-family, monospace); }
 .rtw-live_chart .u-select { background: color-mix(in srgb, var(--jp-brand-color1, #1976d2) 18%, transparent); }
 .rtw-live_chart .u-hz .u-cursor-x, .rtw-live_chart .u-hz .u-cursor-y { border-color: var(--jp-ui-font-color2, #777); }
+/* uPlot promotes its cursor parts to compositor layers (will-change): 4 layers per chart, 80 for
+   20 charts, which costs every frame of the page. Moving them repaints a little instead. */
+.rtw-live_chart .u-cursor-x, .rtw-live_chart .u-cursor-y, .rtw-live_chart .u-cursor-pt { will-change: auto; }
 `;
 
 /**
@@ -91,6 +96,28 @@ export function statsText(stats) {
   return `received ${f("received")} · in ${f("rate_in")}/s · out ${f("rate_out")}/s`;
 }
 
+// The theme's colours, shared by every chart of the page (one theme per document): read at
+// most once a second, and at once when JupyterLab switches themes (it names it on <body>), so
+// 20 charts cost one getComputedStyle a second, not 20 (each one a style recalculation).
+const theme = { name: null, at: -Infinity, colors: null };
+
+/** The chart colours from the JupyterLab theme's CSS variables as seen from `el`. */
+function themeColors(el) {
+  const now = Date.now();
+  const name = document.body?.dataset.jpThemeName ?? "";
+  if (theme.colors && now - theme.at < 1000 && name === theme.name) return theme.colors;
+  const css = getComputedStyle(el);
+  const v = (prop, fallback) => css.getPropertyValue(prop).trim() || fallback;
+  theme.colors = {
+    line: v("--jp-brand-color1", "#1976d2"),
+    grid: v("--jp-border-color2", "rgba(128,128,128,0.3)"),
+    text: v("--jp-ui-font-color2", "#777"),
+  };
+  theme.name = name;
+  theme.at = now;
+  return theme.colors;
+}
+
 /** A 2D canvas context can be made here (not in jsdom without a canvas package). */
 function canDraw() {
   try {
@@ -125,27 +152,8 @@ function build({ model, scope }) {
   );
 
   let frame = null;
-  let colors = null;
-  let colorsAt = -Infinity;
-  let colorsTheme = "";
-
-  function themeColors() {
-    // Re-read the theme at most once a second (getComputedStyle is not free at 60 fps), and at
-    // once when JupyterLab switches themes (it names the theme on <body>).
-    const now = Date.now();
-    const theme = document.body?.dataset.jpThemeName ?? "";
-    if (colors && now - colorsAt < 1000 && theme === colorsTheme) return colors;
-    colorsTheme = theme;
-    const css = getComputedStyle(root);
-    const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
-    colors = {
-      line: v("--jp-brand-color1", "#1976d2"),
-      grid: v("--jp-border-color2", "rgba(128,128,128,0.3)"),
-      text: v("--jp-ui-font-color2", "#777"),
-    };
-    colorsAt = now;
-    return colors;
-  }
+  let width = null; // the plot's new width from the ResizeObserver, until the next draw applies it
+  let visible = true; // in the viewport (IntersectionObserver); without one, always
 
   const series = new ChartSeries();
   let pressureLevel = "none";
@@ -186,7 +194,7 @@ function build({ model, scope }) {
         if (scope.disposed) return;
         chart = createChart(plotEl, {
           label: () => str(model.get("title")) || "value",
-          colors: themeColors,
+          colors: () => themeColors(root),
           bounds: () => ({ yMin: num(model.get("y_min"), NaN), yMax: num(model.get("y_max"), NaN) }),
           height: DEFAULT_HEIGHT,
           onZoom: () => setLive(false),
@@ -209,8 +217,12 @@ function build({ model, scope }) {
     const ys = series.ys();
     root.dataset.points = String(Math.min(xs.length, ys.length));
     if (!ensureChart()) return;
-    chart.resize(plotEl.clientWidth);
+    // The width comes from the ResizeObserver: reading clientWidth here would force a layout
+    // in every chart's frame callback (20 charts: 20 layouts a frame).
+    if (width !== null) chart.resize(width);
+    width = null;
     if (!live) return; // paused: the plot keeps what it showed (and the user's zoom)
+    if (!visible) return; // scrolled away: drawn again when it comes into view
     const view = computeView(xs, ys, num(model.get("window_ms")), num(model.get("y_min"), NaN), num(model.get("y_max"), NaN));
     if (!view) return;
     chart.show(xs, ys, [view.x0, view.x1]);
@@ -271,9 +283,27 @@ function build({ model, scope }) {
   scope.listen(liveButton, "click", () => setLive(true));
 
   if (typeof ResizeObserver === "function") {
-    const ro = new ResizeObserver(schedule);
+    const ro = new ResizeObserver((entries) => {
+      const box = entries.at(-1)?.contentRect;
+      if (box) width = box.width;
+      schedule();
+    });
     ro.observe(plotEl);
     scope.add(() => ro.disconnect());
+  }
+
+  if (typeof IntersectionObserver === "function") {
+    // A chart out of view does not draw: with 20 charts on a page most are scrolled away, and
+    // their canvases are the page's biggest cost per frame. The series still follows the kernel.
+    const io = new IntersectionObserver((entries) => {
+      const entry = entries.at(-1);
+      if (!entry) return;
+      visible = entry.isIntersecting;
+      root.dataset.visible = String(visible);
+      if (visible) schedule();
+    });
+    io.observe(root);
+    scope.add(() => io.disconnect());
   }
 
   renderTitle();

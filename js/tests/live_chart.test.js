@@ -375,11 +375,46 @@ describe("live_chart widget", () => {
     expect(observers).toHaveLength(1);
     const plot = el.querySelector(".rtw-lc-plot");
     expect(observers[0].targets[0]).toBe(plot);
-    Object.defineProperty(plot, "clientWidth", { configurable: true, get: () => 800 });
-    observers[0].cb([]);
+    observers[0].cb([{ target: plot, contentRect: { width: 800, height: 220 } }]);
     vi.advanceTimersToNextFrame();
     expect(draws(el)).toBe(2);
     expect(el.querySelector(".u-wrap").style.width).toBe("800px"); // the plot took the new width
+    cleanup();
+    expect(observers[0].disconnected).toBe(true);
+  });
+
+  it("a chart scrolled out of view does not draw, and catches up when it is back", async () => {
+    const observers = [];
+    vi.stubGlobal(
+      "IntersectionObserver",
+      class {
+        constructor(cb) {
+          this.cb = cb;
+          this.disconnected = false;
+          observers.push(this);
+        }
+        observe(t) {
+          this.target = t;
+        }
+        disconnect() {
+          this.disconnected = true;
+        }
+      },
+    );
+    const { el, model, cleanup } = mountWithData();
+    await firstDraw();
+    expect(draws(el)).toBe(1);
+    expect(observers[0].target).toBe(chartRoot(el));
+    observers[0].cb([{ isIntersecting: false }]);
+    expect(chartRoot(el).dataset.visible).toBe("false");
+    model.emit("msg:custom", ...append(2, 0, [5000], [7]));
+    vi.advanceTimersToNextFrame();
+    expect(chartRoot(el).dataset.points).toBe("5"); // the series follows the kernel ...
+    expect(draws(el)).toBe(1); // ... but nothing is drawn out of view
+    observers[0].cb([{ isIntersecting: true }]);
+    vi.advanceTimersToNextFrame();
+    expect(draws(el)).toBe(2);
+    expect(legendValues(el)[1]).toBe("7");
     cleanup();
     expect(observers[0].disconnected).toBe(true);
   });

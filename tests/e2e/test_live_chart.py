@@ -186,3 +186,120 @@ def check_legend_zoom_and_live(page: Any, chart: Any, frame: str | None) -> None
         polling=50,
     )
     page.wait_for_function(_CANVAS_CHANGED, arg=zoomed, polling=50)
+
+
+CHARTS = 20
+CHART_RATE = 1000  # samples per second per chart, pushed by a kernel thread (no gateway)
+MEASURE_MS = 4000
+
+_TWENTY_CHARTS = f"""\
+import math, threading, time
+from IPython.display import display
+from rtwidgets.widgets import LiveChart
+
+charts = [LiveChart(title=f"sensor {{i}}", window_ms=5000) for i in range({CHARTS})]
+stop = threading.Event()
+
+def feed():
+    # {CHART_RATE} samples/s per chart: a block of 10 every 10 ms, each with its own time.
+    n = 0
+    while not stop.is_set():
+        now = time.time() * 1000.0
+        for i, chart in enumerate(charts):
+            for k in range(10):
+                chart.push(math.sin((n + k) / 100 + i), t=now - (9 - k) * {1000 / CHART_RATE})
+        n += 10
+        time.sleep(0.01)
+
+threading.Thread(target=feed, daemon=True).start()
+display(*charts)
+"""
+
+_FRAME_TIMES = """async (ms) => {
+  const roots = () => [...document.querySelectorAll('.rtw-widget.rtw-live_chart')];
+  const draws = () => roots().map((r) => Number(r.dataset.draws || 0));
+  const longTasks = [];
+  let observer = null;
+  try {
+    observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) longTasks.push(entry.duration);
+    });
+    observer.observe({type: 'longtask'});
+  } catch (e) { /* no long-task API: nothing to report */ }
+  const before = draws();
+  const deltas = [];
+  await new Promise((resolve) => {
+    let last = null;
+    const end = performance.now() + ms;
+    const tick = (t) => {
+      if (last !== null) deltas.push(t - last);
+      last = t;
+      if (t < end) requestAnimationFrame(tick); else resolve();
+    };
+    requestAnimationFrame(tick);
+  });
+  if (observer) observer.disconnect();
+  return {deltas, longTasks, draws: draws().map((d, i) => d - before[i])};
+}"""
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100.0 * len(ordered)))]
+
+
+def test_twenty_charts_at_1khz_keep_the_page_drawing(users: Users, test_name: str) -> None:
+    """20 charts, each fed 1000 samples/s by the kernel: the charts in view keep drawing, those
+    scrolled away wait (and draw once scrolled to), clicks are handled, and the page's frame
+    times (requestAnimationFrame intervals), long tasks and input delays are measured and
+    printed (no timing asserts)."""
+    notebook = users.notebook("charts20", [_TWENTY_CHARTS])
+    (alice,) = users.open(("alice", notebook))
+    page = alice.page
+    roots = page.locator(".rtw-widget.rtw-live_chart")
+    expect(roots).to_have_count(CHARTS)
+    for i in range(CHARTS):
+        expect(roots.nth(i)).to_have_attribute("data-points", POSITIVE)
+    page.evaluate(_PROBES)  # click input delays on the first chart
+
+    result = page.evaluate(_FRAME_TIMES, MEASURE_MS)
+    deltas: list[float] = result["deltas"]
+    assert deltas, "no animation frames while measuring"
+    # Charts in view draw; charts scrolled away do not (they catch up when shown, below).
+    visible = [roots.nth(i).get_attribute("data-visible") != "false" for i in range(CHARTS)]
+    drawn = [d > 0 for d in result["draws"]]
+    assert any(visible), "no chart in view"
+    assert [i for i in range(CHARTS) if visible[i] and not drawn[i]] == [], (visible, result["draws"])
+    last = roots.nth(CHARTS - 1)
+    last.scroll_into_view_if_needed()
+    expect(last).to_have_attribute("data-visible", "true")
+    draws_before = int(last.get_attribute("data-draws") or 0)
+    page.wait_for_function(
+        "([i, n]) => Number(document.querySelectorAll('.rtw-widget.rtw-live_chart')[i]"
+        ".dataset.draws || 0) > n",
+        arg=[CHARTS - 1, draws_before],
+        polling=50,
+    )
+
+    over = roots.first.locator(".u-over")
+    over.scroll_into_view_if_needed()
+    for i in range(CLICKS):
+        over.click()
+        page.wait_for_function("(n) => window.__rtwClicks.length >= n", arg=i + 1, polling="raf")
+    input_delays = page.evaluate("() => window.__rtwClicks")
+    assert len(input_delays) == CLICKS, input_delays
+    alice.screenshot(test_name, "live_chart-twenty", page)
+
+    long_tasks: list[float] = result["longTasks"]
+    print(
+        f"\n[e2e] {CHARTS} charts at {CHART_RATE} samples/s each, {MEASURE_MS / 1000:g} s: "
+        f"{len(deltas)} frames, frame time median {statistics.median(deltas):.1f} ms, "
+        f"p95 {_percentile(deltas, 95):.1f} ms, p99 {_percentile(deltas, 99):.1f} ms, "
+        f"max {max(deltas):.1f} ms; frames over 33 ms: {sum(d > 33.4 for d in deltas)}\n"
+        f"[e2e] charts in view: {sum(visible)} (redraws each: "
+        f"{[d for d, v in zip(result['draws'], visible, strict=True) if v]}), out of view: "
+        f"{CHARTS - sum(visible)} (not drawn); "
+        f"long tasks (> 50 ms): {len(long_tasks)}, longest {max(long_tasks, default=0):.0f} ms; "
+        f"click input delay median {statistics.median(input_delays):.1f} ms, "
+        f"max {max(input_delays):.1f} ms"
+    )

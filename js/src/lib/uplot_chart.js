@@ -146,8 +146,9 @@ export function createChart(container, { label, colors, bounds, height, onZoom, 
       },
     ],
     axes: [
-      // Ticks at least 70 px apart (room for "HH:MM:SS.s"), labelled as precisely as needed.
-      { ...axis, space: 70, values: (_u, splits, _i, _space, incr) => timeTicks(splits, incr) },
+      // Ticks at least 90 px apart (room for "HH:MM:SS.s"; each label is a fillText per
+      // redraw), labelled as precisely as needed.
+      { ...axis, space: 90, values: (_u, splits, _i, _space, incr) => timeTicks(splits, incr) },
       { ...axis, size: 60 },
     ],
     hooks: {
