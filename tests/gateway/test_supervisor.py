@@ -100,7 +100,11 @@ async def cleanup() -> AsyncIterator[list[Supervisor]]:
 def supervisor(
     cleanup: list[Supervisor], journal: Path, count: int, mode: str | Callable[[int], str] = "ok"
 ) -> Supervisor:
-    sup = Supervisor(count, command(journal, mode), dict(os.environ), ready_timeout=T, policy=FAST)
+    # A worker that does not stop is killed after 10 s, well inside the tests' bound T: a slow
+    # stop then still ends the test's wait, and the journal says whether SIGTERM was handled.
+    sup = Supervisor(
+        count, command(journal, mode), dict(os.environ), ready_timeout=T, policy=FAST, stop_timeout=10.0
+    )
     cleanup.append(sup)
     return sup
 
