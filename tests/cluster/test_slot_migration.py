@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from rtwidgets.gateway.brokers.redis_cluster import RedisClusterBroker
 from tests._support.broker_listener import Collector
 from tests._support.redis_cluster import RedisClusterProcesses
@@ -23,9 +25,17 @@ TOTAL = 150
 WAIT = 60.0  # generous bound, not a timing assertion
 
 
-async def test_slot_migration_while_messages_flow(redis_cluster: RedisClusterProcesses, prefix: str) -> None:
+@pytest.mark.parametrize("wait_replicas", [0, 1], ids=["async", "wait_replicas=1"])
+async def test_slot_migration_while_messages_flow(
+    redis_cluster: RedisClusterProcesses, prefix: str, wait_replicas: int
+) -> None:
+    """With ``wait_replicas`` the broker places the publish itself (script + WAIT on one
+    connection), so it follows ASK (``ASKING`` at the importing node) and TRYAGAIN itself."""
     heard = {"a": Collector(), "b": Collector()}
-    brokers = {name: RedisClusterBroker(redis_cluster.url, key_prefix=prefix) for name in heard}
+    brokers = {
+        name: RedisClusterBroker(redis_cluster.url, key_prefix=prefix, wait_replicas=wait_replicas)
+        for name in heard
+    }
     for name, broker in brokers.items():
         broker.set_listener(heard[name])
         await broker.start()

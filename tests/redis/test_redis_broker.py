@@ -351,7 +351,15 @@ def test_channel_ttl_is_validated() -> None:
 
 
 def test_lua_scripts_are_package_files_with_a_contract_header() -> None:
-    assert {"publish", "snapshot", "presence_set", "presence_remove", "forget_gateway"} == SCRIPTS
+    assert {
+        "publish",
+        "snapshot",
+        "position",
+        "gap",
+        "presence_set",
+        "presence_remove",
+        "forget_gateway",
+    } == SCRIPTS
     for name in sorted(SCRIPTS):
         source = script_source(name)
         lines = source.splitlines()

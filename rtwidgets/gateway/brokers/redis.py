@@ -185,6 +185,8 @@ class RedisBroker(RedisFanOut, RedisPresence):
             raise BrokerUnavailable(f"cannot reach Redis at {self.safe_url}: {exc}") from None
         self._publish_script = self._redis.register_script(script_source("publish"))
         self._snapshot_script = self._redis.register_script(script_source("snapshot"))
+        self._position_script = self._redis.register_script(script_source("position"))
+        self._gap_script = self._redis.register_script(script_source("gap"))
         self._presence_set_script = self._redis.register_script(script_source("presence_set"))
         self._presence_remove_script = self._redis.register_script(script_source("presence_remove"))
         self._forget_gateway_script = self._redis.register_script(script_source("forget_gateway"))

@@ -75,6 +75,8 @@ class RedisBrokerBase(Broker):
     # Registered in start() (redis-py SCRIPT LOAD / EVALSHA, EVAL when Redis lost its cache).
     _publish_script: AsyncScript
     _snapshot_script: AsyncScript
+    _position_script: AsyncScript
+    _gap_script: AsyncScript
     _presence_set_script: AsyncScript
     _presence_remove_script: AsyncScript
     _forget_gateway_script: AsyncScript

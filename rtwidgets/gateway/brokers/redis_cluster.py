@@ -40,12 +40,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     ClusterError,
     MasterDownError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -255,28 +258,56 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
 
     async def _publish_and_wait(self, node: ClusterNode, keys: list[str], args: list[str]) -> list[Any]:
         """The publish script then ``WAIT`` on one connection of ``node`` (WAIT counts the
-        replicas that have this connection's writes, so it must follow them on it)."""
+        replicas that have this connection's writes, so it must follow them on it).
+
+        ``MOVED`` (a stale slot map, e.g. the node is a killed master back as a replica)
+        refreshes the map and raises :class:`RedisConnectionError` for the caller's one retry;
+        ``ASK`` (the slot is being migrated) sends the pair again to the importing node after
+        ``ASKING``; ``TRYAGAIN`` is raised as :class:`RedisConnectionError` too. In each case the
+        node's answer to ``WAIT`` (an error on a replica) is read and dropped.
+        """
+        asking = False
+        for _ in range(3):  # EVALSHA, EVAL if the node lacks the script, one ASK redirect
+            try:
+                return await self._publish_and_wait_once(node, keys, args, asking=asking)
+            except MovedError as exc:
+                with contextlib.suppress(RedisError):
+                    await self._cluster.nodes_manager.initialize()
+                raise RedisConnectionError(f"slot moved during publish: {exc}") from None
+            except AskError as exc:
+                if asking:
+                    raise RedisConnectionError(f"slot migrating during publish: {exc}") from None
+                target = self._cluster.get_node(exc.host, exc.port)
+                if target is None:
+                    raise RedisConnectionError(f"ASK to an unknown node: {exc}") from None
+                node, asking = target, True
+            except TryAgainError as exc:
+                raise RedisConnectionError(f"slot migrating during publish: {exc}") from None
+        raise RedisConnectionError("the publish could not be placed on the slot's owner")
+
+    async def _publish_and_wait_once(
+        self, node: ClusterNode, keys: list[str], args: list[str], *, asking: bool
+    ) -> list[Any]:
         conn = node.acquire_connection()
         try:
+            wait_ms = max(1, round(self.wait_timeout * 1000))
             for script in ("EVALSHA", "EVAL"):
                 body = self._publish_script.sha if script == "EVALSHA" else script_source("publish")
-                wait_ms = max(1, round(self.wait_timeout * 1000))
-                await conn.send_packed_command(
-                    conn.pack_commands(
-                        [(script, body, len(keys), *keys, *args), ("WAIT", self.wait_replicas, wait_ms)]
-                    )
-                )
+                commands: list[tuple[Any, ...]] = [("ASKING",)] if asking else []
+                commands += [(script, body, len(keys), *keys, *args), ("WAIT", self.wait_replicas, wait_ms)]
+                await conn.send_packed_command(conn.pack_commands(commands))
+                if asking:
+                    await conn.read_response()  # ASKING's OK
                 try:
                     reply = await conn.read_response()
                 except NoScriptError:
-                    await conn.read_response()  # WAIT's answer
+                    await self._skip_reply(conn)  # WAIT's answer
                     continue
-                except ResponseError as exc:
-                    await conn.read_response()
-                    if str(exc).startswith(("MOVED", "ASK")):
-                        with contextlib.suppress(RedisError):
-                            await self._cluster.nodes_manager.initialize()
-                        raise RedisConnectionError(f"slot moved during publish: {exc}") from None
+                except ResponseError:
+                    # WAIT's answer is an error too when the node is now a replica (a killed
+                    # master restarted as its replacement's replica answers MOVED, then
+                    # "WAIT cannot be used with replica instances"): read it, keep the cause.
+                    await self._skip_reply(conn)
                     raise
                 acked = int(await conn.read_response())
                 # A duplicate is held to the same bar: its earlier store may not have reached a
@@ -298,3 +329,9 @@ class RedisClusterBroker(ClusterFanOut, RedisBroker):
             raise
         finally:
             node.release(conn)
+
+    @staticmethod
+    async def _skip_reply(conn: Connection) -> None:
+        """Read and drop one pipelined reply, an error reply included."""
+        with contextlib.suppress(ResponseError):
+            await conn.read_response()

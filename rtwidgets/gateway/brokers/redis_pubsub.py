@@ -131,13 +131,14 @@ class RedisFanOut(RedisBrokerBase):
             # Where the channel stands *before* subscribing: after a later pub/sub outage
             # the reader refills from here if no message arrived meanwhile. Reading it
             # first can only cause a re-delivery (caught by offsets), never a loss.
-            async with self._guard("attach", 3):
-                pipe = self._client_unchecked().pipeline(transaction=True)
-                pipe.get(self._k(channel, "epoch"))
-                pipe.get(self._k(channel, "offset"))
-                pipe.xrevrange(self._k(channel, "events"), count=1)
-                epoch, offset, newest = await pipe.execute()
-            feed.attached_at(epoch, int(offset or 0), newest[0][0] if newest else None)
+            # One script, not a MULTI pipeline: redis-py's cluster client runs a transaction
+            # pipeline's commands through asyncio.run() in a thread of its own, which blocks
+            # this loop and binds the client's locks to that thread's loop (seen after a
+            # failover as "Lock ... is bound to a different event loop").
+            keys = [self._k(channel, w) for w in ("epoch", "offset", "events")]
+            async with self._guard("attach"):
+                epoch, offset, newest = await self._position_script(keys=keys)
+            feed.attached_at(epoch, int(offset or 0), newest or None)
             async with self._guard("attach"):
                 await self._send_subscribe(channel)
                 await asyncio.wait_for(asyncio.shield(fut), self.command_timeout)
@@ -337,22 +338,15 @@ class RedisFanOut(RedisBrokerBase):
         if start is None:
             return []  # nothing delivered or read yet: no gap to fill
         epoch, last_id = start
-        events_key = self._k(channel, "events")
-        redis_ = self._client_unchecked()
-        async with self._guard("gap fill", 2):
-            pipe = redis_.pipeline(transaction=True)
-            pipe.get(self._k(channel, "epoch"))
-            pipe.xrange(events_key, min=f"({last_id}" if last_id else "-", max="+")
-            current_epoch, entries = await pipe.execute()
-        if current_epoch is None:
+        keys = [self._k(channel, "epoch"), self._k(channel, "events")]
+        async with self._guard("gap fill"):
+            out = await self._gap_script(keys=keys, args=[epoch or "", last_id or ""])
+        if not out:
             return []  # nothing stored since (e.g. Redis restarted empty and is still unused)
-        if current_epoch != epoch:
-            async with self._guard("gap fill"):
-                entries = await redis_.xrange(events_key, min="-", max="+")
         ps_channel = self._ps_channel(channel)
         frames: list[tuple[dict[str, Any], bytes]] = []
-        for sid, fields in entries:
-            payload = splice_id(sid, fields["f"]).encode()
+        for i in range(1, len(out), 2):
+            payload = splice_id(out[i], out[i + 1]).encode()
             frame = self._parse(ps_channel, payload)
             if frame is not None:
                 frames.append((frame, payload))

@@ -18,7 +18,9 @@ from importlib.resources import files
 
 __all__ = ["SCRIPTS", "script_source"]
 
-SCRIPTS = frozenset({"publish", "snapshot", "presence_set", "presence_remove", "forget_gateway"})
+SCRIPTS = frozenset(
+    {"publish", "snapshot", "position", "gap", "presence_set", "presence_remove", "forget_gateway"}
+)
 
 
 @functools.cache
