@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rtwidgets import __version__
+from rtwidgets.limits import raise_nofile_limit as _raise_nofile_limit
 from rtwidgets.loops import loop_factory as _loop_factory
 from rtwidgets.loops import run as _run
 from rtwidgets.loops import run_without_runner as _run_without_runner  # noqa: F401  # tests use it here
@@ -542,6 +543,7 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     )
     if refused is not None:
         parser.error(refused)
+    _raise_nofile_limit()  # one fd per connection: the soft limit (often 1024) up to the hard one
     # A worker's lines carry its slot and pid: all workers write to the one stderr.
     who = "" if args.worker is None else f"[worker {args.worker} pid %(process)d] "
     logging.basicConfig(
@@ -569,9 +571,7 @@ def _cmd_gateway(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     except _StartupError as exc:
         _print_line(sys.stderr, f"rtwidgets: error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        # SIGINT arrived before the handler was installed (or after it was removed):
-        # still a requested stop, not a failure.
+    except KeyboardInterrupt:  # SIGINT before the handler was installed or after: a stop
         return 0
 
 
