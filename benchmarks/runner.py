@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .crowdbench import row_b10, row_b11
 from .servers import DEFAULT_SECRET, raise_nofile_limit
 
 __all__ = ["ALL_ROWS", "FLAVORS", "SIZES", "Metric", "RowResult", "run_benchmarks"]
@@ -34,7 +35,7 @@ FLAVORS = ("rtwidgets", "raw", "socketio", "floor")
 # The syscall floor (benchmarks/floor.py) is a lower bound for fan-out and latency; it has
 # no idle-memory, reconnect or widget equivalent worth measuring.
 FLOOR_ROWS = ("B2", "B3", "B4", "B5", "B6")
-ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
+ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
 ROOT = Path(__file__).resolve().parent.parent
 
 # Loads per row. "full" is sized to finish in about 4-5 minutes on 2 cores; "quick" is the
@@ -58,6 +59,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B7": {"subscribers": 1000, "rate": 10.0, "warm": 1.0, "timeout": 6.0, "tail": 0.5},
         "B8": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
         "B9": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
+        "B10": {"connections": 18000, "workers": 3, "window": 4, "warmup": 4, "messages": 40},
+        "B11": {"connections": 18000, "workers": 3, "rate": 2.0, "warm": 2.0, "timeout": 30.0, "tail": 1.0},
     },
     "quick": {
         "B1": {"connections": 40, "channels": 4},
@@ -76,6 +79,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B7": {"subscribers": 20, "rate": 20.0, "warm": 0.3, "timeout": 5.0, "tail": 0.2},
         "B8": {"widgets": 2, "rate": 200.0, "duration": 0.5},
         "B9": {"widgets": 2, "rate": 200.0, "duration": 0.5},
+        "B10": {"connections": 200, "workers": 2, "window": 4, "warmup": 2, "messages": 10, "timeout": 30.0},
+        "B11": {"connections": 200, "workers": 2, "rate": 10.0, "warm": 0.5, "timeout": 10.0, "tail": 0.3},
     },
 }
 
@@ -89,6 +94,8 @@ TITLES = {
     "B7": "reconnect storm",
     "B8": "widget path",
     "B9": "shared sliders",
+    "B10": "crowd",
+    "B11": "crowd reconnect storm",
 }
 
 
@@ -664,6 +671,8 @@ ROW_FUNCS: dict[str, Callable[[dict[str, Any], RunContext], RowResult]] = {
     "B7": row_b7,
     "B8": row_b8,
     "B9": row_b9,
+    "B10": row_b10,  # benchmarks/crowdbench.py (issue 17)
+    "B11": row_b11,
 }
 
 
