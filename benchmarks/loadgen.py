@@ -4,7 +4,8 @@
 line on stdout. Spec fields: ``scenario`` (idle, throughput, latency, storm), ``flavor``
 (rtwidgets, raw, socketio), ``urls`` (servers under test), ``server_pids`` (to read their
 RSS and CPU time from /proc), ``secret`` (rtwidgets tokens), ``redis_port`` (optional,
-to count PUBLISH commands) and ``params`` (the scenario's sizes).
+to count PUBLISH commands; ``redis_ports`` for several, e.g. a cluster's masters) and
+``params`` (the scenario's sizes).
 
 The load generator runs on uvloop when it is installed (whatever the servers use): it
 has to receive as fast as the server sends, and its own overhead is part of every
@@ -72,7 +73,13 @@ def percentiles(values: list[int], points: Iterable[float] = (50, 99)) -> dict[s
 
 
 def redis_publish_calls(port: int) -> int:
-    """``cmdstat_publish`` calls of the redis-server on ``port`` (counts PUBLISH from Lua too)."""
+    """``cmdstat_publish`` + ``cmdstat_spublish`` calls of the redis-server on ``port`` (counts
+    them from Lua too; SPUBLISH is the Redis Cluster broker's sharded publish)."""
+    return redis_command_calls(port)[0]
+
+
+def redis_command_calls(port: int) -> tuple[int, int]:
+    """``(publish calls, all command calls but INFO)`` of the redis-server on ``port``."""
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -80,7 +87,16 @@ def redis_publish_calls(port: int) -> int:
         stats = client.info("commandstats")
     finally:
         client.close()
-    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+    publish = sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_publish", "cmdstat_spublish"))
+    total = sum(
+        int(v.get("calls", 0)) for k, v in stats.items() if k != "cmdstat_info" and isinstance(v, dict)
+    )
+    return publish, total
+
+
+def _redis_calls(ports: list[int]) -> tuple[int, int]:
+    counts = [redis_command_calls(port) for port in ports]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 # ---------------------------------------------------------------------------- sinks
@@ -407,8 +423,11 @@ async def _latency_phase(
         peer.slow = True
         peer.ws.stop_reading()
     sink.latencies, sink.by_url, sink.received = [], {}, 0
-    redis_port = ctx.spec.get("redis_port")
-    publish_before = redis_publish_calls(redis_port) if redis_port else None
+    # redis_ports: every master of a Redis Cluster (replicas replay the masters' SPUBLISH).
+    redis_ports: list[int] = ctx.spec.get("redis_ports") or (
+        [ctx.spec["redis_port"]] if ctx.spec.get("redis_port") else []
+    )
+    calls_before = _redis_calls(redis_ports) if redis_ports else None
     loop = asyncio.get_running_loop()
     rss_samples: list[int] = []
     rss_start = ctx.rss()
@@ -434,10 +453,11 @@ async def _latency_phase(
     cpu1 = ctx.server_cpu()
     rss_end = ctx.rss()
     rss_samples.append(rss_end)
-    publishes = None
-    if redis_port:
+    publishes = commands = None
+    if calls_before is not None:
         await asyncio.sleep(0.2)
-        publishes = redis_publish_calls(redis_port) - publish_before
+        calls_after = _redis_calls(redis_ports)
+        publishes, commands = calls_after[0] - calls_before[0], calls_after[1] - calls_before[1]
     slow_closed = sum(1 for peer in peers if peer.slow and peer.ws.closed.done())
     result: dict[str, Any] = {
         "subscribers": subscribers,
@@ -462,6 +482,7 @@ async def _latency_phase(
     if publishes is not None:
         result["redis_publish_commands"] = publishes
         result["redis_publish_per_message"] = publishes / count
+        result["redis_commands_per_message"] = (commands or 0) / count  # every command but INFO
     return result
 
 

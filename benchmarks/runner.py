@@ -13,6 +13,7 @@ in its own subprocess too, which starts the gateway and the partner kernel
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ FLAVORS = ("rtwidgets", "raw", "socketio", "floor")
 # The syscall floor (benchmarks/floor.py) is a lower bound for fan-out and latency; it has
 # no idle-memory, reconnect or widget equivalent worth measuring.
 FLOOR_ROWS = ("B2", "B3", "B4", "B5", "B6")
-ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
+ALL_ROWS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B13")
 ROOT = Path(__file__).resolve().parent.parent
 
 # Loads per row. "full" is sized to finish in about 4-5 minutes on 2 cores; "quick" is the
@@ -61,6 +62,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B9": {"widgets": 20, "rate": 1000.0, "duration": 3.0},
         "B10": {"connections": 18000, "workers": 3, "window": 4, "warmup": 4, "messages": 40},
         "B11": {"connections": 18000, "workers": 3, "rate": 2.0, "warm": 2.0, "timeout": 30.0, "tail": 1.0},
+        "B12": {"subscribers": 200, "rate": 40.0, "duration": 6.0},  # B6's load (benchmarks/scalebench.py)
+        "B13": {
+            "subscribers": 1000, "channels": 1, "window": 64, "warmup": 0.5, "duration": 3.0,
+            "rounds": 2,
+        },
     },
     "quick": {
         "B1": {"connections": 40, "channels": 4},
@@ -81,6 +87,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "B9": {"widgets": 2, "rate": 200.0, "duration": 0.5},
         "B10": {"connections": 200, "workers": 2, "window": 4, "warmup": 2, "messages": 10, "timeout": 30.0},
         "B11": {"connections": 200, "workers": 2, "rate": 10.0, "warm": 0.5, "timeout": 10.0, "tail": 0.3},
+        "B12": {"subscribers": 10, "rate": 20.0, "duration": 0.5},
+        "B13": {"subscribers": 20, "channels": 1, "window": 4, "warmup": 0.2, "duration": 0.5},
     },
 }
 
@@ -96,6 +104,8 @@ TITLES = {
     "B9": "shared sliders",
     "B10": "crowd",
     "B11": "crowd reconnect storm",
+    "B12": "Redis Cluster",
+    "B13": "workers",
 }
 
 
@@ -673,6 +683,9 @@ ROW_FUNCS: dict[str, Callable[[dict[str, Any], RunContext], RowResult]] = {
     "B9": row_b9,
     "B10": row_b10,  # benchmarks/crowdbench.py (issue 17)
     "B11": row_b11,
+    # benchmarks/scalebench.py imports this module: imported when the row runs.
+    "B12": lambda p, c: importlib.import_module(".scalebench", __package__).row_b12(p, c),
+    "B13": lambda p, c: importlib.import_module(".scalebench", __package__).row_b13(p, c),
 }
 
 

@@ -5,7 +5,8 @@ free port of 127.0.0.1 and prints ``READY <port>`` on stdout once it accepts con
 SIGTERM stops it. KIND is one of:
 
 * ``rtwidgets`` — :class:`rtwidgets.gateway.Gateway` (memory broker, or the Redis broker
-  with ``--redis``). Only the per-connection publish rate limit is raised (one benchmark
+  with ``--redis``; the Redis Cluster broker for a ``redis+cluster://`` URL). Only the
+  per-connection publish rate limit is raised (one benchmark
   publisher sends thousands of messages per second; the default allows 200/s); every
   other setting is the default, and compression stays off (the gateway's default).
 * ``raw`` — the Python floor: a minimal ``websockets`` server that keeps a set of
@@ -74,8 +75,13 @@ async def _wait_for_signal() -> None:
 
 async def serve_rtwidgets(secret: str, redis_url: str | None) -> None:
     from rtwidgets.gateway import Gateway
+    from rtwidgets.gateway.brokers.redis_cluster import is_cluster_url, redis_broker_for
 
-    gateway = Gateway(HOST, 0, secret=secret, redis=redis_url, publish_rate=1e9, publish_burst=10**9)
+    # A redis+cluster:// URL (B12) gets the Redis Cluster broker, built here as the CLI does.
+    broker: dict[str, Any] = {"redis": redis_url}
+    if redis_url is not None and is_cluster_url(redis_url):
+        broker = {"broker": redis_broker_for(redis_url)}
+    gateway = Gateway(HOST, 0, secret=secret, publish_rate=1e9, publish_burst=10**9, **broker)
     await gateway.start_async()
     assert gateway.port is not None
     _ready(gateway.port)
