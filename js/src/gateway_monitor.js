@@ -70,15 +70,30 @@ const CURRENT_ROWS = [
   ["auth_failures", "auth failures", ""],
   ["frames_dropped_closed", "frames dropped (closed)", ""],
   ["outbound_bytes", "largest outbound buffer", "B"],
-  ["uptime", "uptime", "s"],
+  ["uptime", "uptime", "duration"],
   ["restarts", "restarts seen", ""],
 ];
 
 const STATUS_TONE = { ok: "success", starting: "warn", error: "error" };
 
-/** A value with its unit ("12.5/s", "3 B"); "–" when unknown. */
+/**
+ * A number of seconds as a duration (pure): "12.5 s" under a minute, then the two largest
+ * units ("4 min 05 s", "3 h 07 min", "2 d 05 h"); "–" when unknown or negative.
+ */
+export function formatDuration(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "–";
+  if (seconds < 60) return `${formatCount(seconds)} s`;
+  const whole = Math.floor(seconds);
+  const pad = (n) => String(n).padStart(2, "0");
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${pad(whole % 60)} s`;
+  if (whole < 86400) return `${Math.floor(whole / 3600)} h ${pad(Math.floor((whole % 3600) / 60))} min`;
+  return `${Math.floor(whole / 86400)} d ${pad(Math.floor((whole % 86400) / 3600))} h`;
+}
+
+/** A value with its unit ("12.5/s", "3 B", a "duration"); "–" when unknown. */
 export function formatValue(value, unit = "") {
   if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  if (unit === "duration") return formatDuration(value);
   const text = formatCount(value);
   return unit === "" ? text : unit === "/s" ? `${text}/s` : `${text} ${unit}`;
 }

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { CHARTS, currentRows, errorRows, formatValue, mergeHistory, sparklinePath } from "../src/gateway_monitor.js";
+import widget, { CHARTS, currentRows, errorRows, formatDuration, formatValue, mergeHistory, sparklinePath } from "../src/gateway_monitor.js";
 import { installCanvas } from "./canvas_stub.js";
 import { mount } from "./fake_model.js";
 
@@ -89,6 +89,17 @@ describe("formatting", () => {
     expect(formatValue(3)).toBe("3");
     expect(formatValue(null, "/s")).toBe("–");
     expect(formatValue("7")).toBe("–");
+  });
+
+  it("formats an uptime as a duration with its two largest units", () => {
+    expect(formatDuration(0)).toBe("0 s");
+    expect(formatDuration(59.5)).toBe("59.5 s");
+    expect(formatDuration(245.9)).toBe("4 min 05 s");
+    expect(formatDuration(3 * 3600 + 7 * 60 + 59)).toBe("3 h 07 min");
+    expect(formatDuration(2 * 86400 + 5 * 3600 + 120)).toBe("2 d 05 h");
+    expect(formatDuration(-1)).toBe("–");
+    expect(formatDuration(null)).toBe("–");
+    expect(formatValue(90061, "duration")).toBe("1 d 01 h");
   });
 
   it("builds the current-values and error rows", () => {

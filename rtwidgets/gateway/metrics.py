@@ -4,6 +4,11 @@ The hot path only bumps plain ``int`` attributes of :class:`GatewayMetrics` (no 
 no label lookups); a custom collector turns them into Prometheus families when
 ``/metrics`` is scraped. Each gateway has its own ``CollectorRegistry``, so several
 gateways in one process (tests, notebooks) never clash.
+
+``rtwidgets_gateway_start_time_seconds`` is the unix time (the gateway host's wall clock) at
+which the gateway last started listening, as Prometheus' ``process_start_time_seconds`` is for a
+process: uptime is ``time() - start``, and a scraper that sees it change knows the gateway
+restarted. It is exported once the gateway has started (:meth:`GatewayMetrics.started`).
 """
 
 from __future__ import annotations
@@ -28,9 +33,17 @@ _RATE_WINDOW = 10.0  # seconds over which publish_rate is averaged
 class GatewayMetrics:
     """Counters of one gateway. ``gauges`` supplies live values at scrape time."""
 
-    def __init__(self, gauges: Callable[[], dict[str, float]], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        gauges: Callable[[], dict[str, float]],
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self._gauges = gauges
         self._clock = clock
+        self._wall_clock = wall_clock
+        # Unix time of the last start (None until the gateway has started once).
+        self.start_time: float | None = None
         self.connections_total = 0
         self.messages_published = 0
         self.deliveries = 0
@@ -47,6 +60,10 @@ class GatewayMetrics:
     def error(self, code: str) -> None:
         """Count one error frame sent with ``code``."""
         self.errors[code] += 1
+
+    def started(self) -> None:
+        """Record that the gateway started listening now (exported as its start time)."""
+        self.start_time = self._wall_clock()
 
     def publish_rate(self) -> float:
         """Stored + ephemeral publishes per second over the last ~10 s."""
@@ -71,6 +88,7 @@ class GatewayMetrics:
             "auth_failures": self.auth_failures,
             "frames_dropped_closed": self.frames_dropped_closed,
             "publish_rate": self.publish_rate(),
+            "start_time": self.start_time,
         }
 
 
@@ -120,3 +138,9 @@ class _Collector(Collector):
             live.get("outbound_buffer_max_bytes", 0),
         )
         yield gauge("rtwidgets_publish_rate", "Publishes per second (10 s average).", m.publish_rate())
+        if m.start_time is not None:
+            yield gauge(
+                "rtwidgets_gateway_start_time_seconds",
+                "Unix time at which the gateway last started listening.",
+                m.start_time,
+            )

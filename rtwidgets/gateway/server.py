@@ -224,6 +224,7 @@ class Gateway:
         self._loop = loop
         self.port = server.sockets[0].getsockname()[1]
         self._started_at = time.monotonic()
+        self.metrics.started()  # /metrics: rtwidgets_gateway_start_time_seconds
         self._reaper = loop.create_task(reap(self._hub), name="rtwidgets-gateway-reaper")
         log.info("gateway listening on %s", self.url)
         return self
@@ -379,7 +380,8 @@ class Gateway:
     def stats(self) -> dict[str, Any]:
         """Counters and gauges: connections, channels, subscriptions, messages_published,
         deliveries, errors (total), errors_by_code, slow_consumer_closes, idle_closes,
-        auth_failures, outbound_buffer_max_bytes, publish_rate, uptime, running."""
+        auth_failures, outbound_buffer_max_bytes, publish_rate, start_time (unix time of the
+        last start, None before the first), uptime, running."""
         out: dict[str, Any] = dict(self._hub.gauges())
         out.update(self.metrics.snapshot())
         out["uptime"] = time.monotonic() - self._started_at if self._server is not None else 0.0

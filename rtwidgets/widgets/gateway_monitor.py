@@ -11,7 +11,14 @@ Rules of this module:
 * Rates come from the difference of a counter between two samples over the loop-clock time
   between them. A counter that went *down* means the gateway restarted (its counters start
   again at 0): the increase is then the new value, as Prometheus' ``rate()`` counts it, never a
-  negative rate; ``restarts`` counts such resets.
+  negative rate. A gateway that exports its start time (``rtwidgets_gateway_start_time_seconds``,
+  or ``start_time`` in ``stats()``) restarted when that changed, also when no counter went down
+  (it counted past its old values, or it was stopped and started in its process, keeping its
+  counters): the increase over that interval is not known, so its rates are ``None`` (a gap).
+  ``restarts`` counts both kinds, at most one per sample.
+* Uptime: ``stats()``' own for an embedded gateway; for a remote one the scrape's wall-clock
+  time minus the exported start time (both hosts' clocks: a skew between them shows in it;
+  never below 0), ``None`` for a gateway that does not export it.
 * The history is bounded: at most ``ceil(window / interval) + 1`` points, oldest dropped.
 * A failed sample (unreachable, not an rtwidgets ``/metrics``, gateway stopped) sets ``status``
   to ``"error"`` with a message saying what failed, keeps the history and retries at the next
@@ -79,6 +86,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "frames_dropped_closed": ("rtwidgets_frames_dropped_closed_total", "frames_dropped_closed"),
 }
 ERRORS_SAMPLE = "rtwidgets_errors_total"
+START_SAMPLE = "rtwidgets_gateway_start_time_seconds"  # optional: older gateways lack it
 # Counters charted as rates (per second): chart name -> counter ("errors" is the sum of codes).
 RATES: dict[str, str] = {
     "publish_rate": "messages_published",
@@ -104,6 +112,7 @@ class GatewaySample:
     counters: dict[str, float]
     errors: dict[str, float] = field(default_factory=dict)
     uptime: float | None = None  # seconds since the gateway started, when the source says
+    start_time: float | None = None  # unix time the gateway started, when the source says
 
     @property
     def error_total(self) -> float:
@@ -130,19 +139,25 @@ def sample_from_stats(stats: Mapping[str, Any]) -> GatewaySample:
     if not isinstance(errors, Mapping):
         raise ValueError(f"Gateway.stats() 'errors_by_code' is not a dict (got {errors!r})")
     uptime = stats.get("uptime")
+    start = stats.get("start_time")
     return GatewaySample(
         gauges={name: number(key) for name, (_, key) in GAUGES.items()},
         counters={name: number(key) for name, (_, key) in COUNTERS.items()},
         errors={str(code): float(n) for code, n in errors.items()},
         uptime=float(uptime) if isinstance(uptime, (int, float)) else None,
+        start_time=float(start) if isinstance(start, (int, float)) and not isinstance(start, bool) else None,
     )
 
 
-def sample_from_metrics(text: str) -> GatewaySample:
+def sample_from_metrics(text: str, wall: float | None = None) -> GatewaySample:
     """A :class:`GatewaySample` from a gateway's Prometheus text exposition (``/metrics``).
+
+    The start time (``rtwidgets_gateway_start_time_seconds``) is optional: without it (an older
+    gateway) ``start_time`` and ``uptime`` are ``None``.
 
     Args:
         text: the body of ``GET /metrics``.
+        wall: the unix time of the scrape, for ``uptime`` (default: now).
 
     Raises:
         ValueError: the text is not Prometheus exposition, or lacks one of the rtwidgets
@@ -165,10 +180,18 @@ def sample_from_metrics(text: str) -> GatewaySample:
     if missing:
         shown = ", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
         raise ValueError(f"not an rtwidgets gateway's /metrics: missing {shown}")
+    start = values.get(START_SAMPLE)
+    if start is not None and not math.isfinite(start):
+        raise ValueError(f"not an rtwidgets gateway's /metrics: {START_SAMPLE} is {start}")
+    uptime = None
+    if start is not None:
+        uptime = max(0.0, (time.time() if wall is None else wall) - start)
     return GatewaySample(
         gauges={name: values[GAUGES[name][0]] for name in GAUGES},
         counters={name: values[COUNTERS[name][0]] for name in COUNTERS},
         errors=errors,
+        uptime=uptime,
+        start_time=start,
     )
 
 
@@ -251,16 +274,23 @@ class MonitorHistory:
             reset = any(new[k] < old[k] for k in old) or any(
                 n < prev.errors.get(code, 0.0) for code, n in sample.errors.items()
             )
-            if reset:
+            # A new start time is a restart even when no counter went down (see the rules).
+            new_start = (
+                prev.start_time is not None
+                and sample.start_time is not None
+                and sample.start_time != prev.start_time
+            )
+            if reset or new_start:
                 self.restarts += 1
 
             def increase(before: float, after: float) -> float:
                 return after if reset else after - before
 
-            for chart, counter in RATES.items():
-                rates[chart] = increase(old[counter], new[counter]) / dt
-            for code, n in sample.errors.items():
-                error_rates[code] = increase(prev.errors.get(code, 0.0), n) / dt
+            if reset or not new_start:  # else: the increase is not known, the rates stay None
+                for chart, counter in RATES.items():
+                    rates[chart] = increase(old[counter], new[counter]) / dt
+                for code, n in sample.errors.items():
+                    error_rates[code] = increase(prev.errors.get(code, 0.0), n) / dt
         self._last, self._last_now = sample, now
         self.latest_rates, self.latest_error_rates = rates, error_rates
         point: dict[str, float | None] = {"t": round(wall, 3)}
@@ -286,6 +316,7 @@ class MonitorHistory:
         out["errors"] = _round(sample.error_total)
         out.update({name: None if r is None else _round(r) for name, r in self.latest_rates.items()})
         out["uptime"] = None if sample.uptime is None else round(sample.uptime, 1)
+        out["start_time"] = None if sample.start_time is None else round(sample.start_time, 3)
         out["restarts"] = self.restarts
         return out
 
@@ -341,8 +372,10 @@ class GatewayMonitor(RealtimeWidget):
 
     Works for a gateway in this process (a :class:`~rtwidgets.gateway.Gateway`, read with
     ``stats()``) or in another one (its URL: the ``/metrics`` page is scraped). A restarted
-    gateway's counters start again at 0: that is counted in ``restarts``, never shown as a
-    negative rate. An unreachable gateway shows ``status == "error"`` with a message, and the
+    gateway's counters start again at 0, or its start time changes: that is counted in
+    ``restarts``, never shown as a negative rate. ``current["uptime"]`` is the time since the
+    gateway started (``None`` for a gateway that does not export its start time). An
+    unreachable gateway shows ``status == "error"`` with a message, and the
     monitor keeps retrying every ``interval``.
 
     Synced traits: ``source`` (what is monitored), ``status`` (``"starting"``, ``"ok"`` or
@@ -493,7 +526,7 @@ class GatewayMonitor(RealtimeWidget):
         # A scrape slower than a few intervals is a failure, not a queue of late samples.
         timeout = min(10.0, max(2.0, 2 * self._interval))
         text = await asyncio.to_thread(_fetch, self._url, timeout)
-        return sample_from_metrics(text)
+        return sample_from_metrics(text, wall=time.time())
 
     async def _read_embedded(self, gateway: Gateway) -> GatewaySample:
         # The gateway's counters belong to its loop (the runtime's, when started with start()).

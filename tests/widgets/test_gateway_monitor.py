@@ -100,6 +100,65 @@ def test_sample_from_the_gateways_real_exposition() -> None:
     assert sample.error_total == 3
 
 
+def test_uptime_from_the_exported_start_time() -> None:
+    metrics = GatewayMetrics(lambda: {}, wall_clock=lambda: 1_700_000_000.0)
+    older = sample_from_metrics(metrics.render().decode(), wall=1_700_000_100.0)
+    assert older.start_time is None and older.uptime is None  # not started: no start time
+    metrics.started()
+    sample = sample_from_metrics(metrics.render().decode(), wall=1_700_000_100.0)
+    assert sample.start_time == 1_700_000_000.0
+    assert sample.uptime == 100.0
+    # The scraping host's clock behind the gateway's: never a negative uptime.
+    assert sample_from_metrics(metrics.render().decode(), wall=1_699_999_990.0).uptime == 0.0
+    text = metrics.render().decode().replace("1.7e+09", "NaN")
+    with pytest.raises(ValueError, match="rtwidgets_gateway_start_time_seconds is nan"):
+        sample_from_metrics(text)
+
+
+def test_a_new_start_time_is_a_restart_even_when_no_counter_went_down() -> None:
+    def started(at: float, published: float) -> GatewaySample:
+        base = _sample(published=published)
+        return GatewaySample(gauges=base.gauges, counters=base.counters, start_time=at, uptime=1.0)
+
+    hist = MonitorHistory(10)
+    hist.add(started(500.0, published=10), now=0.0, wall=1000.0)
+    hist.add(started(500.0, published=20), now=1.0, wall=1001.0)
+    assert hist.restarts == 0 and hist.current()["publish_rate"] == 10.0
+    # Restarted (stopped and started in its process: counters kept, or counted past the old
+    # values): the increase over this interval is not known, so no rate, not a made-up one.
+    hist.add(started(1001.5, published=35), now=2.0, wall=1002.0)
+    assert hist.restarts == 1
+    assert hist.current()["publish_rate"] is None
+    assert hist.current()["start_time"] == 1001.5
+    assert hist.columns()["publish_rate"] == [None, 10.0, None]
+    hist.add(started(1001.5, published=45), now=3.0, wall=1003.0)
+    assert hist.restarts == 1 and hist.current()["publish_rate"] == 10.0
+    # A new start time with counters from 0 again: one restart, the new value is the increase.
+    hist.add(started(1003.5, published=4), now=4.0, wall=1004.0)
+    assert hist.restarts == 2 and hist.current()["publish_rate"] == 4.0
+
+
+def test_a_gateway_restarted_in_its_process_is_seen_through_its_metrics(
+    monitors: list[GatewayMonitor],
+) -> None:
+    gw = Gateway(port=free_port()).start()
+    try:
+        mon = GatewayMonitor(gw.url, interval=0.2)
+        monitors.append(mon)
+        wait_until(lambda: mon.status == "ok" and mon.current.get("start_time") is not None, what="scraped")
+        first = mon.current["start_time"]
+        _traffic(gw, publishes=5)
+        wait_until(lambda: mon.current.get("messages_published", 0) >= 5, what="publishes scraped")
+        gw.stop()
+        gw.start()  # same port, same counters: only the start time says it restarted
+        wait_until(lambda: mon.restarts == 1 and mon.status == "ok", what="restart seen")
+        assert mon.current["start_time"] > first
+        assert mon.current["messages_published"] >= 5  # the counters were kept
+        assert mon.current["uptime"] >= 0
+    finally:
+        gw.stop()
+
+
 def test_sample_from_metrics_refuses_another_servers_metrics() -> None:
     other = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n"
     with pytest.raises(ValueError, match="not an rtwidgets gateway's /metrics: missing rtwidgets_"):
@@ -242,10 +301,9 @@ def test_monitor_shows_a_live_gateway(gateway: Gateway, monitors: list[GatewayMo
     for series in ("publish_rate", "delivery_rate", "error_rate", "slow_close_rate"):
         assert all(v is None or v >= 0 for v in hist[series]), series
     assert _increasing(hist["t"])
-    if how == "embedded":
-        assert mon.current["uptime"] > 0  # stats() knows it; /metrics does not export it
-    else:
-        assert mon.current["uptime"] is None
+    # stats() and /metrics both say when the gateway started (/metrics as a unix time).
+    assert mon.current["uptime"] > 0
+    assert mon.current["start_time"] == round(gateway.stats()["start_time"], 3)
     assert mon.restarts == 0
     assert mon._sync.flushes >= 2  # through the coalesced sync, like every widget update
 

@@ -48,6 +48,7 @@ def test_monitor_reads_a_gateway_in_another_process(remote: GatewayProcess, secr
     try:
         assert mon.source == f"http://127.0.0.1:{remote.port}/metrics"
         wait_until(lambda: mon.status == "ok", what="first scrape")
+        assert mon.current["uptime"] >= 0  # from the exported start time
         _publish(remote, secret, 25)
         wait_until(lambda: mon.current.get("messages_published", 0) >= 25, what="publishes scraped")
         wait_until(lambda: mon.current.get("connections_accepted", 0) >= 1, what="connection counted")
@@ -63,6 +64,7 @@ def test_a_restart_is_a_counter_reset_not_a_negative_rate(remote: GatewayProcess
         _publish(remote, secret, 40)
         wait_until(lambda: mon.current.get("messages_published", 0) >= 40, what="publishes before the crash")
         before = mon.samples
+        first_start = mon.current["start_time"]
         remote.kill9()
         wait_until(lambda: mon.status == "error", what="the outage shown")
         assert "unreachable" in mon.error and "retrying" in mon.error
@@ -72,6 +74,8 @@ def test_a_restart_is_a_counter_reset_not_a_negative_rate(remote: GatewayProcess
         wait_until(lambda: mon.current.get("messages_published") == 3, what="counters from 0 again")
         assert mon.samples > before
         assert mon.error == ""
+        assert mon.current["start_time"] > first_start  # the new process's start
+        assert mon.restarts == 1  # a reset and a new start time in one sample: one restart
         # The history spans both lives of the gateway, and no rate in it is negative.
         assert max(v or 0 for v in mon.points()["publish_rate"]) > 0
         _no_negative_rates(mon)
