@@ -398,13 +398,14 @@ async def crowd_fanout(
     clients, window = int(p["connections"]), int(p["window"])
     warmup, messages = int(p["warmup"]), int(p["messages"])
     timeout = float(p.get("timeout", 120.0))
+    connect_timeout = float(p.get("connect_timeout", 900.0))  # 18 000 handshakes on a busy VM: minutes
     pub = await _publisher(flavor, url, DEFAULT_SECRET)
     crowd = Crowd(flavor, url, clients, int(p["workers"]), int(p.get("in_flight", 100)), env)
     try:
         await crowd.start(DEFAULT_SECRET)
         await asyncio.sleep(0.5)
         rss_before = rss_bytes(server_pid)
-        joined = await crowd.all({"cmd": "connect", "channel": "crowd"}, timeout)
+        joined = await crowd.all({"cmd": "connect", "channel": "crowd"}, connect_timeout)
         await asyncio.sleep(1.0)  # handshake buffers freed, as in B1
         rss_after = rss_bytes(server_pid)
         total = warmup + messages
@@ -458,6 +459,7 @@ async def crowd_storm(flavor: str, url: str, p: dict[str, Any], env: dict[str, s
     clients, rate = int(p["connections"]), float(p["rate"])
     warm, timeout, tail = float(p["warm"]), float(p["timeout"]), float(p.get("tail", 1.0))
     capacity = int(rate * (warm + 2 * timeout + tail + 60)) + 10
+    connect_timeout = float(p.get("connect_timeout", 900.0))
     pub = await _publisher(flavor, url, DEFAULT_SECRET)
     crowd = Crowd(flavor, url, clients, int(p["workers"]), int(p.get("in_flight", 100)), env)
     stop = asyncio.Event()
@@ -479,7 +481,7 @@ async def crowd_storm(flavor: str, url: str, p: dict[str, Any], env: dict[str, s
     try:
         await crowd.start(DEFAULT_SECRET)
         joined = await crowd.all(
-            {"cmd": "connect", "channel": "storm", "storm": True, "capacity": capacity}, 300
+            {"cmd": "connect", "channel": "storm", "storm": True, "capacity": capacity}, connect_timeout
         )
         pub_task = asyncio.create_task(publish())
         await asyncio.sleep(warm)
