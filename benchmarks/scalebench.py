@@ -251,13 +251,16 @@ class WorkerGroup:
 def _measure_workers(workers: int, p: dict[str, Any], ctx: RunContext, redis_url: str) -> dict[str, Any]:
     group = WorkerGroup(workers, redis_url, ctx.uvloop)
     try:
+        # Sockets a worker holds beyond those it had before the load generator started (its
+        # listening socket, Redis connections): peaks show how the kernel spread the clients.
+        base = {pid: _socket_fds(pid) for pid in group.pids}
         spread = {pid: 0 for pid in group.pids}
         done = threading.Event()
 
-        def sample() -> None:  # peak sockets per worker: how the kernel spread the connections
-            while not done.wait(0.2):
+        def sample() -> None:
+            while not done.wait(0.1):
                 for pid in group.pids:
-                    spread[pid] = max(spread[pid], _socket_fds(pid))
+                    spread[pid] = max(spread[pid], _socket_fds(pid) - base[pid])
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -277,7 +280,7 @@ def _measure_workers(workers: int, p: dict[str, Any], ctx: RunContext, redis_url
             done.set()
             sampler.join(5)
         result["workers"] = workers
-        result["peak_sockets_per_worker"] = sorted(spread.values())
+        result["peak_new_sockets_per_worker"] = sorted(spread.values())
         return result
     finally:
         group.stop()
