@@ -1,7 +1,15 @@
-// Inspector: a compact table of the connection snapshot and a scrolling monospace event log
-// with a client-side type filter and a pause button (freezes the log view, not the data).
+// Inspector: a compact table of the connection snapshot, small live charts (RTT, frames in and
+// out per second, outbound queue) over the last minute, and a scrolling monospace event log with
+// a client-side type filter and a pause button (freezes the log view, not the data).
+//
+// The charts draw the columns the kernel sends with its snapshot ticks: `history` (the whole
+// ring, now and then) and `tail` (the points since), merged by lib/sparkline.js. Each card draws
+// an SVG sparkline at once; where a 2D canvas exists (a browser, not jsdom) lib/sparkline_uplot.js
+// is loaded lazily and each card gets a small uPlot chart with a hover cursor, as in the
+// GatewayMonitor.
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
 import { setStateBadge, stateBadge } from "./lib/badge.js";
+import { mergeHistory, sparklinePath } from "./lib/sparkline.js";
 import { formatClockMs, formatCount, formatRtt } from "./lib/time.js";
 import { dict, list, num, str } from "./lib/traits.js";
 import { widgetRender } from "./lib/widget.js";
@@ -30,9 +38,81 @@ const CSS = `
 .rtw-inspector .rtw-dir-local .rtw-ev-dir { color: var(--jp-ui-font-color2, #777); }
 .rtw-inspector .rtw-ev-type { font-weight: 600; }
 .rtw-inspector .rtw-ev-time { color: var(--jp-ui-font-color2, #777); }
+.rtw-inspector .rtw-insp-charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 8px; }
+.rtw-inspector .rtw-insp-chart {
+  border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 4px 6px; margin: 0;
+  background: var(--jp-layout-color1, transparent);
+}
+.rtw-inspector .rtw-insp-chart-head { display: flex; justify-content: space-between; gap: 6px; font-size: 0.85em; }
+.rtw-inspector .rtw-insp-chart-title { color: var(--jp-ui-font-color2, #777); }
+.rtw-inspector .rtw-insp-chart-value { font-weight: 600; font-variant-numeric: tabular-nums; }
+.rtw-inspector .rtw-insp-chart svg { display: block; width: 100%; height: 32px; }
+.rtw-inspector .rtw-insp-plot { min-height: 32px; }
+.rtw-inspector .rtw-insp-plot:empty { display: none; }
+.rtw-inspector .rtw-insp-line {
+  fill: none; stroke: var(--jp-brand-color1, #1976d2); stroke-width: 1.5; vector-effect: non-scaling-stroke;
+}
 `;
 
 const DIR_GLYPH = { in: "←", out: "→", local: "·" };
+
+/** The charts: [column in `history`, title, unit]. */
+export const CHARTS = [
+  ["rtt_ms", "RTT", "ms"],
+  ["in_rate", "frames in", "/s"],
+  ["out_rate", "frames out", "/s"],
+  ["queue_size", "outbound queue", ""],
+];
+const CHART_HEIGHT = 32;
+
+/** A chart value with its unit ("3.2 ms", "12/s", "0"); "–" when unknown (pure). */
+export function formatChartValue(value, unit) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  if (unit === "ms") return formatRtt(value);
+  return unit === "/s" ? `${formatCount(value)}/s` : formatCount(value);
+}
+
+/** The newest known value of a column (pure): the last finite number, else null. */
+export function newestValue(values) {
+  const vs = list(values);
+  for (let i = vs.length - 1; i >= 0; i--) if (typeof vs[i] === "number" && Number.isFinite(vs[i])) return vs[i];
+  return null;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function chartCard([key, title, unit]) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 -3 100 36"); // the path spans y 0..30; the margin shows edge lines
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("class", "rtw-insp-line");
+  svg.append(path);
+  const value = h("span", { class: "rtw-insp-chart-value" });
+  const plotEl = h("div", { class: "rtw-insp-plot" });
+  const card = h(
+    "figure",
+    { class: "rtw-insp-chart", dataset: { series: key } },
+    h("figcaption", { class: "rtw-insp-chart-head" }, h("span", { class: "rtw-insp-chart-title", text: title }), value),
+    svg,
+    plotEl,
+  );
+  return { key, unit, card, svg, path, value, plotEl, plot: null, hover: null, newest: null };
+}
+
+/** A 2D canvas context can be made here (not in jsdom without a canvas package). */
+function canDraw() {
+  try {
+    return document.createElement("canvas").getContext("2d") !== null;
+  } catch {
+    return false;
+  }
+}
+
+function lineColor(card) {
+  return getComputedStyle(card).getPropertyValue("--jp-brand-color1").trim() || "#1976d2";
+}
 
 /** [label, value] rows of the snapshot table (pure; exported for tests). */
 export function snapshotRows(snapshot) {
@@ -87,6 +167,7 @@ function build({ model, scope }) {
   const pause = h("button", { type: "button", class: "rtw-insp-pause", "aria-pressed": "false", text: "Pause" });
   const status = h("span", { class: "rtw-insp-status rtw-muted", "aria-live": "polite" });
   const log = h("ol", { class: "rtw-insp-log", role: "log", "aria-label": "Events", tabindex: "0" });
+  const charts = CHARTS.map(chartCard);
   const root = h(
     "div",
     { class: "rtw-widget rtw-inspector" },
@@ -97,6 +178,7 @@ function build({ model, scope }) {
       h("table", { class: "rtw-insp-snapshot", "aria-label": "Connection snapshot" }, snapBody),
       chanTable,
     ),
+    h("div", { class: "rtw-insp-charts", role: "group", "aria-label": "Charts of the last minute" }, ...charts.map((c) => c.card)),
     h("div", { class: "rtw-row" }, filter, pause, status),
     log,
   );
@@ -161,7 +243,62 @@ function build({ model, scope }) {
     setText(status, paused ? `paused${missed > 0 ? ` · ${missed} update${missed === 1 ? "" : "s"} held` : ""}` : "");
   }
 
+  function renderCharts() {
+    const window = num(model.get("chart_window"), 60);
+    const points = mergeHistory(model.get("history"), model.get("tail"), window);
+    for (const c of charts) {
+      if (c.plot !== null) c.plot.show(list(points.t), list(points[c.key]), window);
+      else setAttr(c.path, "d", sparklinePath(points.t, points[c.key], window) || null);
+      c.newest = newestValue(points[c.key]);
+      renderValue(c);
+    }
+    root.dataset.points = String(points.t.length);
+  }
+
+  /** The card's header: the hovered point's value and time, else the newest value. */
+  function renderValue(c) {
+    if (c.hover !== null) setText(c.value, `${formatChartValue(c.hover.v, c.unit)} at ${formatClockMs(c.hover.t * 1000).slice(0, 8)}`);
+    else setText(c.value, formatChartValue(c.newest, c.unit));
+  }
+
+  function loadCharts() {
+    if (!canDraw()) return; // jsdom: the SVG sparklines stay
+    import("./lib/sparkline_uplot.js")
+      .then(({ createSparkline }) => {
+        if (scope.disposed) return;
+        for (const c of charts) {
+          c.plot = createSparkline(c.plotEl, {
+            height: CHART_HEIGHT,
+            color: () => lineColor(c.card),
+            onHover: (t, v) => {
+              c.hover = t === null ? null : { t, v };
+              renderValue(c);
+            },
+          });
+          c.svg.style.display = "none";
+        }
+        scope.add(() => {
+          for (const c of charts) c.plot?.destroy();
+        });
+        if (typeof ResizeObserver === "function") {
+          const observer = new ResizeObserver(() => {
+            for (const c of charts) c.plot?.resize(c.card.clientWidth - 12);
+          });
+          for (const c of charts) observer.observe(c.card);
+          scope.add(() => observer.disconnect());
+        }
+        root.dataset.charts = "uplot";
+        renderCharts();
+      })
+      .catch((err) => {
+        console.error("rtwidgets: Inspector could not load its charts", err);
+      });
+  }
+
   scope.onModel("change:snapshot", renderSnapshot);
+  scope.onModel("change:history", renderCharts);
+  scope.onModel("change:tail", renderCharts);
+  scope.onModel("change:chart_window", renderCharts);
   scope.onModel("change:events", () => {
     if (paused) {
       missed += 1;
@@ -178,9 +315,12 @@ function build({ model, scope }) {
     renderStatus();
   });
 
+  root.dataset.charts = "svg";
   renderSnapshot();
+  renderCharts();
   renderLog();
   renderStatus();
+  loadCharts();
   return root;
 }
 

@@ -303,7 +303,7 @@ class MonitorHistory:
         only its ``last`` points when given."""
         points = list(self._points)
         if last is not None:
-            points = points[len(points) - last :] if last > 0 else []
+            points = points[max(0, len(points) - last) :] if last > 0 else []
         return {name: [p.get(name) for p in points] for name in ("t", *SERIES)}
 
     def current(self) -> dict[str, Any]:

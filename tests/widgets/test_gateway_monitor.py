@@ -227,6 +227,7 @@ def test_history_is_bounded_and_time_moves_forward() -> None:
     cols = hist.columns()
     assert cols["t"] == [115.0, 116.0, 117.0, 118.0, 119.0]
     assert cols["publish_rate"] == [10.0] * 5
+    assert hist.columns(last=8)["t"] == cols["t"]  # more than it holds (a long tail): all of it
     with pytest.raises(ValueError, match="forward in time"):
         hist.add(_sample(), now=19.0, wall=200.0)
     with pytest.raises(ValueError, match=">= 2"):
