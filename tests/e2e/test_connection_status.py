@@ -3,6 +3,7 @@ connected again after; the Disconnect and Reconnect buttons work."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import expect
@@ -25,6 +26,15 @@ def test_connection_status_shows_reconnecting_then_connected(
     expect(status.locator(".rtw-cs-disconnect")).to_be_enabled()
     inspector = alice.widget("inspector")
     expect(inspector).to_have_attribute("data-state", "connected")
+    # Its live charts (RTT, frames in/out, outbound queue) are small uPlot canvases, fed by the
+    # snapshot ticks: points arrive while the page is open.
+    expect(inspector).to_have_attribute("data-charts", "uplot")
+    expect(inspector.locator(".rtw-insp-chart canvas")).to_have_count(4)
+    for chart in inspector.locator(".rtw-insp-chart").all():
+        expect(chart.locator("canvas")).to_be_visible()
+    expect(inspector).to_have_attribute("data-points", re.compile(r"^([3-9]|\d{2,})$"))
+    queue = inspector.locator('.rtw-insp-chart[data-series="queue_size"] .rtw-insp-chart-value')
+    expect(queue).to_have_text("0")  # nothing waiting to be sent
     copy_to_docs(alice.screenshot(test_name, "connection_status-connected", status), "connection_status.png")
 
     # The network goes away: open sockets are reset and new ones refused.
