@@ -328,8 +328,11 @@ async def scenario_throughput(ctx: Context) -> dict[str, Any]:
     peers = [ctx.peer(i, sink) for i in range(subscribers)]
     connect_rate = await connect_all(peers)
     stride = channels // per_client if per_client > 1 else 0
+    # subscribe_concurrency: subscribes in flight (B13 keeps it under the Redis broker's pool).
     await subscribe_all(
-        peers, lambda q: [f"ch{(q.index + k * stride) % channels}" for k in range(per_client)]
+        peers,
+        lambda q: [f"ch{(q.index + k * stride) % channels}" for k in range(per_client)],
+        int(p.get("subscribe_concurrency", 200)),
     )
     publisher = ctx.peer(-1, sink, ctx.urls[0])
     await publisher.connect()

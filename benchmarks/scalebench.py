@@ -270,7 +270,10 @@ def _measure_workers(workers: int, p: dict[str, Any], ctx: RunContext, redis_url
             "urls": [group.url],  # one port: the kernel picks the worker per connection
             "server_pids": group.pids,
             "secret": DEFAULT_SECRET,
-            "params": {k: v for k, v in p.items() if k != "rounds"},
+            # 50 subscribes in flight, not B2's 200: the gateway's Redis broker runs each on a
+            # pooled redis-py connection, and that pool's default cap (100 in redis-py 8) answers
+            # a burst beyond it with "Too many connections" -> the subscribe gets 'unavailable'.
+            "params": {"subscribe_concurrency": 50, **{k: v for k, v in p.items() if k != "rounds"}},
         }
         try:
             result = run_loadgen(spec)
