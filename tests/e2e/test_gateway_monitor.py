@@ -19,6 +19,9 @@ DARK = "JupyterLab Dark"
 LIGHT = "JupyterLab Light"
 _SET_THEME = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
 
+# An uptime as the table shows it (formatDuration): "12.5 s", "4 min 05 s", "3 h 07 min", "2 d 05 h".
+UPTIME = re.compile(r"^(\d+(\.\d)? s|\d+ min \d\d s|\d+ h \d\d min|\d+ d \d\d h)$")
+
 
 def _monitors(remote_url: str, dead_port: int) -> str:
     return (
@@ -68,6 +71,8 @@ def test_gateway_monitor_renders_remote_embedded_and_unreachable(
     expect(current.locator('tr[data-key="messages_published"] td')).to_have_text(
         re.compile(r"^([2-9]\d|\d{3,})$")  # the 20 publishes from the kernel (and other tests')
     )
+    # Its uptime, from the rtwidgets_gateway_start_time_seconds it exports, as a duration.
+    expect(current.locator('tr[data-key="uptime"] td')).to_have_text(UPTIME)
     expect(remote.locator(".rtw-gm-error")).to_be_hidden()
     expect(remote.locator(".rtw-gm-chart")).to_have_count(8)
     # In a browser each card is a small uPlot chart; hovering one shows a point's value and time.
@@ -79,10 +84,10 @@ def test_gateway_monitor_renders_remote_embedded_and_unreachable(
     alice.page.mouse.move(0, 0)
     expect(card.locator(".rtw-gm-chart-value")).to_have_text(re.compile(r"^\d+$"))
 
-    # The embedded gateway, read with stats(): its uptime is known.
+    # The embedded gateway, read with stats(): its uptime is known too.
     expect(embedded).to_have_attribute("data-status", "ok")
     expect(embedded.locator(".rtw-gm-source")).to_have_text(re.compile(r"^embedded gateway ws://127\.0\.0\.1:\d+$"))
-    expect(embedded.locator('.rtw-gm-current tr[data-key="uptime"] td')).to_have_text(re.compile(r" s$"))
+    expect(embedded.locator('.rtw-gm-current tr[data-key="uptime"] td')).to_have_text(UPTIME)
 
     # Nobody listens there: a clear error, shown, and retried.
     expect(dead).to_have_attribute("data-status", "error")
