@@ -75,28 +75,27 @@ def percentiles(values: list[int], points: Iterable[float] = (50, 99)) -> dict[s
 def redis_publish_calls(port: int) -> int:
     """``cmdstat_publish`` + ``cmdstat_spublish`` calls of the redis-server on ``port`` (counts
     them from Lua too; SPUBLISH is the Redis Cluster broker's sharded publish)."""
-    return redis_command_calls(port)[0]
+    calls = redis_command_calls([port])
+    return calls.get("publish", 0) + calls.get("spublish", 0)
 
 
-def redis_command_calls(port: int) -> tuple[int, int]:
-    """``(publish calls, all command calls but INFO)`` of the redis-server on ``port``."""
+def redis_command_calls(ports: list[int]) -> dict[str, int]:
+    """Calls per command (``INFO commandstats``, summed over ``ports``; INFO itself left out).
+    Redis counts the commands a Lua script calls as well as the EVALSHA that ran it."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    publish = sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_publish", "cmdstat_spublish"))
-    total = sum(
-        int(v.get("calls", 0)) for k, v in stats.items() if k != "cmdstat_info" and isinstance(v, dict)
-    )
-    return publish, total
-
-
-def _redis_calls(ports: list[int]) -> tuple[int, int]:
-    counts = [redis_command_calls(port) for port in ports]
-    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+    out: dict[str, int] = {}
+    for port in ports:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        for key, value in stats.items():
+            name = key.removeprefix("cmdstat_")
+            if name != "info" and isinstance(value, dict):
+                out[name] = out.get(name, 0) + int(value.get("calls", 0))
+    return out
 
 
 # ---------------------------------------------------------------------------- sinks
@@ -430,7 +429,7 @@ async def _latency_phase(
     redis_ports: list[int] = ctx.spec.get("redis_ports") or (
         [ctx.spec["redis_port"]] if ctx.spec.get("redis_port") else []
     )
-    calls_before = _redis_calls(redis_ports) if redis_ports else None
+    calls_before = redis_command_calls(redis_ports) if redis_ports else None
     loop = asyncio.get_running_loop()
     rss_samples: list[int] = []
     rss_start = ctx.rss()
@@ -456,11 +455,14 @@ async def _latency_phase(
     cpu1 = ctx.server_cpu()
     rss_end = ctx.rss()
     rss_samples.append(rss_end)
-    publishes = commands = None
+    publishes = None
+    per_command: dict[str, int] = {}
     if calls_before is not None:
         await asyncio.sleep(0.2)
-        calls_after = _redis_calls(redis_ports)
-        publishes, commands = calls_after[0] - calls_before[0], calls_after[1] - calls_before[1]
+        calls_after = redis_command_calls(redis_ports)
+        deltas = {k: v - calls_before.get(k, 0) for k, v in sorted(calls_after.items())}
+        per_command = {k: v for k, v in deltas.items() if v}
+        publishes = per_command.get("publish", 0) + per_command.get("spublish", 0)
     slow_closed = sum(1 for peer in peers if peer.slow and peer.ws.closed.done())
     result: dict[str, Any] = {
         "subscribers": subscribers,
@@ -485,7 +487,9 @@ async def _latency_phase(
     if publishes is not None:
         result["redis_publish_commands"] = publishes
         result["redis_publish_per_message"] = publishes / count
-        result["redis_commands_per_message"] = (commands or 0) / count  # every command but INFO
+        # Every command but INFO, those run inside Lua scripts included (not round trips).
+        result["redis_commands_per_message"] = sum(per_command.values()) / count
+        result["redis_commands_by_name"] = per_command
     return result
 
 
