@@ -208,14 +208,21 @@ class Worker:
         final = int(cmd["final"])
         peers = self.peers
         await wait_until(lambda: all(q.state.max_seq >= final for q in peers), 3.0, 0.01)
-        gaps = peers_with_gaps = dups = 0
+        gaps = peers_with_gaps = dups = back_gaps = 0
         for q in peers:
             st = q.state
             missing = (final + 1) - sum(st.seen[: final + 1])
             gaps += missing
             peers_with_gaps += missing > 0
             dups += st.dups
-        return {"gaps": gaps, "peers_with_gaps": peers_with_gaps, "duplicates": dups, "errors": self.errors()}
+            back_gaps += missing if st.target is not None else 0  # clients that did come back
+        return {
+            "gaps": gaps,
+            "peers_with_gaps": peers_with_gaps,
+            "reconnected_gaps": back_gaps,
+            "duplicates": dups,
+            "errors": self.errors(),
+        }
 
     def errors(self) -> list[str]:
         out: list[str] = []
@@ -510,6 +517,7 @@ async def crowd_storm(flavor: str, url: str, p: dict[str, Any], env: dict[str, s
             "time_to_all_live_s": (max(live) - drop_ns) / 1e9 if None not in live else None,
             "gaps": sum(e["gaps"] for e in ends),
             "peers_with_gaps": sum(e["peers_with_gaps"] for e in ends),
+            "gaps_of_reconnected_clients": sum(e["reconnected_gaps"] for e in ends),
             "duplicates": sum(e["duplicates"] for e in ends),
             "reconnect_errors": [x for s in storms for x in s["reconnect_errors"]][:5],
             "errors": [x for e in ends for x in e["errors"]][:5] + pub.errors[:5],

@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("rtwidgets", "raw", "socketio", "floor")
-ROWS = "B2,B4,B6,B8,B9"  # floor: the syscall floor (benchmarks/floor.py)
+ROWS = "B2,B4,B6,B8,B9,B10,B11"  # floor: the syscall floor (benchmarks/floor.py)
+CROWD_SERVERS = ("rtwidgets", "raw")  # B10/B11 (benchmarks/crowdbench.py) have these columns only
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
 def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None:
     _, doc = quick_run
     assert doc["quick"] is True
-    assert list(doc["rows"]) == ["B2", "B4", "B6", "B8", "B9"]
+    assert list(doc["rows"]) == ["B2", "B4", "B6", "B8", "B9", "B10", "B11"]
     b2 = doc["rows"]["B2"]["metrics"]
     for server in SERVERS:
         assert b2["deliveries_per_s"][server] > 0
@@ -80,6 +81,35 @@ def test_rows_and_metrics_are_measured_on_every_server(quick_run: tuple) -> None
     assert b9["metrics"]["wire_publishes"]["rtwidgets"] > 0
     assert b9["metrics"]["staleness_p99"]["rtwidgets"] >= b9["metrics"]["staleness_p50"]["rtwidgets"] >= 0
     assert b9["metrics"]["cpu_per_change"]["rtwidgets"] > 0 and b9["metrics"]["cpu_per_change"]["raw"] > 0
+    _check_crowd_rows(doc)
+
+
+def _check_crowd_rows(doc: dict) -> None:
+    """B10/B11: every client of the crowd subscribed, got every message, came back (no speeds)."""
+    size = doc["sizes"]["B10"]["connections"]
+    b10 = doc["rows"]["B10"]
+    assert set(b10["details"]) == set(CROWD_SERVERS)
+    for server in CROWD_SERVERS:
+        detail = b10["details"][server]
+        assert detail["connections"] == size and detail["workers"] == doc["sizes"]["B10"]["workers"]
+        assert detail["complete"] is True and detail["errors"] == []
+        # Warm-up and measured messages, each delivered once to every client.
+        assert detail["received_deliveries"] == size * (detail["messages"] + doc["sizes"]["B10"]["warmup"])
+        for metric in ("connect_rate", "deliveries_per_s", "server_cpu_per_delivery"):
+            assert b10["metrics"][metric][server] > 0
+        assert b10["metrics"]["rss_per_connection"][server] is not None
+    assert b10["metrics"]["deliveries_per_s"]["rtwidgets_vs_raw"] > 0
+    b11 = doc["rows"]["B11"]
+    assert set(b11["details"]) == set(CROWD_SERVERS)
+    for server in CROWD_SERVERS:
+        detail = b11["details"][server]
+        assert detail["subscribers"] == detail["reconnected"] == doc["sizes"]["B11"]["connections"]
+        assert detail["reconnect_errors"] == [] and detail["errors"] == []
+        assert detail["time_to_all_live_s"] > 0 and detail["messages"] > 0
+    # rtwidgets resumes from history: every client caught up, nothing missing or repeated.
+    rt = b11["details"]["rtwidgets"]
+    assert rt["all_caught_up"] is True and rt["time_to_all_caught_up_s"] > 0
+    assert rt["gaps"] == 0 and rt["duplicates"] == 0
 
 
 @pytest.mark.timeout(210)
