@@ -71,7 +71,10 @@ def _cluster() -> Iterator[Any]:
             raise BenchError(f"B12 needs {exe} on PATH (Debian: apt-get install redis-server)")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests._support.redis_cluster import RedisClusterProcesses
+    try:
+        from tests._support.redis_cluster import RedisClusterProcesses
+    except ImportError as exc:  # e.g. pytest (imported by the helper) is not installed
+        raise BenchError(f"B12 needs tests/_support/redis_cluster.py and its imports: {exc}") from None
 
     with tempfile.TemporaryDirectory(prefix="rtw-bench-cluster-") as workdir:
         cluster = RedisClusterProcesses(Path(workdir))
