@@ -40,6 +40,9 @@ __all__ = ["CONNECTION_ERRORS", "RedisBrokerBase"]
 log = logging.getLogger("rtwidgets.gateway.brokers.redis")
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+# Connections of the command pool (redis-py's default size). Commands beyond it wait for a free
+# one (a blocking pool, bounded by command_timeout) instead of failing.
+POOL_CONNECTIONS = 100
 # Worth one more try for an idempotent read: the socket broke (e.g. a pooled connection
 # that died with a restarted server). Timeouts are not retried: Redis may be hung, and a
 # retry would double the wait before the client hears ``unavailable``.
@@ -107,13 +110,19 @@ class RedisBrokerBase(Broker):
         # returns the un-awaited coroutine from its loop, so it silently never retries.
         # ``retries=0`` also catches nothing, so redis-py never reconnects inside a failed call.
         errors: tuple[type[RedisError], ...] = (RedisConnectionError,) if retries else ()
-        return aioredis.Redis.from_url(
+        # A blocking pool: with every pooled connection busy (a reconnect storm re-subscribes
+        # hundreds of clients at once) a command waits up to command_timeout for one, where
+        # redis-py's default pool fails it at once ("Too many connections").
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=self.command_timeout,
             decode_responses=True,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), retries, supported_errors=errors),
         )
+        return aioredis.Redis.from_pool(pool)
 
     @contextlib.asynccontextmanager
     async def _guard(self, what: str, commands: int = 1) -> AsyncIterator[None]:
