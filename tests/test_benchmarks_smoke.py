@@ -109,7 +109,7 @@ def _check_crowd_rows(doc: dict) -> None:
     # rtwidgets resumes from history: every client caught up, nothing missing or repeated.
     rt = b11["details"]["rtwidgets"]
     assert rt["all_caught_up"] is True and rt["time_to_all_caught_up_s"] > 0
-    assert rt["gaps"] == 0 and rt["duplicates"] == 0
+    assert rt["gaps"] == 0 and rt["duplicates"] == 0 and rt["gaps_of_reconnected_clients"] == 0
 
 
 @pytest.mark.timeout(210)
