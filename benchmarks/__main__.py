@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run benchmark rows and print the table")
     run.add_argument("--quick", action="store_true", help="tiny loads (a smoke test; figures mean nothing)")
-    run.add_argument("--rows", type=_rows, default=list(ALL_ROWS), help="comma list, default all: B1,...,B9")
+    run.add_argument("--rows", type=_rows, default=list(ALL_ROWS), help="comma list, default all: B1,...,B13")
     run.add_argument("--servers", type=_flavors, default=FLAVORS, help="comma list of rtwidgets,raw,socketio")
     run.add_argument("--json", type=Path, default=None, help="where to write the results JSON")
     run.add_argument("--uvloop", action="store_true", help="run every server under test on uvloop")
