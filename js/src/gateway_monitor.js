@@ -10,6 +10,7 @@
 import { h, setAttr, setText } from "./lib/dom.js";
 import { formatClockMs, formatCount } from "./lib/time.js";
 import { mergeHistory, sparklinePath } from "./lib/sparkline.js";
+import { mountSparklines } from "./lib/sparkline_mount.js";
 import { dict, list, num, str } from "./lib/traits.js";
 import { widgetRender } from "./lib/widget.js";
 
@@ -138,22 +139,6 @@ function chartCard([key, title, unit, tone]) {
   return { key, unit, tone, card, svg, path, value, plotEl, plot: null, hover: null };
 }
 
-/** A 2D canvas context can be made here (not in jsdom without a canvas package). */
-function canDraw() {
-  try {
-    return document.createElement("canvas").getContext("2d") !== null;
-  } catch {
-    return false;
-  }
-}
-
-/** The line colour of a card, from the JupyterLab theme (read at each redraw). */
-function lineColor(card, tone) {
-  const name = tone === "error" ? "--jp-error-color1" : "--jp-brand-color1";
-  const value = getComputedStyle(card).getPropertyValue(name).trim();
-  return value || (tone === "error" ? "#d32f2f" : "#1976d2");
-}
-
 function build({ model, scope }) {
   const badge = h("span", { class: "rtw-badge rtw-gm-status" });
   const source = h("span", { class: "rtw-gm-source rtw-muted" });
@@ -215,38 +200,7 @@ function build({ model, scope }) {
   }
 
   function loadCharts() {
-    if (!canDraw()) return; // jsdom: the SVG sparklines stay
-    import("./lib/sparkline_uplot.js")
-      .then(({ createSparkline }) => {
-        if (scope.disposed) return;
-        for (const c of charts) {
-          c.plot = createSparkline(c.plotEl, {
-            height: 36,
-            color: () => lineColor(c.card, c.tone),
-            onHover: (t, v) => {
-              c.hover = t === null ? null : { t, v };
-              renderValue(c);
-            },
-          });
-          c.svg.style.display = "none";
-        }
-        scope.add(() => {
-          for (const c of charts) c.plot?.destroy();
-        });
-        if (typeof ResizeObserver === "function") {
-          const observer = new ResizeObserver(() => {
-            for (const c of charts) c.plot?.resize(c.card.clientWidth - 12);
-          });
-          for (const c of charts) observer.observe(c.card);
-          scope.add(() => observer.disconnect());
-        }
-        root.dataset.charts = "uplot";
-        renderCharts();
-      })
-      .catch((err) => {
-        // The SVG sparklines keep working; say why the richer charts are missing.
-        console.error("rtwidgets: GatewayMonitor could not load its charts", err);
-      });
+    mountSparklines({ charts, root, scope, height: 36, name: "GatewayMonitor", renderValue, renderCharts });
   }
 
   function renderTables() {

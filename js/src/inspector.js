@@ -10,6 +10,7 @@
 import { h, isAtBottom, setAttr, setText } from "./lib/dom.js";
 import { setStateBadge, stateBadge } from "./lib/badge.js";
 import { mergeHistory, sparklinePath } from "./lib/sparkline.js";
+import { mountSparklines } from "./lib/sparkline_mount.js";
 import { formatClockMs, formatCount, formatRtt } from "./lib/time.js";
 import { dict, list, num, str } from "./lib/traits.js";
 import { widgetRender } from "./lib/widget.js";
@@ -99,19 +100,6 @@ function chartCard([key, title, unit]) {
     plotEl,
   );
   return { key, unit, card, svg, path, value, plotEl, plot: null, hover: null, newest: null };
-}
-
-/** A 2D canvas context can be made here (not in jsdom without a canvas package). */
-function canDraw() {
-  try {
-    return document.createElement("canvas").getContext("2d") !== null;
-  } catch {
-    return false;
-  }
-}
-
-function lineColor(card) {
-  return getComputedStyle(card).getPropertyValue("--jp-brand-color1").trim() || "#1976d2";
 }
 
 /** [label, value] rows of the snapshot table (pure; exported for tests). */
@@ -262,37 +250,7 @@ function build({ model, scope }) {
   }
 
   function loadCharts() {
-    if (!canDraw()) return; // jsdom: the SVG sparklines stay
-    import("./lib/sparkline_uplot.js")
-      .then(({ createSparkline }) => {
-        if (scope.disposed) return;
-        for (const c of charts) {
-          c.plot = createSparkline(c.plotEl, {
-            height: CHART_HEIGHT,
-            color: () => lineColor(c.card),
-            onHover: (t, v) => {
-              c.hover = t === null ? null : { t, v };
-              renderValue(c);
-            },
-          });
-          c.svg.style.display = "none";
-        }
-        scope.add(() => {
-          for (const c of charts) c.plot?.destroy();
-        });
-        if (typeof ResizeObserver === "function") {
-          const observer = new ResizeObserver(() => {
-            for (const c of charts) c.plot?.resize(c.card.clientWidth - 12);
-          });
-          for (const c of charts) observer.observe(c.card);
-          scope.add(() => observer.disconnect());
-        }
-        root.dataset.charts = "uplot";
-        renderCharts();
-      })
-      .catch((err) => {
-        console.error("rtwidgets: Inspector could not load its charts", err);
-      });
+    mountSparklines({ charts, root, scope, height: CHART_HEIGHT, name: "Inspector", renderValue, renderCharts });
   }
 
   scope.onModel("change:snapshot", renderSnapshot);
