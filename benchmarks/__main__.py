@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .runner import ALL_ROWS, FLAVORS, run_benchmarks
+from .runner import ALL_ROWS, FLAVORS, row_errors, run_benchmarks
 
 
 def _rows(text: str) -> list[str]:
@@ -46,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rows, quick=args.quick, uvloop=args.uvloop, flavors=args.servers, json_path=json_path
     )
     failed = [
-        f"{row}/{flavor}"
-        for row, data in doc["rows"].items()
-        for flavor, detail in data["details"].items()
-        if isinstance(detail, dict) and "error" in detail
+        f"{row}/{flavor}" for row, data in doc["rows"].items() for flavor in row_errors(data["details"])
     ]
     if failed:
         print(f"could not measure: {', '.join(failed)}", file=sys.stderr)

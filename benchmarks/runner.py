@@ -543,6 +543,16 @@ def row_b7(p: dict[str, Any], ctx: RunContext) -> RowResult:
     return res
 
 
+def row_errors(details: dict[str, Any]) -> dict[str, str]:
+    """What a row could not measure: ``{flavor: error}`` from its per-flavor details, and
+    ``{"row": error}`` when the whole row failed (e.g. B8's or B9's subprocess: its details
+    are then ``{"error": ...}`` instead of one dict per flavor)."""
+    errors = {f: str(d["error"]) for f, d in details.items() if isinstance(d, dict) and "error" in d}
+    if isinstance(details.get("error"), str):
+        errors["row"] = details["error"]
+    return errors
+
+
 def row_b8(p: dict[str, Any], ctx: RunContext) -> RowResult:
     cmd = [sys.executable, "-m", "benchmarks.widgetbench", "--json"]
     cmd += ["--widgets", str(p["widgets"]), "--rate", str(p["rate"]), "--duration", str(p["duration"])]
@@ -874,8 +884,7 @@ def run_benchmarks(
         result = ROW_FUNCS[row](sizes[row], ctx)
         result.loadavg = tuple(round(x, 2) for x in load)  # type: ignore[assignment]
         result.seconds = time.monotonic() - t0
-        errors = {f: d["error"] for f, d in result.details.items() if isinstance(d, dict) and "error" in d}
-        for flavor, err in errors.items():
+        for flavor, err in row_errors(result.details).items():
             log(f"    {flavor}: ERROR {err[:2000]}")
         results.append(result)
         log(f"    done in {result.seconds:.1f} s: {json.dumps({m.name: m.values for m in result.metrics})}")

@@ -203,3 +203,23 @@ def test_workers_row_runs_one_and_two_cli_workers(scale_run: dict) -> None:
     metrics = b13["metrics"]
     for name in ("deliveries_per_s_1_worker", "deliveries_per_s_2_workers", "speedup_2_vs_1"):
         assert metrics[name]["rtwidgets"] > 0
+
+
+def test_a_row_that_failed_as_a_whole_makes_the_command_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B8 reports a failed subprocess as ``details = {"error": ...}`` (no per-server dicts): the
+    command must still exit 1 and name it, not report success."""
+    import benchmarks.__main__ as cli
+    from benchmarks.runner import row_errors
+
+    failed = "widget benchmark failed (exit 1)"
+    assert row_errors({"error": failed}) == {"row": failed}
+    assert row_errors({"raw": {"error": "boom"}, "rtwidgets": {"x": 1}}) == {"raw": "boom"}
+    assert row_errors({"rtwidgets": {"x": 1}}) == {}
+
+    def fake_run(rows: list[str], **_: object) -> dict:
+        return {"rows": {"B8": {"details": {"error": "widget benchmark failed (exit 1)"}}}}
+
+    monkeypatch.setattr(cli, "run_benchmarks", fake_run)
+    assert cli.main(["run", "--rows", "B8", "--quick"]) == 1
+    monkeypatch.setattr(cli, "run_benchmarks", lambda rows, **_: {"rows": {"B8": {"details": {}}}})
+    assert cli.main(["run", "--rows", "B8", "--quick"]) == 0
