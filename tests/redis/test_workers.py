@@ -72,6 +72,8 @@ async def test_two_workers_share_the_port_and_their_clients_chat(
             await b_ch.wait_for(lambda c: len(c.messages) == 1, T)
             await b_ch.publish({"from": "bob", "text": "hi alice"})
             await a_ch.wait_for(lambda c: len(c.messages) == 2, T)
+            # Bob's own message comes back to him through Redis too: wait for it as well.
+            await b_ch.wait_for(lambda c: len(c.messages) == 2, T)
             assert (
                 data_of(a_ch)
                 == data_of(b_ch)
